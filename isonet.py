@@ -1,0 +1,330 @@
+"""ISONet: the network and everything that turns an image into ISO maps.
+
+The network, its layer names and its input convention (3x64x64 RGB in [0, 1]) are those of
+Zeng et al., "ISONet: ISO Setting Estimation Based on Convolutional Neural Network and Its
+Application in Image Forensics" (IWDW 2020), so the authors' published weights load unchanged.
+The network regresses the ISO metric log2(ISO / 100) of a 64x64 patch.
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import cv2
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+PATCH = 64
+# Both max-pools halve the resolution, so fully convolutional outputs lie on a 4-pixel grid.
+DENSE_STEP = 4
+FULL_STOPS = tuple(100 * 2**k for k in range(-2, 10))  # ISO 25 ... 51200
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp", ".ppm", ".pgm", ".pnm"}
+
+cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)  # decoders' own chatter would break our one-line errors
+
+
+class ISONetError(Exception):
+    """A problem with an input file; str() is one line naming the file."""
+
+
+# ---------------------------------------------------------------------------------------------
+# The network
+# ---------------------------------------------------------------------------------------------
+class ISONet(nn.Module):
+    """The published ISONet: 7 valid 3x3 convolutions, 2 max-pools, 3 linear layers."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 32, 3)
+        self.conv2 = nn.Conv2d(32, 64, 3)
+        self.conv3 = nn.Conv2d(64, 64, 3)
+        self.conv4 = nn.Conv2d(64, 64, 3)
+        self.conv5 = nn.Conv2d(64, 32, 3)
+        self.conv6 = nn.Conv2d(32, 16, 3)
+        self.conv7 = nn.Conv2d(16, 8, 3)
+        self.fc = nn.Linear(8 * 10 * 10, 64)
+        self.fc2 = nn.Linear(64, 8)
+        self.fc3 = nn.Linear(8, 1)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """Convolutional trunk: (N,3,H,W) -> (N,8,(H-4)/2-10)/2...) ; 64x64 gives 8x10x10."""
+        x = F.relu(self.conv2(F.relu(self.conv1(x))))
+        x = F.max_pool2d(x, 2)
+        for conv in (self.conv3, self.conv4, self.conv5, self.conv6, self.conv7):
+            x = F.relu(conv(x))
+        return F.max_pool2d(x, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(N,3,64,64) patches -> (N,1) ISO metrics. The paper has no activation between fcs."""
+        x = self.features(x).flatten(1)
+        return self.fc3(self.fc2(self.fc(x)))
+
+    def dense(self, x: torch.Tensor, step: int = 1) -> torch.Tensor:
+        """Fully convolutional forward: (N,3,H,W) -> (N,1,rows,cols).
+
+        Output [i, j] is the network on the 64x64 patch at input offset (4*step*i, 4*step*j):
+        the fc layers become a 10x10 convolution and two 1x1 convolutions, so overlapping
+        patches share the whole convolutional trunk.
+        """
+        fc = self.fc.weight.view(64, 8, 10, 10)
+        y = F.conv2d(self.features(x), fc, self.fc.bias, stride=step)
+        y = F.conv2d(y, self.fc2.weight[:, :, None, None], self.fc2.bias)
+        return F.conv2d(y, self.fc3.weight[:, :, None, None], self.fc3.bias)
+
+
+def strip_prefix(state: dict, prefix: str) -> dict:
+    """DataParallel/DDP checkpoints prefix every key with 'module.'."""
+    if state and all(k.startswith(prefix) for k in state):
+        return {k[len(prefix):]: v for k, v in state.items()}
+    return state
+
+
+def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> ISONet:
+    """Load weights from a bare state dict or a training checkpoint (weights under "net").
+
+    Raises ISONetError with one line naming the file and the first mismatching key.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ISONetError(f"{path}: no such model file")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # torch raises many types for a non-weights file
+        raise ISONetError(f"{path}: not a PyTorch weights file ({type(e).__name__})") from None
+    if isinstance(obj, dict) and isinstance(obj.get("net"), dict):
+        obj = obj["net"]
+    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise ISONetError(f"{path}: not a state dict of ISONet weights")
+    state = strip_prefix(dict(obj), "module.")
+    net = ISONet()
+    expected = net.state_dict()
+    for key, tensor in expected.items():
+        if key not in state:
+            raise ISONetError(f"{path}: not ISONet weights (missing key '{key}')")
+        if tuple(state[key].shape) != tuple(tensor.shape):
+            raise ISONetError(
+                f"{path}: not ISONet weights (key '{key}' has shape {tuple(state[key].shape)}, "
+                f"expected {tuple(tensor.shape)})")
+    extra = sorted(set(state) - set(expected))
+    if extra:
+        raise ISONetError(f"{path}: not ISONet weights (unexpected key '{extra[0]}')")
+    net.load_state_dict(state)
+    return net.to(device).eval()
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """'auto' picks CUDA when present; asking for CUDA without one is an error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ISONetError(f"--device {name}: CUDA is not available on this machine")
+    return torch.device(name)
+
+
+# ---------------------------------------------------------------------------------------------
+# ISO metric
+# ---------------------------------------------------------------------------------------------
+def iso_to_metric(iso: float | np.ndarray) -> float | np.ndarray:
+    """The paper's ISO metric log2(ISO / 100): ISO 100 -> 0, ISO 800 -> 3."""
+    return np.log2(np.asarray(iso, dtype=np.float64) / 100.0) if np.ndim(iso) else math.log2(iso / 100.0)
+
+
+def metric_to_iso(metric: float | np.ndarray) -> float | np.ndarray:
+    return 100.0 * np.power(2.0, metric) if np.ndim(metric) else 100.0 * 2.0 ** metric
+
+
+def nearest_full_stop(iso: float) -> int:
+    """The standard full-stop ISO (..., 100, 200, 400, ...) nearest in stops."""
+    return min(FULL_STOPS, key=lambda s: abs(math.log2(s) - math.log2(iso)))
+
+
+# ---------------------------------------------------------------------------------------------
+# Images
+# ---------------------------------------------------------------------------------------------
+@contextlib.contextmanager
+def _quiet_stderr() -> Iterator[None]:
+    """libjpeg/libpng write warnings straight to fd 2; we report one line of our own instead."""
+    saved = os.dup(2)
+    with open(os.devnull, "w") as null:
+        os.dup2(null.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+
+
+def read_image(path: str | os.PathLike) -> np.ndarray:
+    """Read an image as float32 RGB HxWx3 in [0, 1], as the paper feeds the network.
+
+    8-bit files are divided by 255 and 16-bit files by 65535; grayscale is replicated to three
+    channels and alpha is dropped. EXIF orientation is honoured (OpenCV's default), so the map
+    lines up with the picture as viewers show it.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ISONetError(f"{path}: no such file")
+    data = path.read_bytes()
+    if not data:
+        raise ISONetError(f"{path}: empty file")
+    if data[:2] == b"\xff\xd8" and b"\xff\xd9" not in data[-1024:]:
+        # libjpeg pads a truncated file with grey and only warns; that grey would look like ISO 0.
+        raise ISONetError(f"{path}: truncated JPEG (no end-of-image marker)")
+    with _quiet_stderr():
+        img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_ANYCOLOR | cv2.IMREAD_ANYDEPTH)
+    if img is None:
+        raise ISONetError(f"{path}: not a readable image (unknown format, truncated or corrupt)")
+    if img.dtype == np.uint8:
+        scale = 255.0
+    elif img.dtype == np.uint16:
+        scale = 65535.0
+    else:
+        raise ISONetError(f"{path}: unsupported sample type {img.dtype} (8- or 16-bit expected)")
+    if img.ndim == 2:
+        img = np.repeat(img[:, :, None], 3, axis=2)
+    else:
+        img = img[:, :, 2::-1]  # BGR(A) -> RGB, alpha dropped
+    h, w = img.shape[:2]
+    if h < PATCH or w < PATCH:
+        raise ISONetError(f"{path}: image is {w}x{h}, smaller than one {PATCH}x{PATCH} patch")
+    return img.astype(np.float32) / np.float32(scale)
+
+
+def read_exif_iso(path: str | os.PathLike) -> int | None:
+    """The ISO the camera wrote in EXIF (ISOSpeedRatings), or None. For comparison only."""
+    from PIL import Image  # Pillow reads EXIF; OpenCV does not expose it
+
+    try:
+        with Image.open(path) as im:
+            exif = im.getexif()
+            value = exif.get_ifd(0x8769).get(0x8827, exif.get(0x8827))
+    except Exception:
+        return None
+    if isinstance(value, (tuple, list)):
+        value = value[0] if value else None
+    try:
+        return int(value) if value else None
+    except (TypeError, ValueError):
+        return None
+
+
+def list_images(paths: list[str]) -> list[Path]:
+    """Expand files and folders (non-recursively, sorted) into image paths; files pass as given."""
+    out: list[Path] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            out.extend(sorted(f for f in p.iterdir() if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES))
+        else:
+            out.append(p)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# ISO maps
+# ---------------------------------------------------------------------------------------------
+def image_to_tensor(img: np.ndarray) -> torch.Tensor:
+    """HxWx3 float image -> 1x3xHxW tensor."""
+    return torch.from_numpy(np.ascontiguousarray(img.transpose(2, 0, 1)))[None]
+
+
+def grid_shape(height: int, width: int, stride: int) -> tuple[int, int]:
+    """Rows and columns of 64x64 patches at `stride` that fit inside the image."""
+    return (height - PATCH) // stride + 1, (width - PATCH) // stride + 1
+
+
+def image_to_patches(img: np.ndarray) -> np.ndarray:
+    """Non-overlapping 64x64 patches in row-major order: HxWx3 -> Nx3x64x64 (a view, no copy)."""
+    rows, cols = grid_shape(*img.shape[:2], PATCH)
+    blocks = img[: rows * PATCH, : cols * PATCH].reshape(rows, PATCH, cols, PATCH, 3)
+    return blocks.transpose(0, 2, 4, 1, 3).reshape(rows * cols, 3, PATCH, PATCH)
+
+
+@torch.inference_mode()
+def predict_patches(net: ISONet, patches: np.ndarray | torch.Tensor, batch_size: int = 256) -> np.ndarray:
+    """ISO metric of each Nx3x64x64 patch, evaluated `batch_size` at a time."""
+    device = next(net.parameters()).device
+    out = []
+    for start in range(0, len(patches), batch_size):
+        batch = torch.as_tensor(np.ascontiguousarray(patches[start:start + batch_size]))
+        batch = batch.to(device).contiguous(memory_format=torch.channels_last)
+        out.append(net(batch).flatten().float().cpu())
+    return torch.cat(out).numpy() if out else np.zeros(0, np.float32)
+
+
+@torch.inference_mode()
+def dense_map(net: ISONet, img: np.ndarray, stride: int, tile: int = 128) -> np.ndarray:
+    """ISO map of 64x64 patches every `stride` pixels (a multiple of 4), fully convolutionally.
+
+    The image is cut into tiles of `tile` x `tile` output positions (each reading
+    4*stride/4*(tile-1)+64 input pixels), so memory stays bounded for any image size.
+    """
+    if stride % DENSE_STEP or not 0 < stride:
+        raise ValueError(f"stride must be a positive multiple of {DENSE_STEP}, got {stride}")
+    step = stride // DENSE_STEP
+    device = next(net.parameters()).device
+    rows, cols = grid_shape(*img.shape[:2], stride)
+    out = np.empty((rows, cols), np.float32)
+    span = stride * (tile - 1) + PATCH  # input pixels that `tile` output positions read
+    for r0 in range(0, rows, tile):
+        for c0 in range(0, cols, tile):
+            y, x = r0 * stride, c0 * stride
+            crop = img[y:y + span, x:x + span]
+            t = image_to_tensor(crop).to(device).contiguous(memory_format=torch.channels_last)
+            block = net.dense(t, step)[0, 0].float().cpu().numpy()
+            out[r0:r0 + tile, c0:c0 + tile] = block[: rows - r0, : cols - c0]
+    return out
+
+
+@dataclass
+class IsoMap:
+    """A patch map and the paper's global estimate (median of the map)."""
+
+    map: np.ndarray  # rows x cols ISO metrics; [i, j] is the patch at (stride*i, stride*j)
+    stride: int
+
+    @property
+    def global_metric(self) -> float:
+        return float(np.median(self.map))
+
+    @property
+    def iqr(self) -> float:
+        q1, q3 = np.percentile(self.map, [25, 75])
+        return float(q3 - q1)
+
+    @property
+    def global_iso(self) -> float:
+        return float(metric_to_iso(self.global_metric))
+
+
+def iso_map(net: ISONet, img: np.ndarray, stride: int = PATCH, batch_size: int = 256) -> IsoMap:
+    """The ISO map of an HxWx3 image: batched patches at stride 64, fully convolutional below."""
+    if stride == PATCH:
+        rows, cols = grid_shape(*img.shape[:2], PATCH)
+        values = predict_patches(net, image_to_patches(img), batch_size)
+        return IsoMap(values.reshape(rows, cols), stride)
+    return IsoMap(dense_map(net, img, stride), stride)
+
+
+# ---------------------------------------------------------------------------------------------
+# Files
+# ---------------------------------------------------------------------------------------------
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary name beside `path`; rename it to `path` only if the block succeeds."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".part{path.suffix}", dir=path.parent)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
