@@ -7,13 +7,18 @@ The network regresses the ISO metric log2(ISO / 100) of a 64x64 patch.
 """
 from __future__ import annotations
 
+import argparse
 import contextlib
+import csv
+import json
 import math
 import os
+import sys
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, NoReturn
 
 import cv2
 import numpy as np
@@ -328,3 +333,148 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
+
+
+# ---------------------------------------------------------------------------------------------
+# Reports and figures
+# ---------------------------------------------------------------------------------------------
+def analyse_image(net: ISONet, path: str | os.PathLike, stride: int = PATCH, batch_size: int = 256) -> tuple[np.ndarray, IsoMap, dict]:
+    """Read one image and compute its map; returns the image, the map and the JSON record."""
+    start = time.perf_counter()
+    img = read_image(path)
+    result = iso_map(net, img, stride, batch_size)
+    rows, cols = result.map.shape
+    record = {
+        "file": str(path),
+        "width": img.shape[1],
+        "height": img.shape[0],
+        "patch_size": PATCH,
+        "stride": stride,
+        "rows": rows,
+        "cols": cols,
+        "map": np.round(result.map.astype(np.float64), 6).tolist(),
+        "global_iso_metric": result.global_metric,
+        "global_iso": result.global_iso,
+        "nearest_iso": nearest_full_stop(result.global_iso),
+        "iqr": result.iqr,
+        "exif_iso": read_exif_iso(path),
+        "seconds": time.perf_counter() - start,
+    }
+    return img, result, record
+
+
+def write_json(path: str | os.PathLike, obj: dict) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(obj))
+
+
+def write_csv(path: str | os.PathLike, rows: list[dict], columns: list[str]) -> None:
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
+        writer = csv.DictWriter(f, columns, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def _pyplot():
+    """matplotlib, headless unless a window was asked for (ISONET_SHOW=1 from --show)."""
+    import matplotlib
+
+    if os.environ.get("ISONET_SHOW") != "1":
+        matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _iso_colorbar(fig, mappable, ax) -> None:
+    """Colour bar in ISO metric, each tick also labelled with its ISO."""
+    bar = fig.colorbar(mappable, ax=ax, fraction=0.046, pad=0.04)
+    bar.solids.set_alpha(1)
+    low, high = mappable.get_clim()
+    ticks = [t for t in bar.get_ticks() if low <= t <= high]
+    bar.set_ticks(ticks)
+    bar.set_ticklabels([f"{t:g} (ISO {metric_to_iso(t):.0f})" for t in ticks])
+    bar.set_label("ISO metric log2(ISO/100)")
+
+
+def draw_map(ax, img: np.ndarray, result: IsoMap, vmin: float | None = None, vmax: float | None = None):
+    """The map over a dimmed copy of the image; each cell is centred on its patch."""
+    rows, cols = result.map.shape
+    left = PATCH / 2 - result.stride / 2
+    extent = (left, left + cols * result.stride, left + rows * result.stride, left)
+    ax.imshow(img * 0.5, extent=(0, img.shape[1], img.shape[0], 0))
+    shown = ax.imshow(result.map, extent=extent, cmap="inferno", alpha=0.6, vmin=vmin, vmax=vmax,
+                      interpolation="nearest")
+    ax.set_xlim(0, img.shape[1])
+    ax.set_ylim(img.shape[0], 0)
+    return shown
+
+
+def save_figure(fig, path: str | os.PathLike) -> None:
+    plt = _pyplot()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=100, bbox_inches="tight", format=Path(path).suffix[1:])
+    if os.environ.get("ISONET_SHOW") == "1":
+        plt.show()
+    plt.close(fig)
+
+
+def save_map_figure(img: np.ndarray, result: IsoMap, path: str | os.PathLike, title: str = "") -> None:
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(8, 8 * img.shape[0] / img.shape[1] + 0.5))
+    _iso_colorbar(fig, draw_map(ax, img, result), ax)
+    ax.set_title(title or f"global ISO metric {result.global_metric:.2f} (ISO {result.global_iso:.0f})")
+    save_figure(fig, path)
+
+
+def save_scatter_figure(result: IsoMap, path: str | os.PathLike, title: str = "") -> None:
+    """Patch index against ISO metric, as the paper's script plots it."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(8, 4))
+    values = result.map.ravel()
+    ax.scatter(np.arange(1, values.size + 1), values, s=8)
+    ax.axhline(result.global_metric, color="red", lw=1, label=f"median {result.global_metric:.2f}")
+    ax.set_xlabel("patch index (row-major)")
+    ax.set_ylabel("ISO metric")
+    ax.set_title(title)
+    ax.legend()
+    save_figure(fig, path)
+
+
+# ---------------------------------------------------------------------------------------------
+# Command-line plumbing shared by test_model.py, Fig4.py and Fig7.py
+# ---------------------------------------------------------------------------------------------
+def fail(message: str, code: int = 2) -> NoReturn:
+    """One line on stderr and a non-zero exit: no traceback for a user's mistake."""
+    print(f"{Path(sys.argv[0]).name}: error: {message}", file=sys.stderr)
+    sys.exit(code)
+
+
+def add_inference_args(parser: argparse.ArgumentParser, model_default: str, pic_help: str) -> None:
+    """The paper's flags (--model_path, --pic_path, --checkpoint) and ours."""
+    parser.add_argument("--model_path", default=model_default,
+                        help=f"ISONet weights: state dict or training checkpoint (default {model_default})")
+    parser.add_argument("--pic_path", nargs="+", help=pic_help)
+    parser.add_argument("--checkpoint", action="store_true",
+                        help="accepted for compatibility: checkpoints are detected automatically")
+    parser.add_argument("--out_dir", default="results", help="where outputs go (default results/)")
+    parser.add_argument("--stride", type=int, default=PATCH,
+                        help="patch step in pixels: 64 = the paper's non-overlapping map; "
+                             "a multiple of 4 below 64 gives a dense map (fully convolutional)")
+    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    parser.add_argument("--batch_size", type=int, default=256, help="patches per forward pass")
+    parser.add_argument("--show", action="store_true", help="also open the figures in windows")
+
+
+def setup_inference(args: argparse.Namespace) -> ISONet:
+    """Validate the shared arguments and load the model, or exit with one line."""
+    if not (0 < args.stride <= PATCH and args.stride % DENSE_STEP == 0):
+        fail(f"--stride {args.stride}: must be a multiple of {DENSE_STEP} between 4 and {PATCH}")
+    if args.batch_size < 1:
+        fail(f"--batch_size {args.batch_size}: must be at least 1")
+    if args.show:
+        os.environ["ISONET_SHOW"] = "1"
+    try:
+        return load_model(args.model_path, resolve_device(args.device))
+    except ISONetError as e:
+        fail(str(e))

@@ -1,0 +1,71 @@
+"""Estimate the ISO setting of images: a patch map per image and the global ISO (its median).
+
+    python test_model.py --model_path models/net_tif.pth --pic_path photo.tif more_photos/
+
+For each image, writes <stem>_iso_map.png, <stem>_scatter.png and <stem>.json to --out_dir,
+and summary.csv for the whole run. Exit code: 0 all images worked, 1 some failed, 2 bad arguments.
+"""
+import argparse
+import sys
+from pathlib import Path
+
+import isonet
+
+SUMMARY_COLUMNS = ["file", "width", "height", "stride", "rows", "cols", "global_iso_metric",
+                   "global_iso", "nearest_iso", "iqr", "exif_iso", "seconds", "error"]
+
+
+def unique_stem(path: Path, used: set[str]) -> str:
+    """Two inputs called a/x.png and b/x.png must not overwrite each other's outputs."""
+    stem, n = path.stem, 1
+    while stem in used:
+        n += 1
+        stem = f"{path.stem}_{n}"
+    used.add(stem)
+    return stem
+
+
+def describe(record: dict) -> str:
+    line = (f"{record['file']}: ISO metric {record['global_iso_metric']:.3f}, ISO {record['global_iso']:.0f} "
+            f"(nearest {record['nearest_iso']}), IQR {record['iqr']:.2f} stops")
+    if record["exif_iso"] is not None:
+        line += f", EXIF ISO {record['exif_iso']}"
+    return line
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    isonet.add_inference_args(parser, "models/net_tif.pth", "image files and/or folders of images")
+    args = parser.parse_args()
+    if not args.pic_path:
+        isonet.fail("no --pic_path given: pass image files or folders, e.g. "
+                    "--model_path models/net_tif.pth --pic_path photo.tif")
+    net = isonet.setup_inference(args)
+    images = isonet.list_images(args.pic_path)
+    if not images:
+        isonet.fail(f"no images found in {' '.join(args.pic_path)}")
+
+    out_dir, used, summary, failed = Path(args.out_dir), set(), [], 0
+    for path in images:
+        try:
+            img, result, record = isonet.analyse_image(net, path, args.stride, args.batch_size)
+            stem = unique_stem(path, used)
+            record["model"] = str(args.model_path)
+            isonet.write_json(out_dir / f"{stem}.json", record)
+            isonet.save_map_figure(img, result, out_dir / f"{stem}_iso_map.png", title=path.name)
+            isonet.save_scatter_figure(result, out_dir / f"{stem}_scatter.png", title=path.name)
+        except Exception as e:  # one bad file never stops the batch
+            message = str(e) if isinstance(e, isonet.ISONetError) else f"{path}: {type(e).__name__}: {e}"
+            print(f"error: {message}", file=sys.stderr)
+            summary.append({"file": str(path), "error": message})
+            failed += 1
+            continue
+        print(describe(record))
+        summary.append(record)
+    isonet.write_csv(out_dir / "summary.csv", summary, SUMMARY_COLUMNS)
+    print(f"{len(images) - failed} of {len(images)} images done; outputs in {out_dir}/")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
