@@ -419,11 +419,20 @@ def save_figure(fig, path: str | os.PathLike) -> None:
     plt.close(fig)
 
 
-def save_map_figure(img: np.ndarray, result: IsoMap, path: str | os.PathLike, title: str = "") -> None:
+def save_map_figure(img: np.ndarray, result: IsoMap, path: str | os.PathLike, title: str = "",
+                    side_by_side: bool = False) -> None:
+    """The ISO map over the dimmed image; with side_by_side, the plain image on its left."""
     plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(8, 8 * img.shape[0] / img.shape[1] + 0.5))
+    panels = 2 if side_by_side else 1
+    fig, axes = plt.subplots(1, panels, figsize=(8 * panels, 8 * img.shape[0] / img.shape[1] + 0.5),
+                             squeeze=False)
+    if side_by_side:
+        axes[0, 0].imshow(img)
+        axes[0, 0].set_title("image")
+    ax = axes[0, -1]
     _iso_colorbar(fig, draw_map(ax, img, result), ax)
-    ax.set_title(title or f"global ISO metric {result.global_metric:.2f} (ISO {result.global_iso:.0f})")
+    ax.set_title(f"ISO map: global metric {result.global_metric:.2f} (ISO {result.global_iso:.0f})")
+    fig.suptitle(title)
     save_figure(fig, path)
 
 
@@ -478,3 +487,13 @@ def setup_inference(args: argparse.Namespace) -> ISONet:
         return load_model(args.model_path, resolve_device(args.device))
     except ISONetError as e:
         fail(str(e))
+
+
+def single_pic_path(args: argparse.Namespace) -> Path:
+    """The figure scripts map one image."""
+    if not args.pic_path:
+        fail("no --pic_path given: pass the image to map, e.g. --model_path WEIGHTS.pth --pic_path IMAGE "
+             "(an embedded demo comes with the shipped models)")
+    if len(args.pic_path) > 1:
+        fail(f"--pic_path takes one image here, got {len(args.pic_path)} (test_model.py maps many)")
+    return Path(args.pic_path[0])
