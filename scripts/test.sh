@@ -1,0 +1,6 @@
+#!/usr/bin/env bash
+# The README's test command: installs what the project needs, then runs every test.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+python3 -m pip install -q -r requirements.txt
+python3 -m pytest -q tests "$@"

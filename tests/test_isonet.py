@@ -1,0 +1,218 @@
+"""The network, weights loading, image reading and the ISO maps."""
+import json
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import isonet
+from conftest import SHARED, needs_shared, noisy_image, write_rgb
+
+
+def one_patch_at_a_time(net: isonet.ISONet, img: np.ndarray, stride: int) -> np.ndarray:
+    """The published procedure: every patch cut out and evaluated alone."""
+    rows, cols = isonet.grid_shape(*img.shape[:2], stride)
+    out = np.empty((rows, cols), np.float32)
+    with torch.no_grad():
+        for i in range(rows):
+            for j in range(cols):
+                patch = img[i * stride:i * stride + 64, j * stride:j * stride + 64]
+                out[i, j] = net(isonet.image_to_tensor(patch)).item()
+    return out
+
+
+# ---- the published weights and maps ------------------------------------------------------------
+@needs_shared
+@pytest.mark.parametrize("weights", ["net_tif", "net_jpg"])
+def test_patch_map_matches_published_procedure(weights):
+    expected = json.loads((SHARED / "expected_maps.json").read_text())["two_noise_levels.png"][weights]
+    net = isonet.load_model(SHARED / "authors_weights" / f"{weights}.pth")
+    result = isonet.iso_map(net, isonet.read_image(SHARED / "two_noise_levels.png"), batch_size=7)
+    assert result.map.shape == np.array(expected["map"]).shape
+    assert np.abs(result.map - np.array(expected["map"])).max() <= 1e-4
+    assert abs(result.global_metric - expected["median"]) <= 1e-4
+
+
+@needs_shared
+def test_dense_map_of_published_weights_equals_patches_alone():
+    net = isonet.load_model(SHARED / "authors_weights" / "net_tif.pth")
+    img = isonet.read_image(SHARED / "two_noise_levels.png")[:140, :180]
+    dense = isonet.iso_map(net, img, stride=4).map
+    assert np.abs(dense - one_patch_at_a_time(net, img, 4)).max() <= 1e-4
+
+
+# ---- the network ---------------------------------------------------------------------------------
+def test_state_dict_keys_and_shapes_are_the_papers():
+    shapes = {k: tuple(v.shape) for k, v in isonet.ISONet().state_dict().items()}
+    assert shapes["conv1.weight"] == (32, 3, 3, 3)
+    assert shapes["conv2.weight"] == (64, 32, 3, 3)
+    assert shapes["conv7.weight"] == (8, 16, 3, 3)
+    assert shapes["fc.weight"] == (64, 800)
+    assert shapes["fc2.weight"] == (8, 64)
+    assert shapes["fc3.weight"] == (1, 8)
+    assert len(shapes) == 20
+
+
+@pytest.mark.parametrize("stride,tile", [(4, 128), (4, 5), (8, 3), (12, 4), (60, 2)])
+def test_dense_map_equals_each_patch_alone(random_net, stride, tile):
+    img = noisy_image(150, 203, 6).astype(np.float32) / 255
+    dense = isonet.dense_map(random_net, img, stride, tile=tile)
+    alone = one_patch_at_a_time(random_net, img, stride)
+    assert dense.shape == alone.shape == isonet.grid_shape(150, 203, stride)
+    assert alone.std() > 1e-3  # the random net does tell patches apart
+    assert np.abs(dense - alone).max() <= 1e-4
+
+
+def test_batched_map_equals_one_at_a_time_in_row_major_order(random_net):
+    img = noisy_image(200, 330, 8).astype(np.float32) / 255  # 3 x 5 patches, ragged edges dropped
+    alone = one_patch_at_a_time(random_net, img, 64)
+    for batch_size in (1, 4, 256):
+        result = isonet.iso_map(random_net, img, batch_size=batch_size)
+        assert result.map.shape == (3, 5)
+        assert np.abs(result.map - alone).max() <= 1e-5
+
+
+def test_image_to_patches_is_row_major():
+    img = np.random.default_rng(1).random((130, 200, 3), dtype=np.float32)
+    patches = isonet.image_to_patches(img)
+    assert patches.shape == (2 * 3, 3, 64, 64)
+    np.testing.assert_array_equal(patches[4], img[64:128, 64:128].transpose(2, 0, 1))
+
+
+def test_global_estimate_is_median_with_iqr():
+    result = isonet.IsoMap(np.array([[0.0, 1.0, 2.0], [3.0, 4.0, 10.0]]), 64)
+    assert result.global_metric == 2.5
+    assert result.iqr == pytest.approx(3.75 - 1.25)
+    assert result.global_iso == pytest.approx(100 * 2 ** 2.5)
+
+
+def test_rejects_stride_off_the_dense_grid(random_net):
+    with pytest.raises(ValueError):
+        isonet.dense_map(random_net, np.zeros((64, 64, 3), np.float32), 6)
+
+
+# ---- the ISO metric -----------------------------------------------------------------------------
+def test_iso_metric_conversions():
+    assert isonet.iso_to_metric(100) == 0
+    assert isonet.iso_to_metric(800) == 3
+    assert isonet.metric_to_iso(3) == 800
+    np.testing.assert_allclose(isonet.metric_to_iso(isonet.iso_to_metric(np.array([64, 3200]))), [64, 3200])
+    assert isonet.nearest_full_stop(1100) == 800
+    assert isonet.nearest_full_stop(1200) == 1600
+    assert isonet.nearest_full_stop(90) == 100
+
+
+# ---- loading weights ----------------------------------------------------------------------------
+def test_loads_state_dict_checkpoint_and_module_prefix(tmp_path, random_net):
+    state = random_net.state_dict()
+    x = torch.rand(2, 3, 64, 64)
+    expected = random_net(x)
+    variants = {
+        "bare.pth": state,
+        "checkpoint.cpth": {"net": state, "optimizer": {}, "epoch": 3},
+        "ddp.pth": {f"module.{k}": v for k, v in state.items()},
+    }
+    for name, obj in variants.items():
+        torch.save(obj, tmp_path / name)
+        net = isonet.load_model(tmp_path / name)
+        assert torch.allclose(net(x), expected), name
+
+
+def test_bad_weights_name_the_file_and_first_mismatching_key(tmp_path, random_net):
+    state = random_net.state_dict()
+    state["fc.weight"] = torch.zeros(64, 900)
+    torch.save(state, tmp_path / "wide.pth")
+    with pytest.raises(isonet.ISONetError, match=r"wide\.pth: .*'fc\.weight' has shape \(64, 900\)"):
+        isonet.load_model(tmp_path / "wide.pth")
+    del state["fc.weight"]
+    torch.save(state, tmp_path / "short.pth")
+    with pytest.raises(isonet.ISONetError, match=r"short\.pth: .*missing key 'fc\.weight'"):
+        isonet.load_model(tmp_path / "short.pth")
+    (tmp_path / "notes.pth").write_text("not weights")
+    with pytest.raises(isonet.ISONetError, match=r"notes\.pth: not a PyTorch weights file"):
+        isonet.load_model(tmp_path / "notes.pth")
+    with pytest.raises(isonet.ISONetError, match=r"absent\.pth: no such model file"):
+        isonet.load_model(tmp_path / "absent.pth")
+
+
+# ---- reading images -----------------------------------------------------------------------------
+def test_reads_rgb_in_paper_order_and_scales_8_and_16_bit(tmp_path):
+    rgb = np.zeros((64, 70, 3), np.uint8)
+    rgb[..., 0] = 255
+    rgb[..., 2] = 51
+    img = isonet.read_image(write_rgb(tmp_path / "red.png", rgb))
+    assert img.dtype == np.float32 and img.shape == (64, 70, 3)
+    np.testing.assert_allclose(img[0, 0], [1.0, 0.0, 0.2], atol=1e-6)
+    deep = np.full((64, 64, 3), 65535, np.uint16)
+    deep[..., 1] = 13107
+    img16 = isonet.read_image(write_rgb(tmp_path / "deep.tif", deep))
+    np.testing.assert_allclose(img16[5, 5], [1.0, 0.2, 1.0], atol=1e-6)
+
+
+def test_gray_is_replicated_and_alpha_dropped(tmp_path):
+    gray = np.arange(64 * 64, dtype=np.uint16).reshape(64, 64)
+    cv2.imwrite(str(tmp_path / "gray.png"), gray)
+    img = isonet.read_image(tmp_path / "gray.png")
+    assert img.shape == (64, 64, 3)
+    np.testing.assert_allclose(img[..., 0], gray / 65535, atol=1e-6)
+    assert (img[..., 0] == img[..., 2]).all()
+    bgra = np.zeros((64, 64, 4), np.uint8)
+    bgra[..., 0], bgra[..., 3] = 255, 10  # blue, nearly transparent
+    cv2.imwrite(str(tmp_path / "rgba.png"), bgra)
+    np.testing.assert_allclose(isonet.read_image(tmp_path / "rgba.png")[0, 0], [0, 0, 1])
+
+
+def test_exif_orientation_is_honoured_and_iso_read(tmp_path):
+    rgb = noisy_image(64, 100, 2)
+    image = Image.fromarray(rgb)
+    exif = image.getexif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise for display
+    exif.get_ifd(0x8769)[0x8827] = 1600
+    image.save(tmp_path / "portrait.jpg", exif=exif, quality=95)
+    assert isonet.read_image(tmp_path / "portrait.jpg").shape == (100, 64, 3)
+    assert isonet.read_exif_iso(tmp_path / "portrait.jpg") == 1600
+    assert isonet.read_exif_iso(write_rgb(tmp_path / "plain.png", rgb)) is None
+
+
+@pytest.mark.parametrize("make,message", [
+    (lambda p: write_rgb(p.with_suffix(".png"), noisy_image(63, 300, 1)), "63, smaller than one 64x64 patch"),
+    (lambda p: (p.with_suffix(".png").write_bytes(b""), p.with_suffix(".png"))[1], "empty file"),
+    (lambda p: (p.with_suffix(".png").write_text("hello"), p.with_suffix(".png"))[1], "not a readable image"),
+    (lambda p: p.with_suffix(".tif"), "no such file"),
+])
+def test_bad_images_give_one_line_naming_the_file(tmp_path, make, message):
+    path = make(tmp_path / "bad")
+    with pytest.raises(isonet.ISONetError) as info:
+        isonet.read_image(path)
+    text = str(info.value)
+    assert text.startswith(str(path)) and message in text and "\n" not in text
+
+
+@pytest.mark.parametrize("suffix", [".jpg", ".png", ".tif"])
+def test_truncated_files_are_refused(tmp_path, suffix):
+    whole = write_rgb(tmp_path / f"whole{suffix}", noisy_image(128, 128, 20))
+    cut = tmp_path / f"cut{suffix}"
+    cut.write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
+    with pytest.raises(isonet.ISONetError, match="truncated"):
+        isonet.read_image(cut)
+
+
+def test_list_images_expands_folders_sorted(tmp_path):
+    for name in ["b.png", "a.JPG", "notes.txt"]:
+        (tmp_path / name).write_bytes(b"x")
+    assert [p.name for p in isonet.list_images([str(tmp_path)])] == ["a.JPG", "b.png"]
+    assert isonet.list_images([str(tmp_path / "notes.txt")]) == [tmp_path / "notes.txt"]
+
+
+def test_atomic_path_leaves_nothing_when_the_write_fails(tmp_path):
+    target = tmp_path / "out.json"
+    with pytest.raises(RuntimeError):
+        with isonet.atomic_path(target) as tmp:
+            tmp.write_text("half")
+            raise RuntimeError("interrupted")
+    assert list(tmp_path.iterdir()) == []
+    with isonet.atomic_path(target) as tmp:
+        tmp.write_text("whole")
+    assert target.read_text() == "whole" and len(list(tmp_path.iterdir())) == 1

@@ -1,0 +1,159 @@
+"""test_model.py, Fig4.py and Fig7.py run as a user runs them."""
+import csv
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import isonet
+from conftest import ROOT, SHARED, needs_shared, noisy_image, write_rgb
+
+
+def run(script: str, *args, cwd=ROOT) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(ROOT / script), *map(str, args)], cwd=cwd,
+                          capture_output=True, text=True, timeout=300)
+
+
+def assert_one_line_error(proc: subprocess.CompletedProcess, code: int, *fragments: str) -> None:
+    assert proc.returncode == code, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
+    for fragment in fragments:
+        assert fragment in lines[0]
+
+
+@pytest.fixture()
+def batch(tmp_path):
+    """A folder of two good images and a corrupt one, plus a good image elsewhere."""
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    write_rgb(folder / "calm.png", noisy_image(130, 200, 2))
+    write_rgb(folder / "grainy.jpg", noisy_image(200, 140, 25, seed=3), [1, 95])
+    (folder / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really")
+    single = write_rgb(tmp_path / "alone.tif", noisy_image(64, 64, 10))
+    return folder, single
+
+
+def test_batch_writes_every_output_and_survives_a_bad_file(tmp_path, batch, weights_file, random_net):
+    folder, single = batch
+    out = tmp_path / "results"
+    proc = run("test_model.py", "--model_path", weights_file, "--pic_path", folder, single, "--out_dir", out)
+    assert proc.returncode == 1
+    assert "broken.png" in proc.stderr and "Traceback" not in proc.stderr
+    for stem in ["calm", "grainy", "alone"]:
+        for suffix in [".json", "_iso_map.png", "_scatter.png"]:
+            assert (out / f"{stem}{suffix}").stat().st_size > 0
+    assert not list(out.glob("*.part*"))
+    record = json.loads((out / "calm.json").read_text())
+    assert {"file", "model", "width", "height", "patch_size", "stride", "rows", "cols", "map",
+            "global_iso_metric", "global_iso", "nearest_iso", "iqr", "exif_iso", "seconds"} <= set(record)
+    assert (record["width"], record["height"], record["rows"], record["cols"]) == (200, 130, 2, 3)
+    expected = isonet.iso_map(random_net, isonet.read_image(folder / "calm.png")).map
+    assert np.abs(np.array(record["map"]) - expected).max() <= 1e-5
+    assert record["global_iso_metric"] == pytest.approx(float(np.median(expected)), abs=1e-5)
+    assert record["global_iso"] == pytest.approx(100 * 2 ** record["global_iso_metric"])
+    with open(out / "summary.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["file"].rsplit("/", 1)[-1] for r in rows] == ["broken.png", "calm.png", "grainy.jpg", "alone.tif"]
+    assert rows[0]["error"] and not rows[1]["error"]
+    printed = [line for line in proc.stdout.splitlines() if "ISO metric" in line]
+    assert len(printed) == 3 and f"{record['global_iso_metric']:.3f}" in printed[0]
+
+
+def test_dense_stride_and_exif_iso(tmp_path, weights_file):
+    from PIL import Image
+
+    image = Image.fromarray(noisy_image(96, 128, 5))
+    exif = image.getexif()
+    exif.get_ifd(0x8769)[0x8827] = 3200
+    image.save(tmp_path / "shot.jpg", exif=exif, quality=97)
+    proc = run("test_model.py", "--model_path", weights_file, "--pic_path", tmp_path / "shot.jpg",
+               "--out_dir", tmp_path / "o", "--stride", 16, "--device", "cpu", "--batch_size", 3)
+    assert proc.returncode == 0, proc.stderr
+    record = json.loads((tmp_path / "o" / "shot.json").read_text())
+    assert (record["stride"], record["rows"], record["cols"], record["exif_iso"]) == (16, 3, 5, 3200)
+    assert "EXIF ISO 3200" in proc.stdout
+
+
+def test_same_names_in_two_folders_do_not_overwrite(tmp_path, weights_file):
+    for sub in ["a", "b"]:
+        (tmp_path / sub).mkdir()
+        write_rgb(tmp_path / sub / "x.png", noisy_image(64, 64, 3))
+    proc = run("test_model.py", "--model_path", weights_file, "--pic_path", tmp_path / "a", tmp_path / "b",
+               "--out_dir", tmp_path / "o")
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "o" / "x.json").exists() and (tmp_path / "o" / "x_2.json").exists()
+
+
+def test_checkpoint_flag_still_accepted(tmp_path, weights_file):
+    import torch
+
+    torch.save({"net": torch.load(weights_file), "epoch": 1}, tmp_path / "ckpt.cpth")
+    image = write_rgb(tmp_path / "i.png", noisy_image(64, 128, 3))
+    for extra in ([], ["--checkpoint"]):
+        proc = run("test_model.py", "--model_path", tmp_path / "ckpt.cpth", "--pic_path", image,
+                   "--out_dir", tmp_path / "o", *extra)
+        assert proc.returncode == 0, proc.stderr
+
+
+@pytest.mark.parametrize("args,fragments", [
+    (["--stride", "6"], ["--stride 6"]),
+    (["--stride", "128"], ["--stride 128"]),
+    (["--model_path", "nowhere.pth"], ["nowhere.pth", "no such model file"]),
+    (["--device", "cuda"], ["cuda"]),
+    ([], ["no --pic_path"]),
+])
+def test_bad_arguments_exit_2_with_one_line(tmp_path, weights_file, args, fragments):
+    if args[:2] == ["--device", "cuda"]:
+        import torch
+
+        if torch.cuda.is_available():
+            pytest.skip("CUDA is available here")
+    image = write_rgb(tmp_path / "i.png", noisy_image(64, 64, 3))
+    base = ["--model_path", weights_file, "--pic_path", image] if args else []
+    proc = run("test_model.py", *base, *args, "--out_dir", tmp_path / "o")
+    assert_one_line_error(proc, 2, *fragments)
+
+
+def test_no_images_in_folder_is_an_error(tmp_path, weights_file):
+    proc = run("test_model.py", "--model_path", weights_file, "--pic_path", tmp_path)
+    assert_one_line_error(proc, 2, "no images found", str(tmp_path))
+
+
+def test_weights_of_another_network_named(tmp_path):
+    import torch
+
+    torch.save({"conv1.weight": torch.zeros(16, 3, 3, 3)}, tmp_path / "other.pth")
+    image = write_rgb(tmp_path / "i.png", noisy_image(64, 64, 3))
+    proc = run("test_model.py", "--model_path", tmp_path / "other.pth", "--pic_path", image)
+    assert_one_line_error(proc, 2, "other.pth", "conv1.weight")
+
+
+def test_fig4_and_fig7_write_their_figures(tmp_path, weights_file):
+    image = write_rgb(tmp_path / "splice.png", noisy_image(128, 192, 4))
+    proc = run("Fig4.py", "--model_path", weights_file, "--pic_path", image, "--out_dir", tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "Fig4.png").stat().st_size > 0 and "2x3 patch map" in proc.stdout
+    proc = run("Fig7.py", "--model_path", weights_file, "--pic_path", image, "--out_dir", tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "Fig7.png").stat().st_size > 0 and "Estimated ISO metric:" in proc.stdout
+
+
+@pytest.mark.parametrize("script", ["Fig4.py", "Fig7.py"])
+def test_figures_say_what_to_pass_and_refuse_bad_images(tmp_path, weights_file, script):
+    assert_one_line_error(run(script, "--model_path", weights_file), 2, "--pic_path")
+    (tmp_path / "bad.jpg").write_bytes(b"\xff\xd8\xff\xe0 truncated")
+    proc = run(script, "--model_path", weights_file, "--pic_path", tmp_path / "bad.jpg", "--out_dir", tmp_path)
+    assert_one_line_error(proc, 1, "bad.jpg", "truncated")
+
+
+@needs_shared
+def test_published_weights_through_the_script(tmp_path):
+    expected = json.loads((SHARED / "expected_maps.json").read_text())["two_noise_levels.png"]["net_jpg"]
+    proc = run("test_model.py", "--model_path", SHARED / "authors_weights" / "net_jpg.pth",
+               "--pic_path", SHARED / "two_noise_levels.png", "--out_dir", tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    record = json.loads((tmp_path / "two_noise_levels.json").read_text())
+    assert np.abs(np.array(record["map"]) - np.array(expected["map"])).max() <= 1e-4
