@@ -1,0 +1,85 @@
+"""Inference speed on a 12-megapixel image: the published loop, our batched map, the dense map.
+
+    python benchmarks/bench_inference.py [--megapixels 12] [--device cpu|cuda|all] [--batch_sizes 64 256]
+
+The published procedure runs one 64x64 patch per forward pass (NCHW, torch.no_grad); ours cuts
+the same patches with one reshape and runs them in batches in channels_last. The stride-4 dense
+map evaluates the network fully convolutionally. Results are asserted equal before any figure
+is printed. Random weights: speed does not depend on their values.
+"""
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import isonet  # noqa: E402
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def timed(fn, device: torch.device):
+    synchronize(device)
+    start = time.perf_counter()
+    value = fn()
+    synchronize(device)
+    return value, time.perf_counter() - start
+
+
+@torch.no_grad()
+def published_loop(net: isonet.ISONet, img: np.ndarray) -> np.ndarray:
+    """One patch per forward, row-major, as the paper's test_model.py does."""
+    device = next(net.parameters()).device
+    rows, cols = isonet.grid_shape(*img.shape[:2], isonet.PATCH)
+    chw = np.ascontiguousarray(img.transpose(2, 0, 1))
+    out = np.empty(rows * cols, np.float32)
+    for k in range(rows * cols):
+        y, x = (k // cols) * 64, (k % cols) * 64
+        out[k] = net(torch.from_numpy(chw[:, y:y + 64, x:x + 64]).unsqueeze(0).to(device)).item()
+    return out.reshape(rows, cols)
+
+
+def bench_device(device: torch.device, img: np.ndarray, batch_sizes: list[int]) -> None:
+    torch.manual_seed(0)
+    net = isonet.ISONet().to(device).eval()
+    warm = img[:256, :256]
+    published_loop(net, warm), isonet.iso_map(net, warm), isonet.iso_map(net, warm, stride=4)
+
+    reference, t_loop = timed(lambda: published_loop(net, img), device)
+    print(f"[{device}] published loop, stride 64 ({reference.size} patches): {t_loop:.2f} s")
+    for batch_size in batch_sizes:
+        result, t = timed(lambda: isonet.iso_map(net, img, batch_size=batch_size).map, device)
+        assert np.abs(result - reference).max() <= 1e-4
+        print(f"[{device}] batched, stride 64, batch {batch_size}: {t:.2f} s = {t_loop / t:.1f}x the loop")
+    dense, t_dense = timed(lambda: isonet.iso_map(net, img, stride=4).map, device)
+    assert np.abs(dense[::16, ::16] - reference).max() <= 1e-4
+    print(f"[{device}] dense, stride 4 ({dense.size} patches): {t_dense:.2f} s = "
+          f"{t_dense / t_loop:.2f}x the loop's time for stride 64")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--megapixels", type=float, default=12)
+    parser.add_argument("--device", default="all", choices=["all", "cpu", "cuda"])
+    parser.add_argument("--batch_sizes", type=int, nargs="+", default=[64, 256])
+    args = parser.parse_args()
+    width = int(round((args.megapixels * 1e6 * 4 / 3) ** 0.5))
+    height = int(round(width * 3 / 4))
+    img = np.random.default_rng(0).random((height, width, 3), dtype=np.float32)
+    print(f"image {width}x{height}, torch {torch.__version__}, {torch.get_num_threads()} CPU threads")
+    devices = ["cpu", "cuda"] if args.device == "all" else [args.device]
+    for name in devices:
+        if name == "cuda" and not torch.cuda.is_available():
+            print("[cuda] not available, skipped")
+            continue
+        bench_device(torch.device(name), img, args.batch_sizes)
+
+
+if __name__ == "__main__":
+    main()
