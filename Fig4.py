@@ -16,12 +16,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     isonet.add_inference_args(parser, "models/net_tif.pth", "the (uncompressed) image to map")
     args = parser.parse_args()
-    path = isonet.single_pic_path(args)
-    net = isonet.setup_inference(args)
-    try:
-        img, result, record = isonet.analyse_image(net, path, args.stride, args.batch_size)
-    except isonet.ISONetError as e:
-        isonet.fail(str(e), 1)
+    path, img, result, record = isonet.map_one_image(args)
     out = Path(args.out_dir) / "Fig4.png"
     isonet.save_map_figure(img, result, out, title=f"{path.name} ({args.model_path})", side_by_side=True)
     print(f"{path}: {record['rows']}x{record['cols']} patch map, ISO metric from {result.map.min():.2f} "

@@ -16,12 +16,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     isonet.add_inference_args(parser, "models/net_jpg.pth", "the (JPEG) image to estimate")
     args = parser.parse_args()
-    path = isonet.single_pic_path(args)
-    net = isonet.setup_inference(args)
-    try:
-        img, result, record = isonet.analyse_image(net, path, args.stride, args.batch_size)
-    except isonet.ISONetError as e:
-        isonet.fail(str(e), 1)
+    path, img, result, record = isonet.map_one_image(args)
     out = Path(args.out_dir) / "Fig7.png"
     isonet.save_map_figure(img, result, out, title=f"{path.name} ({args.model_path})")
     print(f"Estimated ISO metric: {result.global_metric:.3f} (ISO {result.global_iso:.0f}, "

@@ -489,8 +489,17 @@ def setup_inference(args: argparse.Namespace) -> ISONet:
         fail(str(e))
 
 
-def single_pic_path(args: argparse.Namespace) -> Path:
-    """The figure scripts map one image."""
+def map_one_image(args: argparse.Namespace) -> tuple[Path, np.ndarray, IsoMap, dict]:
+    """Fig4/Fig7: load the model and map the one --pic_path, or exit with one line."""
+    path = _single_pic_path(args)
+    net = setup_inference(args)
+    try:
+        return (path, *analyse_image(net, path, args.stride, args.batch_size))
+    except ISONetError as e:
+        fail(str(e), 1)
+
+
+def _single_pic_path(args: argparse.Namespace) -> Path:
     if not args.pic_path:
         fail("no --pic_path given: pass the image to map, e.g. --model_path WEIGHTS.pth --pic_path IMAGE "
              "(an embedded demo comes with the shipped models)")
