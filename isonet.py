@@ -127,9 +127,13 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> I
 def resolve_device(name: str = "auto") -> torch.device:
     """'auto' picks CUDA when present; asking for CUDA without one is an error."""
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        name = "cuda" if torch.cuda.is_available() else "cpu"
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise ISONetError(f"--device {name}: CUDA is not available on this machine")
+    if name.startswith("cuda"):
+        # TF32 convolutions are ~1e-3 off; maps must match the published procedure to 1e-4.
+        torch.backends.cudnn.allow_tf32 = False
+        torch.backends.cuda.matmul.allow_tf32 = False
     return torch.device(name)
 
 

@@ -1,0 +1,73 @@
+"""Scoring functions against figures computed by hand."""
+import numpy as np
+import pytest
+
+import evaluation
+import isonet
+
+
+def test_accuracy_of_a_known_set():
+    true = np.array([0.0, 1.0, 2.0, 3.0])
+    est = np.array([0.5, 0.5, 3.0, 3.0])  # errors +0.5, -0.5, +1, 0
+    figures = evaluation.accuracy(est, true)
+    assert figures["n"] == 4
+    assert figures["mae"] == pytest.approx(0.5)
+    assert figures["bias"] == pytest.approx(0.25)
+    assert figures["rmse"] == pytest.approx(np.sqrt((0.25 + 0.25 + 1) / 4))
+    assert figures["within_half_stop"] == pytest.approx(0.75)
+    assert figures["within_one_stop"] == pytest.approx(1.0)
+    # ranks of est: 1.5, 1.5, 3.5, 3.5 against 1, 2, 3, 4
+    assert figures["spearman"] == pytest.approx(0.8944, abs=1e-4)
+
+
+def test_per_iso_table_and_confusion():
+    true_iso = np.array([100, 100, 800, 800, 800])
+    est = np.array([0.2, -0.2, 3.0, 4.0, 2.6])
+    rows = evaluation.per_iso_table(est, true_iso)
+    assert [r["iso"] for r in rows] == [100, 800]
+    assert rows[0]["mae"] == pytest.approx(0.2) and rows[0]["bias"] == pytest.approx(0.0)
+    assert rows[1]["n"] == 3 and rows[1]["mae"] == pytest.approx(1.4 / 3)
+    assert rows[1]["median_estimate_iso"] == pytest.approx(800)
+    stops, counts = evaluation.confusion_of_full_stops(est, true_iso)
+    assert stops == [100, 800, 1600]
+    np.testing.assert_array_equal(counts, [[2, 0, 0], [0, 2, 1], [0, 0, 0]])
+
+
+def test_calibration_is_monotone_and_undoes_a_monotone_distortion(tmp_path):
+    true = np.repeat(np.arange(0, 7), 5).astype(float)
+    est = 0.5 * true + 1 + np.tile([-0.1, -0.05, 0, 0.05, 0.1], 7)  # a camera the net reads wrongly
+    calibration = evaluation.fit_calibration(est, true)
+    assert np.all(np.diff(calibration.y) >= 0)
+    assert np.abs(calibration(est) - true).mean() < 0.15
+    assert calibration(-10.0) == calibration.y[0] and calibration(10.0) == calibration.y[-1]
+    isonet.write_json(tmp_path / "cal.json", calibration.to_json())
+    again = evaluation.Calibration.load(tmp_path / "cal.json")
+    np.testing.assert_allclose(again(est), calibration(est))
+    held_out = evaluation.cross_validated_calibration(est, true, folds=5)
+    assert np.abs(held_out - true).mean() < 0.5 < np.abs(est - true).mean()
+
+
+def test_bad_calibration_file_is_one_line(tmp_path):
+    (tmp_path / "cal.json").write_text('{"estimated_metric": [1, 0], "true_metric": [0, 1]}')
+    with pytest.raises(isonet.ISONetError, match=r"cal\.json: not a calibration file"):
+        evaluation.Calibration.load(tmp_path / "cal.json")
+
+
+def test_pixel_auc_and_f1_by_hand():
+    truth = np.array([1, 1, 0, 0, 0], bool)
+    assert evaluation.pixel_auc(np.array([5, 4, 3, 2, 1]), truth) == 1.0
+    assert evaluation.pixel_auc(np.array([1, 2, 3, 4, 5]), truth) == 0.0
+    # positive scores 3 and 1 against negatives 2, 2, 0: pairs won 3 + 1 of 6
+    assert evaluation.pixel_auc(np.array([3, 1, 2, 2, 0]), truth) == pytest.approx(4 / 6)
+    # threshold >= 3: tp 1, predicted 1 -> F1 2/3; >= 2: tp 1, predicted 3 -> 0.4; >= 1: tp 2 of 4 -> 2/3
+    assert evaluation.best_f1(np.array([3, 1, 2, 2, 0]), truth) == pytest.approx(2 / 3)
+
+
+def test_map_to_pixels_takes_the_nearest_patch_centre():
+    values = np.array([[0.0, 1.0], [2.0, 3.0]])
+    pixels = evaluation.map_to_pixels(values, 64, (128, 128))
+    assert pixels.shape == (128, 128)
+    assert pixels[10, 10] == 0 and pixels[10, 100] == 1 and pixels[100, 10] == 2 and pixels[127, 127] == 3
+    dense = evaluation.map_to_pixels(np.arange(3.0)[None, :], 16, (64, 96))
+    # patch centres at 32, 48, 64: pixel 40 lies nearer 48
+    assert dense[0, 40] == 1 and dense[0, 39] == 0 and dense[0, 95] == 2
