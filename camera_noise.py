@@ -137,7 +137,8 @@ class CameraNoise:
         return max(c.iso[0] for c in self.channels), min(c.iso[-1] for c in self.channels)
 
     def supports(self, iso: float) -> bool:
-        if not self.renderable:
+        """Measured in every channel, and `iso` at most MAX_EXTRAPOLATION_STOPS outside the range."""
+        if not self.renderable or not iso > 0:
             return False
         lo, hi = self.iso_range
         return math.log2(lo / iso) <= MAX_EXTRAPOLATION_STOPS and math.log2(iso / hi) <= MAX_EXTRAPOLATION_STOPS
@@ -425,7 +426,7 @@ def clean_images(clean_dir: str | os.PathLike | None = None, downscale: int = 2)
         duplicate = next((s for s in stems if stems.count(s) > 1), None)
         if duplicate:
             raise ISONetError(f"{clean_dir}: two images named {duplicate!r} (names must differ in more than the suffix)")
-    return sorted((name, downscale_to_uint8(read_image(path), downscale, path)) for name, path in sources)
+    return [(name, downscale_to_uint8(read_image(path), downscale, path)) for name, path in sorted(sources)]
 
 
 def split_train_test(clean: Sequence[tuple[str, np.ndarray]], test_fraction: float = 0.2
