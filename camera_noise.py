@@ -17,6 +17,7 @@ import json
 import math
 import os
 import re
+import sys
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -486,3 +487,35 @@ def render_folder(out_root: str | os.PathLike, clean: Sequence[tuple[str, np.nda
                         tmp.write_bytes(data)
                     written.append(path)
     return written
+
+
+# ---------------------------------------------------------------------------------------------
+# Command line: what the database holds, to choose --camera
+# ---------------------------------------------------------------------------------------------
+def main(argv: Sequence[str] | None = None) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(description="List darktable's measured cameras usable by the noise renderer.")
+    parser.add_argument("--noise_profiles", help="darktable's noiseprofiles.json (default: installed darktable's, "
+                                                 "else .cache/ from scripts/fetch_noise_profiles.sh)")
+    parser.add_argument("--camera", default="reference", help="'reference' (default), 'all' or 'MAKER MODEL'")
+    args = parser.parse_args(argv)
+    try:
+        db = load_noise_profiles(args.noise_profiles)
+        cameras = db.select(args.camera)
+    except ISONetError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    facts = db.summary()
+    lo, hi = db.reference_bounds
+    print(f"{db.path}: {facts['cameras']} cameras, {facts['profiles']} profiles, {facts['renderable']} renderable; "
+          f"green a at ISO 100: median {facts['green_a100_median']:.3g}, reference class {lo:.3g}-{hi:.3g} "
+          f"({facts['reference_cameras']} cameras)")
+    for cam in cameras:
+        iso_lo, iso_hi = cam.iso_range
+        print(f"{cam.name}\tISO {iso_lo:g}-{iso_hi:g}\tgreen a(100) {cam.green_fit[0]:.3g}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

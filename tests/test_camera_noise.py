@@ -317,3 +317,11 @@ def test_render_folder_refuses_isos_no_camera_covers(db: cn.NoiseDatabase) -> No
     (cam,) = db.select("Canon EOS 5D Mark III")
     with pytest.raises(ISONetError, match=r"ISO 3: no selected camera \(Canon EOS 5D Mark III\) was measured within 1 stop"):
         cn.render_folder("unused", [("a", None), ("b", None)], (3,), [cam], np.random.default_rng(0))
+
+
+def test_command_line_lists_cameras(db: cn.NoiseDatabase, capsys: pytest.CaptureFixture) -> None:
+    assert cn.main(["--noise_profiles", str(db.path), "--camera", "Canon EOS 5D Mark III"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith(f"{db.path}: ") and out[1].startswith("Canon EOS 5D Mark III\tISO 50-102400")
+    assert cn.main(["--noise_profiles", str(db.path), "--camera", "Canon EOS 5D Mk III"]) == 1
+    assert capsys.readouterr().err.count("\n") == 1
