@@ -322,6 +322,6 @@ def test_render_folder_refuses_isos_no_camera_covers(db: cn.NoiseDatabase) -> No
 def test_command_line_lists_cameras(db: cn.NoiseDatabase, capsys: pytest.CaptureFixture) -> None:
     assert cn.main(["--noise_profiles", str(db.path), "--camera", "Canon EOS 5D Mark III"]) == 0
     out = capsys.readouterr().out.splitlines()
-    assert out[0].startswith(f"{db.path}: ") and out[1].startswith("Canon EOS 5D Mark III\tISO 50-102400")
+    assert out[0].startswith(f"{db.path}: ") and out[1].startswith("Canon EOS 5D Mark III\tISO 100-102400")
     assert cn.main(["--noise_profiles", str(db.path), "--camera", "Canon EOS 5D Mk III"]) == 1
     assert capsys.readouterr().err.count("\n") == 1
