@@ -1,0 +1,521 @@
+"""Camera-noise renderer: real cameras' ISO noise on clean photos, from measured sensor data.
+
+The noise model is darktable's noise profile database (noiseprofiles.json): per camera, ISO and
+colour channel, the variance of a raw value x normalised to [0, 1] is a*x + b (shot noise a*x,
+read noise b). A clean sRGB photo is taken back to a raw Bayer mosaic, given that noise at the
+chosen ISO, and developed again, so the noise has a real camera's level, its signal dependence
+and the spatial and colour correlations that demosaicing and colour correction give it.
+
+Get the database with scripts/fetch_noise_profiles.sh (Debian's darktable package, not
+installed, only unpacked); it is never committed.
+"""
+from __future__ import annotations
+
+import difflib
+import hashlib
+import json
+import math
+import os
+import re
+import sys
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Sequence
+
+import cv2
+import numpy as np
+
+from isonet import PATCH, ISONetError, atomic_path, list_images, read_image
+
+SYSTEM_PROFILES = Path("/usr/share/darktable/noiseprofiles.json")
+CACHE_PROFILES = Path(__file__).resolve().parent / ".cache" / "noiseprofiles.json"
+SETUP_HINT = "run scripts/fetch_noise_profiles.sh to get it"
+# Noise curves are smooth in log-log, so a short continuation past the last measurement is safe;
+# further out the sensor may switch to another gain stage or to digital push.
+MAX_EXTRAPOLATION_STOPS = 1.0
+REFERENCE_ISO = 100
+GREEN = 1
+DEFAULT_ISOS = (100, 200, 400, 800, 1600, 3200, 6400)
+
+CFA_PATTERNS = ("RGGB", "BGGR", "GRBG", "GBRG")
+CFA_SITES = ((0, 0), (0, 1), (1, 0), (1, 1))  # the order in which a pattern name lists its colours
+# Edge-aware demosaic: less false colour at edges than bilinear (closer to cameras' own), and faster.
+DEMOSAIC_CODES = {p: getattr(cv2, f"COLOR_Bayer{p}2RGB_EA") for p in CFA_PATTERNS}
+
+# White-balance gains of daylight raw files lie roughly in these ranges (red and blue relative to
+# green; Brooks et al., "Unprocessing Images for Learned Raw Denoising", CVPR 2019, sample the same).
+RED_GAIN_RANGE = (1.9, 2.4)
+BLUE_GAIN_RANGE = (1.5, 1.9)
+
+# Colour: one real camera stands in for all. XYZ (D65) -> camera RGB of the Canon EOS 5D Mark II,
+# Adobe's D65 ColorMatrix as published in dcraw's adobe_coeff table (values / 10000).
+CAMERA_FROM_XYZ = np.array([[4716, 603, -830], [-7798, 15474, 2480], [-1496, 1937, 6651]]) / 10000.0
+# Linear sRGB -> XYZ (D65), IEC 61966-2-1.
+XYZ_FROM_SRGB = np.array([[0.4124, 0.3576, 0.1805], [0.2126, 0.7152, 0.0722], [0.0193, 0.1192, 0.9505]])
+
+
+def camera_from_srgb_matrix() -> np.ndarray:
+    """Linear sRGB -> white-balanced camera RGB, rows scaled so that white stays (1, 1, 1).
+
+    With white preserved, the white-balance gains alone carry the illuminant, as in a raw
+    converter that applies the gains first and the colour matrix second.
+    """
+    m = CAMERA_FROM_XYZ @ XYZ_FROM_SRGB
+    return m / m.sum(axis=1, keepdims=True)
+
+
+CAMERA_FROM_SRGB = camera_from_srgb_matrix()
+
+
+def srgb_to_linear(v: np.ndarray) -> np.ndarray:
+    """IEC 61966-2-1 decoding of values in [0, 1]."""
+    return np.where(v <= 0.04045, v / 12.92, ((v + 0.055) / 1.055) ** 2.4)
+
+
+def linear_to_srgb(v: np.ndarray) -> np.ndarray:
+    """IEC 61966-2-1 encoding of values in [0, 1]."""
+    return np.where(v <= 0.0031308, 12.92 * v, 1.055 * np.power(v, 1 / 2.4) - 0.055)
+
+
+# Look-up tables keep the transfer curves off the per-pixel path: 8-bit sRGB in, and a 16-bit
+# linear index out (1/65535 steps are far below one 8-bit level even in the steep dark end).
+SRGB8_TO_LINEAR = srgb_to_linear(np.arange(256) / 255.0).astype(np.float32)
+LINEAR16_TO_SRGB8 = np.round(linear_to_srgb(np.arange(65536) / 65535.0) * 255.0).astype(np.uint8)
+
+
+# ---------------------------------------------------------------------------------------------
+# Noise profiles
+# ---------------------------------------------------------------------------------------------
+@dataclass(frozen=True, eq=False)
+class ChannelCurve:
+    """One colour channel's measured noise: (a, b) at sorted distinct ISOs."""
+
+    iso: np.ndarray
+    a: np.ndarray
+    b: np.ndarray
+
+
+def channel_curve(iso: np.ndarray, a: np.ndarray, b: np.ndarray) -> ChannelCurve:
+    """Sorted, one point per ISO (repeated measurements averaged), fits with a <= 0 dropped.
+
+    darktable writes a = 0 for a channel it could not fit and a few fits came out negative;
+    neither is a shot-noise gain, and log-log interpolation needs a > 0.
+    """
+    keep = a > 0
+    levels, index = np.unique(iso[keep], return_inverse=True)
+    counts = np.bincount(index, minlength=len(levels))
+    return ChannelCurve(levels,
+                        np.bincount(index, a[keep], len(levels)) / counts,
+                        np.bincount(index, b[keep], len(levels)) / counts)
+
+
+def interp_linear(x: float, xp: np.ndarray, fp: np.ndarray) -> float:
+    """Piecewise-linear through (xp, fp), continued along the end segments; exact at each xp.
+    A single point gives a constant."""
+    if len(xp) == 1:
+        return float(fp[0])
+    i = int(np.clip(np.searchsorted(xp, x, side="right") - 1, 0, len(xp) - 2))
+    t = (x - xp[i]) / (xp[i + 1] - xp[i])
+    return float(fp[i] + t * (fp[i + 1] - fp[i]))
+
+
+@dataclass(frozen=True, eq=False)
+class CameraNoise:
+    """A camera's measured noise; noise_params() gives per-channel (a, b) at any nearby ISO."""
+
+    name: str
+    channels: tuple[ChannelCurve, ChannelCurve, ChannelCurve]  # R, G, B
+
+    @property
+    def renderable(self) -> bool:
+        """All three channels measured (a few darktable entries lack one)."""
+        return all(len(c.iso) for c in self.channels)
+
+    @property
+    def iso_range(self) -> tuple[float, float]:
+        """The ISOs measured in every channel: (lowest, highest)."""
+        return max(c.iso[0] for c in self.channels), min(c.iso[-1] for c in self.channels)
+
+    def supports(self, iso: float) -> bool:
+        """Measured in every channel, and `iso` at most MAX_EXTRAPOLATION_STOPS outside the range."""
+        if not self.renderable or not iso > 0:
+            return False
+        lo, hi = self.iso_range
+        return math.log2(lo / iso) <= MAX_EXTRAPOLATION_STOPS and math.log2(iso / hi) <= MAX_EXTRAPOLATION_STOPS
+
+    def noise_params(self, iso: float) -> tuple[np.ndarray, np.ndarray]:
+        """Per-channel (a, b) at `iso`, each shape (3,) in R, G, B order.
+
+        a is interpolated linearly in log(a) against log(ISO), as the database's curves are
+        close to straight lines there. b is interpolated linearly in b against log(ISO) because
+        b is often 0 (clipped), where its logarithm does not exist; it is kept >= 0.
+        Outside the measured range both continue along their end segments, at most
+        MAX_EXTRAPOLATION_STOPS; further out is an ISONetError.
+        """
+        if not self.renderable:
+            missing = "RGB"[next(i for i, c in enumerate(self.channels) if not len(c.iso))]
+            raise ISONetError(f"{self.name}: darktable has no usable measurement of its {missing} channel")
+        if not self.supports(iso):
+            lo, hi = self.iso_range
+            raise ISONetError(f"{self.name}: ISO {iso:g} is more than {MAX_EXTRAPOLATION_STOPS:g} stop "
+                              f"outside its measured ISO {lo:g}-{hi:g}")
+        stops = math.log2(iso)
+        a = [2.0 ** interp_linear(stops, np.log2(c.iso), np.log2(c.a)) for c in self.channels]
+        b = [max(interp_linear(stops, np.log2(c.iso), c.b), 0.0) for c in self.channels]
+        return np.array(a), np.array(b)
+
+    @cached_property
+    def green_fit(self) -> tuple[float, float] | None:
+        """(green a at ISO 100, slope) of a least-squares line log(a) = s*log(ISO) + c; None
+        with fewer than two measured ISOs."""
+        g = self.channels[GREEN]
+        if len(g.iso) < 2:
+            return None
+        slope, intercept = np.polyfit(np.log(g.iso), np.log(g.a), 1)
+        return float(np.exp(intercept + slope * math.log(REFERENCE_ISO))), float(slope)
+
+
+@dataclass(eq=False)
+class NoiseDatabase:
+    """darktable's cameras by 'MAKER MODEL' name, with the file they came from."""
+
+    path: Path
+    cameras: dict[str, CameraNoise]
+    n_profiles: int  # measurements used (not marked "skip")
+
+    @cached_property
+    def reference_bounds(self) -> tuple[float, float]:
+        """Interquartile range of the cameras' green a at ISO 100."""
+        a100 = [c.green_fit[0] for c in self.cameras.values() if c.green_fit]
+        q1, q3 = np.percentile(a100, [25, 75])
+        return float(q1), float(q3)
+
+    def reference_cameras(self) -> list[CameraNoise]:
+        """The default class: typical sensors, green a at ISO 100 inside the interquartile range."""
+        lo, hi = self.reference_bounds
+        return [c for c in self.cameras.values() if c.renderable and c.green_fit and lo <= c.green_fit[0] <= hi]
+
+    def select(self, spec: str = "reference") -> list[CameraNoise]:
+        """'reference', 'all' (every renderable camera) or one exact 'MAKER MODEL' (any case)."""
+        if spec == "reference":
+            return self.reference_cameras()
+        if spec == "all":
+            return [c for c in self.cameras.values() if c.renderable]
+        by_lower = {name.lower(): name for name in self.cameras}
+        name = by_lower.get(spec.lower())
+        if name is None:
+            close = [by_lower[n] for n in difflib.get_close_matches(spec.lower(), by_lower, n=5, cutoff=0.6)]
+            hint = (f"close matches: {', '.join(close)}" if close
+                    else "give darktable's 'MAKER MODEL', e.g. 'Canon EOS 5D Mark III', or 'reference' or 'all'")
+            raise ISONetError(f"--camera {spec!r}: not in {self.path} ({hint})")
+        camera = self.cameras[name]
+        if not camera.renderable:
+            camera.noise_params(REFERENCE_ISO)  # raises the one-line reason
+        return [camera]
+
+    def summary(self) -> dict[str, float]:
+        """The database's headline numbers (for reports and tests)."""
+        fits = [c.green_fit for c in self.cameras.values() if c.green_fit]
+        a100 = np.array([f[0] for f in fits])
+        q1, q3 = self.reference_bounds
+        return {"cameras": len(self.cameras), "profiles": self.n_profiles,
+                "renderable": sum(c.renderable for c in self.cameras.values()),
+                "green_a100_median": float(np.median(a100)), "green_a100_q1": q1, "green_a100_q3": q3,
+                "green_slope_median": float(np.median([f[1] for f in fits])),
+                "reference_cameras": len(self.reference_cameras())}
+
+
+def find_profiles(path: str | os.PathLike | None = None) -> Path:
+    """--noise_profiles PATH, else an installed darktable's file, else the set-up script's copy."""
+    if path is not None:
+        return Path(path)
+    return SYSTEM_PROFILES if SYSTEM_PROFILES.is_file() else CACHE_PROFILES
+
+
+def parse_profiles(doc: dict) -> tuple[dict[str, CameraNoise], int]:
+    """darktable's {"noiseprofiles": [{maker, models: [{model, profiles: [...]}]}]} -> cameras.
+
+    "skip" may mark a maker, a model or a single profile; skipped entries are left out.
+    Negative b (a fit artefact: a variance cannot be negative) is clipped to 0.
+    """
+    measured: dict[str, list[dict]] = {}
+    for maker in doc["noiseprofiles"]:
+        if maker.get("skip"):
+            continue
+        for model in maker["models"]:
+            if model.get("skip"):
+                continue
+            profiles = [p for p in model["profiles"] if not p.get("skip")]
+            if profiles:
+                measured.setdefault(f"{maker['maker']} {model['model']}", []).extend(profiles)
+    cameras = {name: camera_from_profiles(name, profiles) for name, profiles in measured.items()}
+    return cameras, sum(map(len, measured.values()))
+
+
+def camera_from_profiles(name: str, profiles: list[dict]) -> CameraNoise:
+    iso = np.array([p["iso"] for p in profiles], dtype=np.float64)
+    a = np.array([p["a"] for p in profiles], dtype=np.float64)
+    b = np.clip(np.array([p["b"] for p in profiles], dtype=np.float64), 0.0, None)
+    if a.shape != (len(profiles), 3) or b.shape != a.shape:
+        raise ValueError(f"{name}: each profile's a and b must hold 3 numbers (R, G, B)")
+    if not np.all(iso > 0):
+        raise ValueError(f"{name}: ISO must be positive")
+    return CameraNoise(name, tuple(channel_curve(iso, a[:, c], b[:, c]) for c in range(3)))
+
+
+def load_noise_profiles(path: str | os.PathLike | None = None) -> NoiseDatabase:
+    """Load darktable's noise profile database; one-line ISONetError naming the file if unusable."""
+    path = find_profiles(path)
+    if not path.is_file():
+        raise ISONetError(f"{path}: no darktable noise profile database ({SETUP_HINT})")
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ISONetError(f"{path}: not a darktable noiseprofiles.json ({type(e).__name__}); {SETUP_HINT}") from None
+    try:
+        cameras, n_profiles = parse_profiles(doc)
+    except KeyError as e:
+        raise ISONetError(f"{path}: not a darktable noiseprofiles.json (missing key {e}); {SETUP_HINT}") from None
+    except (TypeError, ValueError, AttributeError) as e:
+        raise ISONetError(f"{path}: not a darktable noiseprofiles.json ({e}); {SETUP_HINT}") from None
+    if not cameras:
+        raise ISONetError(f"{path}: no camera has a usable noise profile")
+    return NoiseDatabase(path, cameras, n_profiles)
+
+
+# ---------------------------------------------------------------------------------------------
+# Rendering
+# ---------------------------------------------------------------------------------------------
+def random_wb_gains(rng: np.random.Generator) -> np.ndarray:
+    """(red, green, blue) white-balance gains of a plausible daylight shot, green = 1."""
+    return np.array([rng.uniform(*RED_GAIN_RANGE), 1.0, rng.uniform(*BLUE_GAIN_RANGE)])
+
+
+def pad_to_even(img: np.ndarray) -> np.ndarray:
+    """A Bayer mosaic needs whole 2x2 cells; odd images get one reflected row/column."""
+    h, w = img.shape[:2]
+    return cv2.copyMakeBorder(img, 0, h % 2, 0, w % 2, cv2.BORDER_REFLECT_101)
+
+
+def srgb8_to_camera(srgb: np.ndarray, gains: np.ndarray) -> np.ndarray:
+    """8-bit sRGB -> linear camera RGB before white balance (float32, clipped to [0, 1])."""
+    linear = cv2.LUT(srgb, SRGB8_TO_LINEAR)
+    m = (CAMERA_FROM_SRGB / gains[:, None]).astype(np.float32)
+    return np.clip(cv2.transform(linear, m), 0.0, 1.0)
+
+
+def mosaic(camera_rgb: np.ndarray, pattern: str) -> np.ndarray:
+    """Keep one colour per pixel as the colour filter array does: HxWx3 -> HxW."""
+    raw = np.empty(camera_rgb.shape[:2], camera_rgb.dtype)
+    for (dy, dx), colour in zip(CFA_SITES, pattern):
+        raw[dy::2, dx::2] = camera_rgb[dy::2, dx::2, "RGB".index(colour)]
+    return raw
+
+
+def add_sensor_noise(raw: np.ndarray, pattern: str, a: np.ndarray, b: np.ndarray,
+                     rng: np.random.Generator) -> np.ndarray:
+    """Raw values plus zero-mean noise of variance a*x + b of each site's colour, clipped to [0, 1].
+
+    Gaussian with the Poisson-Gaussian variance: at the photon counts of these profiles
+    (1/a is thousands of electrons at base ISO) the Poisson part is Gaussian to within what
+    8-bit output can show, and sampling it is several times faster.
+    """
+    std = np.empty_like(raw)
+    for (dy, dx), colour in zip(CFA_SITES, pattern):
+        c = "RGB".index(colour)
+        std[dy::2, dx::2] = a[c] * raw[dy::2, dx::2] + b[c]
+    np.sqrt(std, out=std)
+    noisy = raw + std * rng.standard_normal(raw.shape, dtype=np.float32)
+    return np.clip(noisy, 0.0, 1.0, out=noisy)
+
+
+def demosaic(raw: np.ndarray, pattern: str) -> np.ndarray:
+    """[0, 1] mosaic -> 16-bit camera RGB with OpenCV's edge-aware demosaic (16-bit keeps the
+    noise of dark areas, which 8 bits would quantise away)."""
+    raw16 = (raw * 65535.0 + 0.5).astype(np.uint16)
+    return cv2.cvtColor(raw16, DEMOSAIC_CODES[pattern])
+
+
+def camera16_to_srgb8(camera_rgb16: np.ndarray, gains: np.ndarray) -> np.ndarray:
+    """16-bit camera RGB -> white balance and colour matrix -> 8-bit sRGB.
+
+    cv2.transform on uint16 rounds and saturates, which is the clip to [0, 1] we need.
+    """
+    m = np.linalg.inv(CAMERA_FROM_SRGB / gains[:, None]).astype(np.float32)
+    return LINEAR16_TO_SRGB8[cv2.transform(camera_rgb16, m)]
+
+
+def encode_image(rgb: np.ndarray, jpeg_quality: int | None = None) -> bytes:
+    """PNG (lossless) or JPEG bytes of an 8-bit RGB image."""
+    bgr = np.ascontiguousarray(rgb[:, :, ::-1])
+    ok, buf = (cv2.imencode(".png", bgr) if jpeg_quality is None
+               else cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, int(jpeg_quality)]))
+    if not ok:
+        raise ISONetError("OpenCV could not encode the rendered image")
+    return buf.tobytes()
+
+
+def decode_image(data: bytes) -> np.ndarray:
+    return np.ascontiguousarray(cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)[:, :, ::-1])
+
+
+def render(clean: np.ndarray, camera: CameraNoise, iso: float, rng: np.random.Generator,
+           jpeg_quality: int | None = None) -> np.ndarray:
+    """A clean 8-bit sRGB photo (HxWx3 RGB) as `camera` would have taken it at `iso`.
+
+    sRGB -> linear -> inverse colour matrix and random white balance -> Bayer mosaic of random
+    phase -> noise a*x + b per channel -> demosaic -> white balance and colour -> 8-bit sRGB,
+    then JPEG at `jpeg_quality` if given. The result has the input's shape and dtype uint8.
+    """
+    if clean.dtype != np.uint8 or clean.ndim != 3 or clean.shape[2] != 3:
+        raise ValueError(f"render needs an HxWx3 uint8 RGB image, got {clean.dtype} {clean.shape}")
+    a, b = camera.noise_params(iso)
+    gains = random_wb_gains(rng)
+    pattern = CFA_PATTERNS[rng.integers(len(CFA_PATTERNS))]
+    h, w = clean.shape[:2]
+    raw = mosaic(srgb8_to_camera(pad_to_even(clean), gains), pattern)
+    noisy = add_sensor_noise(raw, pattern, a, b, rng)
+    out = camera16_to_srgb8(demosaic(noisy, pattern), gains)[:h, :w]
+    if jpeg_quality is not None:
+        return decode_image(encode_image(out, jpeg_quality))
+    return np.ascontiguousarray(out)
+
+
+# ---------------------------------------------------------------------------------------------
+# Clean sources and rendered sets
+# ---------------------------------------------------------------------------------------------
+# Natural colour photos inside scikit-image's wheel (its other bundled images are grey,
+# textures, microscopy or astronomy; the rest are downloaded on first use).
+BUNDLED_PHOTOS = {"astronaut": "astronaut.png", "chelsea": "chelsea.png", "coffee": "coffee.png",
+                  "rocket": "rocket.jpg", "motorcycle": "motorcycle_left.png"}
+
+
+def bundled_photo_dir() -> Path:
+    import skimage.data  # imported here: only the bundled sources need scikit-image
+
+    return Path(skimage.data.__file__).parent
+
+
+def downscale_to_uint8(img: np.ndarray, factor: int, source: Path) -> np.ndarray:
+    """Area-average `factor` x `factor` blocks (averaging suppresses the photo's own noise)."""
+    h, w = img.shape[:2]
+    if factor > 1:
+        img = cv2.resize(img, (w // factor, h // factor), interpolation=cv2.INTER_AREA)
+    if min(img.shape[:2]) < PATCH:
+        raise ISONetError(f"{source}: {img.shape[1]}x{img.shape[0]} after {factor}x downscaling, "
+                          f"smaller than one {PATCH}x{PATCH} patch")
+    return (np.clip(img, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+
+
+def clean_images(clean_dir: str | os.PathLike | None = None, downscale: int = 2) -> list[tuple[str, np.ndarray]]:
+    """(name, HxWx3 uint8 RGB) clean sources, sorted by name, each downscaled `downscale` x.
+
+    Without `clean_dir`: the photos scikit-image ships, read from its package (no network).
+    With it: every image in that folder (not recursive), named by file stem.
+    """
+    if clean_dir is None:
+        root = bundled_photo_dir()
+        sources = [(name, root / file) for name, file in BUNDLED_PHOTOS.items()]
+    else:
+        if not Path(clean_dir).is_dir():
+            raise ISONetError(f"{clean_dir}: --clean_dir is not a folder")
+        sources = [(p.stem, p) for p in list_images([str(clean_dir)])]
+        if not sources:
+            raise ISONetError(f"{clean_dir}: no images in --clean_dir")
+        stems = [name for name, _ in sources]
+        duplicate = next((s for s in stems if stems.count(s) > 1), None)
+        if duplicate:
+            raise ISONetError(f"{clean_dir}: two images named {duplicate!r} (names must differ in more than the suffix)")
+    return [(name, downscale_to_uint8(read_image(path), downscale, path)) for name, path in sorted(sources)]
+
+
+def split_train_test(clean: Sequence[tuple[str, np.ndarray]], test_fraction: float = 0.2
+                     ) -> tuple[list[tuple[str, np.ndarray]], list[tuple[str, np.ndarray]]]:
+    """Disjoint (Train, Test) sources, chosen by a hash of the names so the split is
+    reproducible and independent of the names' alphabetical order. Both get at least one."""
+    if len(clean) < 2:
+        raise ISONetError(f"{len(clean)} clean image(s): Train and Test need different sources, so at least 2")
+    ranked = sorted(clean, key=lambda item: hashlib.sha256(item[0].encode()).hexdigest())
+    n_test = min(len(clean) - 1, max(1, round(len(clean) * test_fraction)))
+    return sorted(ranked[n_test:], key=lambda i: i[0]), sorted(ranked[:n_test], key=lambda i: i[0])
+
+
+def camera_slug(name: str) -> str:
+    """A file-name-safe camera name: 'Pentax *ist DL' -> 'Pentax-ist-DL'."""
+    return re.sub(r"[^A-Za-z0-9]+", "-", name).strip("-")
+
+
+def cameras_by_iso(cameras: Sequence[CameraNoise], isos: Sequence[int]) -> dict[int, list[CameraNoise]]:
+    """For each ISO, the cameras measured near enough to render it; an ISONetError if none is."""
+    if not cameras:
+        raise ISONetError("no camera selected")
+    usable = {iso: [c for c in cameras if c.supports(iso)] for iso in isos}
+    for iso, found in usable.items():
+        if not found:
+            which = cameras[0].name if len(cameras) == 1 else f"{len(cameras)} cameras"
+            raise ISONetError(f"ISO {iso}: no selected camera ({which}) was measured within "
+                              f"{MAX_EXTRAPOLATION_STOPS:g} stop of it")
+    return usable
+
+
+def render_folder(out_root: str | os.PathLike, clean: Sequence[tuple[str, np.ndarray]], isos: Sequence[int],
+                  cameras: Sequence[CameraNoise], rng: np.random.Generator,
+                  jpeg_quality_range: tuple[int, int] | None = None, renders_per_image: int = 1,
+                  test_fraction: float = 0.2) -> list[Path]:
+    """Write the paper's folder layout, out_root/{Train,Test}/<ISO>/<name>_<k>_<camera>.png|.jpg.
+
+    Train and Test come from disjoint clean sources. Each render draws a camera (among those
+    measured near that ISO), white balance, Bayer phase and noise from `rng`; with
+    `jpeg_quality_range` (lo, hi) each file is a JPEG of quality drawn from lo..hi inclusive.
+    Returns the written paths; each is written atomically.
+    """
+    usable = cameras_by_iso(cameras, isos)
+    train, test = split_train_test(clean, test_fraction)
+    written = []
+    for split, sources in (("Train", train), ("Test", test)):
+        for name, img in sources:
+            for iso in isos:
+                for k in range(renders_per_image):
+                    camera = usable[iso][rng.integers(len(usable[iso]))]
+                    quality = None if jpeg_quality_range is None else int(rng.integers(jpeg_quality_range[0],
+                                                                                      jpeg_quality_range[1] + 1))
+                    data = encode_image(render(img, camera, iso, rng), quality)
+                    suffix = "png" if quality is None else "jpg"
+                    path = Path(out_root) / split / str(iso) / f"{name}_{k}_{camera_slug(camera.name)}.{suffix}"
+                    with atomic_path(path) as tmp:
+                        tmp.write_bytes(data)
+                    written.append(path)
+    return written
+
+
+# ---------------------------------------------------------------------------------------------
+# Command line: what the database holds, to choose --camera
+# ---------------------------------------------------------------------------------------------
+def main(argv: Sequence[str] | None = None) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(description="List darktable's measured cameras usable by the noise renderer.")
+    parser.add_argument("--noise_profiles", help="darktable's noiseprofiles.json (default: installed darktable's, "
+                                                 "else .cache/ from scripts/fetch_noise_profiles.sh)")
+    parser.add_argument("--camera", default="reference", help="'reference' (default), 'all' or 'MAKER MODEL'")
+    args = parser.parse_args(argv)
+    try:
+        db = load_noise_profiles(args.noise_profiles)
+        cameras = db.select(args.camera)
+    except ISONetError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    facts = db.summary()
+    lo, hi = db.reference_bounds
+    print(f"{db.path}: {facts['cameras']} cameras, {facts['profiles']} profiles, {facts['renderable']} renderable; "
+          f"green a at ISO 100: median {facts['green_a100_median']:.3g}, reference class {lo:.3g}-{hi:.3g} "
+          f"({facts['reference_cameras']} cameras)")
+    for cam in cameras:
+        iso_lo, iso_hi = cam.iso_range
+        print(f"{cam.name}\tISO {iso_lo:g}-{iso_hi:g}\tgreen a(100) {cam.green_fit[0]:.3g}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,327 @@
+"""Tests of the camera-noise renderer against darktable's real database and real renders."""
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import camera_noise as cn  # noqa: E402
+from isonet import ISONetError, read_image  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def db() -> cn.NoiseDatabase:
+    path = cn.find_profiles()
+    if not path.is_file():
+        pytest.skip(f"{path} absent: run scripts/fetch_noise_profiles.sh (the set-up step) first")
+    return cn.load_noise_profiles()
+
+
+@pytest.fixture(scope="module")
+def camera(db: cn.NoiseDatabase) -> cn.CameraNoise:
+    """A reference-class camera measured from ISO 100 to 6400 (first by name: deterministic)."""
+    return next(c for c in sorted(db.reference_cameras(), key=lambda c: c.name)
+                if c.supports(100) and c.supports(6400))
+
+
+def profile(iso, a, b, **extra) -> dict:
+    return {"name": f"iso {iso}", "iso": iso, "a": a, "b": b, **extra}
+
+
+def write_db(tmp_path: Path, makers: list[dict]) -> Path:
+    path = tmp_path / "noiseprofiles.json"
+    path.write_text(json.dumps({"version": 0, "noiseprofiles": makers}))
+    return path
+
+
+@pytest.fixture
+def synthetic(tmp_path: Path) -> cn.NoiseDatabase:
+    g = [1e-6, 1e-6, 1e-6]
+    makers = [
+        {"maker": "Acme", "models": [
+            {"model": "One", "profiles": [
+                profile(100, [2e-6, 1e-6, 3e-6], [1e-8, -5e-9, 2e-8]),
+                profile(400, [8e-6, 4e-6, 12e-6], [4e-8, 2e-8, 8e-8]),
+                profile(400, [8e-6, 6e-6, 12e-6], [4e-8, 4e-8, 8e-8]),  # repeated ISO: averaged
+                profile(1600, [32e-6, 16e-6, 48e-6], [16e-8, 8e-8, 32e-8]),
+                profile(3200, g, g, skip=True),
+                profile(6400, [1e-3, -1e-6, 1e-3], [1e-7, 1e-7, 1e-7]),  # failed green fit
+            ]},
+            {"model": "Skipped", "skip": True, "profiles": [profile(100, g, g)]},
+            {"model": "NoBlue", "profiles": [profile(100, [1e-6, 1e-6, 0.0], g), profile(200, [2e-6, 2e-6, 0.0], g)]},
+        ]},
+        {"maker": "Gone", "skip": True, "models": [{"model": "X", "profiles": [profile(100, g, g)]}]},
+    ]
+    return cn.load_noise_profiles(write_db(tmp_path, makers))
+
+
+# ---------------------------------------------------------------------------------------------
+# The real database
+# ---------------------------------------------------------------------------------------------
+def test_real_database_matches_the_published_facts(db: cn.NoiseDatabase) -> None:
+    facts = db.summary()
+    print(f"\n{db.path}: {facts}")
+    # darktable 4.2: 374 cameras, 6,555 profiles; other versions differ a little.
+    assert abs(facts["cameras"] / 374 - 1) < 0.25
+    assert abs(facts["profiles"] / 6555 - 1) < 0.25
+    assert facts["green_a100_median"] == pytest.approx(3.0e-6, rel=0.10)
+    assert facts["green_a100_q1"] == pytest.approx(2.0e-6, rel=0.10)
+    assert facts["green_a100_q3"] == pytest.approx(4.8e-6, rel=0.10)
+    assert facts["green_slope_median"] == pytest.approx(0.92, abs=0.05)
+    assert 0.4 * facts["cameras"] < facts["reference_cameras"] < 0.6 * facts["cameras"]
+
+
+def test_real_cameras_interpolate_through_their_measurements(db: cn.NoiseDatabase) -> None:
+    cameras = db.select("all")
+    assert len(cameras) > 0.9 * len(db.cameras)
+    for cam in cameras:
+        lo, hi = cam.iso_range
+        for c, curve in enumerate(cam.channels):
+            for iso, a, b in zip(curve.iso, curve.a, curve.b):
+                if lo <= iso <= hi:
+                    got_a, got_b = cam.noise_params(iso)
+                    assert got_a[c] == pytest.approx(a, rel=1e-9) and got_b[c] == pytest.approx(b, rel=1e-9, abs=1e-20)
+        assert cam.supports(hi * 2) and not cam.supports(hi * 2.1), cam.name
+
+
+def test_reference_class_is_the_interquartile_range(db: cn.NoiseDatabase) -> None:
+    lo, hi = db.reference_bounds
+    ref = db.select("reference")
+    assert ref and all(c.renderable and lo <= c.green_fit[0] <= hi for c in ref)
+    outside = [c for c in db.select("all") if c not in ref]
+    assert outside and all(not lo <= c.green_fit[0] <= hi for c in outside)
+
+
+def test_camera_by_exact_name_and_helpful_error(db: cn.NoiseDatabase) -> None:
+    (cam,) = db.select("canon eos 5d mark iii")
+    assert cam.name == "Canon EOS 5D Mark III"
+    with pytest.raises(ISONetError, match="close matches: .*Canon EOS 5D Mark III") as err:
+        db.select("Canon EOS 5D Mk III")
+    assert "\n" not in str(err.value)
+
+
+# ---------------------------------------------------------------------------------------------
+# Parsing rules, on a small synthetic database
+# ---------------------------------------------------------------------------------------------
+def test_skip_at_every_level_is_ignored(synthetic: cn.NoiseDatabase) -> None:
+    assert set(synthetic.cameras) == {"Acme One", "Acme NoBlue"}
+    assert synthetic.n_profiles == 7
+    one = synthetic.cameras["Acme One"]
+    assert 3200 not in one.channels[0].iso
+
+
+def test_negative_b_is_clipped_and_nonpositive_a_dropped(synthetic: cn.NoiseDatabase) -> None:
+    one = synthetic.cameras["Acme One"]
+    a, b = one.noise_params(100)
+    assert b[cn.GREEN] == 0.0 and b[0] == pytest.approx(1e-8)
+    assert list(one.channels[cn.GREEN].iso) == [100, 400, 1600]
+    assert list(one.channels[0].iso) == [100, 400, 1600, 6400]
+    assert one.channels[cn.GREEN].a[1] == pytest.approx(5e-6)  # the two ISO 400 fits averaged
+
+
+def test_interpolation_is_exact_at_measurements_and_between_neighbours(synthetic: cn.NoiseDatabase) -> None:
+    one = synthetic.cameras["Acme One"]
+    assert one.iso_range == (100, 1600)
+    for iso, expected_a in ((100, [2e-6, 1e-6, 3e-6]), (400, [8e-6, 5e-6, 12e-6]), (1600, [32e-6, 16e-6, 48e-6])):
+        np.testing.assert_allclose(one.noise_params(iso)[0], expected_a, rtol=1e-12)
+    a, b = one.noise_params(200)
+    np.testing.assert_allclose(a, np.sqrt(np.array([2e-6, 1e-6, 3e-6]) * [8e-6, 5e-6, 12e-6]), rtol=1e-12)
+    lo_a, lo_b = one.noise_params(100)
+    hi_a, hi_b = one.noise_params(400)
+    assert np.all((lo_a < a) & (a < hi_a)) and np.all((lo_b <= b) & (b <= hi_b))
+
+
+def test_extrapolation_within_one_stop_only(synthetic: cn.NoiseDatabase) -> None:
+    one = synthetic.cameras["Acme One"]
+    a, _ = one.noise_params(3200)
+    # Green is measured at 100, 400 (mean 5e-6), 1600: its end segments continue for a stop.
+    assert a[cn.GREEN] == pytest.approx(16e-6 * np.sqrt(16 / 5), rel=1e-9)
+    assert one.noise_params(50)[0][cn.GREEN] == pytest.approx(1e-6 / np.sqrt(5), rel=1e-9)
+    for iso in (3300, 45, 0):
+        with pytest.raises(ISONetError, match="Acme One: ISO [0-9]+ is more than 1 stop outside its measured ISO 100-1600"):
+            one.noise_params(iso)
+
+
+def test_camera_missing_a_channel_is_not_rendered(synthetic: cn.NoiseDatabase) -> None:
+    assert [c.name for c in synthetic.select("all")] == ["Acme One"]
+    with pytest.raises(ISONetError, match="Acme NoBlue: .* B channel"):
+        synthetic.select("Acme NoBlue")
+
+
+def test_unusable_files_give_one_line_errors(tmp_path: Path) -> None:
+    with pytest.raises(ISONetError, match=r"missing\.json: no darktable noise profile database \(run scripts/fetch_noise_profiles.sh"):
+        cn.load_noise_profiles(tmp_path / "missing.json")
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    with pytest.raises(ISONetError, match="bad.json: not a darktable noiseprofiles.json"):
+        cn.load_noise_profiles(bad)
+    with pytest.raises(ISONetError, match="missing key 'profiles'"):
+        cn.load_noise_profiles(write_db(tmp_path, [{"maker": "A", "models": [{"model": "B"}]}]))
+    with pytest.raises(ISONetError, match="3 numbers"):
+        cn.load_noise_profiles(write_db(tmp_path, [{"maker": "A", "models": [{"model": "B", "profiles": [
+            profile(100, [1e-6], [0.0])]}]}]))
+
+
+def test_setup_script_keeps_a_present_database(db: cn.NoiseDatabase, tmp_path: Path) -> None:
+    dest = tmp_path / "noiseprofiles.json"
+    shutil.copy(db.path, dest)
+    before = dest.stat().st_mtime_ns
+    script = Path(__file__).resolve().parents[1] / "scripts" / "fetch_noise_profiles.sh"
+    done = subprocess.run(["bash", str(script), str(dest)], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and "already present" in done.stdout
+    assert dest.stat().st_mtime_ns == before
+
+
+def test_lookup_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    system, cache = tmp_path / "system.json", tmp_path / "cache.json"
+    monkeypatch.setattr(cn, "SYSTEM_PROFILES", system)
+    monkeypatch.setattr(cn, "CACHE_PROFILES", cache)
+    assert cn.find_profiles() == cache
+    system.write_text("{}")
+    assert cn.find_profiles() == system
+    assert cn.find_profiles(tmp_path / "given.json") == tmp_path / "given.json"
+
+
+# ---------------------------------------------------------------------------------------------
+# Rendering
+# ---------------------------------------------------------------------------------------------
+def noise_std(img: np.ndarray) -> float:
+    """Std of the green channel's high-pass residual (image minus its 5x5 Gaussian blur)."""
+    g = img[:, :, 1].astype(np.float32)
+    return float((g - cv2.GaussianBlur(g, (5, 5), 0))[8:-8, 8:-8].std())
+
+
+def test_noise_grows_with_iso_as_the_profiles_say(camera: cn.CameraNoise) -> None:
+    grey = np.full((256, 256, 3), 128, np.uint8)
+    stds = {iso: noise_std(cn.render(grey, camera, iso, np.random.default_rng(7))) for iso in (100, 400, 1600, 6400)}
+    print(f"\n{camera.name}: high-pass std {stds}")
+    assert stds[100] < stds[400] < stds[1600] < stds[6400]
+    x = cn.SRGB8_TO_LINEAR[128]  # the green raw value: grey keeps R = G = B in camera RGB
+    (a1, b1), (a2, b2) = camera.noise_params(1600), camera.noise_params(6400)
+    expected = np.sqrt((a2[cn.GREEN] * x + b2[cn.GREEN]) / (a1[cn.GREEN] * x + b1[cn.GREEN]))
+    assert stds[6400] / stds[1600] == pytest.approx(expected, rel=0.2)
+
+
+def test_render_shape_dtype_and_determinism(camera: cn.CameraNoise) -> None:
+    clean = cn.clean_images()[0][1][:101, :77]  # odd sizes exercise the padding
+    out = cn.render(clean, camera, 800, np.random.default_rng(3))
+    assert out.shape == clean.shape and out.dtype == np.uint8 and out.flags.c_contiguous
+    assert np.array_equal(out, cn.render(clean, camera, 800, np.random.default_rng(3)))
+    assert not np.array_equal(out, cn.render(clean, camera, 800, np.random.default_rng(4)))
+    assert np.abs(out.astype(int) - clean).mean() < 15  # the picture survives
+
+
+def test_noise_free_pipeline_preserves_flat_colours() -> None:
+    """Colour matrix, white balance and demosaic invert exactly: every Bayer phase, random gains."""
+    rng = np.random.default_rng(0)
+    for pattern in cn.CFA_PATTERNS:
+        for colour in ((128, 128, 128), (200, 80, 40), (40, 120, 200), (10, 10, 10)):
+            flat = np.full((32, 32, 3), colour, np.uint8)
+            gains = cn.random_wb_gains(rng)
+            raw = cn.mosaic(cn.srgb8_to_camera(flat, gains), pattern)
+            out = cn.camera16_to_srgb8(cn.demosaic(raw, pattern), gains)
+            assert np.abs(out.astype(int) - flat).max() <= 1, (pattern, colour)
+
+
+def test_jpeg_variant_decodes(camera: cn.CameraNoise) -> None:
+    clean = cn.clean_images()[1][1]
+    png = cn.render(clean, camera, 400, np.random.default_rng(5))
+    jpg = cn.render(clean, camera, 400, np.random.default_rng(5), jpeg_quality=80)
+    assert jpg.shape == png.shape and jpg.dtype == np.uint8
+    assert np.array_equal(jpg, cn.decode_image(cn.encode_image(png, 80)))
+    assert 0 < np.abs(jpg.astype(int) - png).mean() < 5
+
+
+def test_render_refuses_far_extrapolation(camera: cn.CameraNoise) -> None:
+    lo, _ = camera.iso_range
+    with pytest.raises(ISONetError, match="more than 1 stop outside"):
+        cn.render(np.zeros((64, 64, 3), np.uint8), camera, lo / 4, np.random.default_rng(0))
+
+
+def test_speed_of_a_512_render(camera: cn.CameraNoise) -> None:
+    import time
+
+    clean = cv2.resize(cn.clean_images()[0][1], (512, 512))
+    start = time.perf_counter()
+    cn.render(clean, camera, 1600, np.random.default_rng(0))
+    assert time.perf_counter() - start < 0.5
+
+
+# ---------------------------------------------------------------------------------------------
+# Clean sources and rendered sets
+# ---------------------------------------------------------------------------------------------
+def test_bundled_photos_load_offline_downscaled(monkeypatch: pytest.MonkeyPatch) -> None:
+    def no_network(*args, **kwargs):
+        raise AssertionError("clean_images() tried to use the network")
+
+    monkeypatch.setattr(socket.socket, "connect", no_network)
+    clean = cn.clean_images()
+    assert [name for name, _ in clean] == sorted(cn.BUNDLED_PHOTOS)
+    astronaut = dict(clean)["astronaut"]
+    assert astronaut.shape == (256, 256, 3) and astronaut.dtype == np.uint8  # 512x512 shipped
+    assert all(img.ndim == 3 and img.std(axis=2).mean() > 5 for _, img in clean)  # colour photos
+
+
+def test_clean_dir(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    for name in ("b", "a"):
+        cv2.imwrite(str(tmp_path / f"{name}.png"), rng.integers(0, 256, (160, 130, 3), np.uint8))
+    clean = cn.clean_images(tmp_path)
+    assert [n for n, _ in clean] == ["a", "b"] and clean[0][1].shape == (80, 65, 3)
+    cv2.imwrite(str(tmp_path / "a.jpg"), np.zeros((160, 130, 3), np.uint8))
+    with pytest.raises(ISONetError, match="two images named 'a'"):
+        cn.clean_images(tmp_path)
+    (tmp_path / "a.jpg").unlink()
+    with pytest.raises(ISONetError, match="smaller than one 64x64 patch"):
+        cn.clean_images(tmp_path, downscale=3)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ISONetError, match="no images"):
+        cn.clean_images(tmp_path / "empty")
+
+
+def test_train_test_split_is_disjoint_and_deterministic() -> None:
+    clean = [(f"img{i}", np.zeros(1)) for i in range(10)]
+    train, test = cn.split_train_test(clean)
+    assert len(test) == 2 and len(train) == 8
+    assert not {n for n, _ in train} & {n for n, _ in test}
+    assert [n for n, _ in cn.split_train_test(clean[::-1])[1]] == [n for n, _ in test]
+    with pytest.raises(ISONetError, match="at least 2"):
+        cn.split_train_test(clean[:1])
+
+
+def test_render_folder_writes_the_paper_layout(tmp_path: Path, db: cn.NoiseDatabase) -> None:
+    clean = [(name, img[:96, :96]) for name, img in cn.clean_images()]
+    cameras = db.select("reference")
+    written = cn.render_folder(tmp_path, clean, (100, 3200), cameras, np.random.default_rng(0))
+    assert len(written) == 2 * len(clean) and all(p.is_file() for p in written)
+    sources = {split: {p.name.split("_")[0] for p in (tmp_path / split).rglob("*.png")} for split in ("Train", "Test")}
+    assert sources["Train"] and sources["Test"] and not sources["Train"] & sources["Test"]
+    assert {p.parent.name for p in written} == {"100", "3200"}
+    assert read_image(written[0]).shape == (96, 96, 3)
+    assert not list(tmp_path.rglob("*.part*"))
+
+    jpgs = cn.render_folder(tmp_path / "jpeg", clean[:2], (800,), cameras, np.random.default_rng(0), (75, 98))
+    assert all(p.suffix == ".jpg" and read_image(p).shape == (96, 96, 3) for p in jpgs)
+
+
+def test_render_folder_refuses_isos_no_camera_covers(db: cn.NoiseDatabase) -> None:
+    (cam,) = db.select("Canon EOS 5D Mark III")
+    with pytest.raises(ISONetError, match=r"ISO 3: no selected camera \(Canon EOS 5D Mark III\) was measured within 1 stop"):
+        cn.render_folder("unused", [("a", None), ("b", None)], (3,), [cam], np.random.default_rng(0))
+
+
+def test_command_line_lists_cameras(db: cn.NoiseDatabase, capsys: pytest.CaptureFixture) -> None:
+    assert cn.main(["--noise_profiles", str(db.path), "--camera", "Canon EOS 5D Mark III"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith(f"{db.path}: ") and out[1].startswith("Canon EOS 5D Mark III\tISO 100-102400")
+    assert cn.main(["--noise_profiles", str(db.path), "--camera", "Canon EOS 5D Mk III"]) == 1
+    assert capsys.readouterr().err.count("\n") == 1
