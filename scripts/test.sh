@@ -3,4 +3,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python3 -m pip install -q -r requirements.txt
+bash scripts/fetch_noise_profiles.sh  # darktable's sensor noise data, for the renderer
 python3 -m pytest -q tests "$@"
