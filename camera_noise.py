@@ -382,6 +382,37 @@ def render(clean: np.ndarray, camera: CameraNoise, iso: float, rng: np.random.Ge
     return np.ascontiguousarray(out)
 
 
+def random_region_mask(height: int, width: int, rng: np.random.Generator) -> np.ndarray:
+    """A boolean mask of one random ellipse or polygon covering roughly 5-30% of the image."""
+    mask = np.zeros((height, width), np.uint8)
+    centre = (int(rng.uniform(0.3, 0.7) * width), int(rng.uniform(0.3, 0.7) * height))
+    radii = rng.uniform(0.2, 0.33, 2) * (width, height)
+    if rng.random() < 0.5:
+        cv2.ellipse(mask, centre, tuple(int(r) for r in radii), float(rng.uniform(0, 180)), 0, 360, 1, -1)
+    else:
+        corners = int(rng.integers(4, 9))
+        # evenly spread angles, jittered: a star-shaped polygon, never a sliver
+        angles = (np.arange(corners) + rng.uniform(-0.3, 0.3, corners)) * 2 * np.pi / corners + rng.uniform(0, 2 * np.pi)
+        scale = rng.uniform(0.7, 1.0, corners)
+        points = np.stack([centre[0] + radii[0] * scale * np.cos(angles),
+                           centre[1] + radii[1] * scale * np.sin(angles)], axis=1)
+        cv2.fillPoly(mask, [points.astype(np.int32)], 1)
+    return mask.astype(bool)
+
+
+def render_splice(clean: np.ndarray, camera: CameraNoise, iso_background: float, iso_region: float,
+                  rng: np.random.Generator, jpeg_quality: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """A splice that only the noise gives away: a region of `clean` rendered at `iso_region`
+    pasted into the same scene rendered at `iso_background`. Returns (image, region mask)."""
+    mask = random_region_mask(*clean.shape[:2], rng)
+    background = render(clean, camera, iso_background, rng)
+    region = render(clean, camera, iso_region, rng)
+    spliced = np.where(mask[:, :, None], region, background)
+    if jpeg_quality is not None:
+        spliced = decode_image(encode_image(spliced, jpeg_quality))
+    return spliced, mask
+
+
 # ---------------------------------------------------------------------------------------------
 # Clean sources and rendered sets
 # ---------------------------------------------------------------------------------------------

@@ -247,13 +247,21 @@ def test_render_refuses_far_extrapolation(camera: cn.CameraNoise) -> None:
         cn.render(np.zeros((64, 64, 3), np.uint8), camera, lo / 4, np.random.default_rng(0))
 
 
-def test_speed_of_a_512_render(camera: cn.CameraNoise) -> None:
-    import time
+def test_splice_differs_from_its_background_only_in_noise(camera: cn.CameraNoise) -> None:
+    grey = np.full((192, 256, 3), 128, np.uint8)
+    image, mask = cn.render_splice(grey, camera, 100, 6400, np.random.default_rng(2))
+    assert image.shape == grey.shape and mask.shape == grey.shape[:2] and 0.05 < mask.mean() < 0.35
+    residual = image[:, :, 1].astype(np.float32) - cv2.GaussianBlur(image[:, :, 1].astype(np.float32), (5, 5), 0)
+    inside = cv2.erode(mask.astype(np.uint8), np.ones((7, 7))).astype(bool)
+    outside = ~cv2.dilate(mask.astype(np.uint8), np.ones((7, 7))).astype(bool)
+    assert residual[inside].std() > 2 * residual[outside].std()
+    assert abs(image[inside].mean() - image[outside].mean()) < 2  # same scene: no visible seam
 
-    clean = cv2.resize(cn.clean_images()[0][1], (512, 512))
-    start = time.perf_counter()
-    cn.render(clean, camera, 1600, np.random.default_rng(0))
-    assert time.perf_counter() - start < 0.5
+
+def test_region_masks_are_sizeable_blobs() -> None:
+    rng = np.random.default_rng(0)
+    areas = [cn.random_region_mask(250, 370, rng).mean() for _ in range(50)]
+    assert 0.05 < min(areas) and max(areas) < 0.35
 
 
 # ---------------------------------------------------------------------------------------------
