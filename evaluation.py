@@ -5,7 +5,8 @@ Everything here works on ISO metrics (log2(ISO/100)), so every error is in photo
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 from scipy.optimize import isotonic_regression
@@ -78,8 +79,10 @@ class Calibration:
     def load(cls, path: str | os.PathLike) -> Calibration:
         import json
 
+        if not Path(path).is_file():
+            raise isonet.ISONetError(f"{path}: no such calibration file")
         try:
-            data = json.loads(open(path).read())
+            data = json.loads(Path(path).read_text())
             x, y = np.asarray(data["estimated_metric"], float), np.asarray(data["true_metric"], float)
         except (OSError, ValueError, KeyError, TypeError) as e:
             raise isonet.ISONetError(f"{path}: not a calibration file ({type(e).__name__})") from None
@@ -150,3 +153,93 @@ def best_f1(scores: np.ndarray, truth: np.ndarray) -> float:
 def splice_scores(values: np.ndarray) -> np.ndarray:
     """How far each patch's ISO metric lies from the image's median, in stops."""
     return np.abs(values - np.median(values))
+
+
+# ---------------------------------------------------------------------------------------------
+# Scoring models on labelled images
+# ---------------------------------------------------------------------------------------------
+@dataclass
+class ScoredImage:
+    """One labelled image's estimates (median of the map) and patch errors, per model."""
+
+    file: Path
+    true_iso: int
+    estimate: dict[str, float] = field(default_factory=dict)
+    patch_abs_errors: dict[str, np.ndarray] = field(default_factory=dict)
+
+    @property
+    def true_metric(self) -> float:
+        return float(isonet.iso_to_metric(self.true_iso))
+
+
+def score_images(nets: dict[str, isonet.ISONet], labelled: list[tuple[Path, int | None]], stride: int,
+                 batch_size: int, progress=lambda items: items) -> tuple[list[ScoredImage], list[tuple[Path, str]]]:
+    """Map every labelled image with every model; images that fail are returned with the reason."""
+    scored, skipped = [], []
+    for path, iso in progress(labelled):
+        if iso is None:
+            skipped.append((path, "no ISO label (no EXIF ISO)"))
+            continue
+        try:
+            img = isonet.read_image(path)
+        except isonet.ISONetError as e:
+            skipped.append((path, str(e).removeprefix(f"{path}: ")))
+            continue
+        item = ScoredImage(path, iso)
+        for name, net in nets.items():
+            values = isonet.iso_map(net, img, stride, batch_size).map
+            item.estimate[name] = float(np.median(values))
+            item.patch_abs_errors[name] = np.abs(values.ravel() - item.true_metric)
+        scored.append(item)
+    return scored, skipped
+
+
+def model_report(scored: list[ScoredImage], name: str) -> dict:
+    """Everything a paper table shows about one model on a scored set."""
+    estimated = np.array([s.estimate[name] for s in scored])
+    true_iso = np.array([s.true_iso for s in scored])
+    report = accuracy(estimated, isonet.iso_to_metric(true_iso))
+    report["patch_mae"] = float(np.concatenate([s.patch_abs_errors[name] for s in scored]).mean())
+    report["per_iso"] = per_iso_table(estimated, true_iso)
+    return report
+
+
+# ---------------------------------------------------------------------------------------------
+# Splices rendered from held-out sources
+# ---------------------------------------------------------------------------------------------
+@dataclass
+class Splice:
+    image: np.ndarray  # HxWx3 uint8 RGB
+    mask: np.ndarray  # HxW bool, the pasted region
+    gap: int  # stops between region and background
+    camera: str
+
+
+def random_splices(count: int, sources: list[np.ndarray], cameras: list, rng: np.random.Generator,
+                   isos: tuple[int, ...] = (100, 200, 400, 800, 1600, 3200, 6400)) -> list[Splice]:
+    """`count` splices with ISO gaps cycling through 1..4 stops, the region's ISO above or below
+    the background's at random, each from a camera measured at both ISOs."""
+    import camera_noise
+
+    splices = []
+    for k in range(count):
+        gap = k % 4 + 1
+        low = int(rng.integers(0, len(isos) - gap))
+        pair = [isos[low], isos[low + gap]]
+        if rng.random() < 0.5:
+            pair.reverse()
+        usable = [c for c in cameras if c.supports(pair[0]) and c.supports(pair[1])]
+        if not usable:
+            raise isonet.ISONetError(f"no selected camera was measured at both ISO {pair[0]} and {pair[1]}")
+        camera = usable[rng.integers(len(usable))]
+        source = np.rot90(sources[k % len(sources)], int(rng.integers(4)))
+        image, mask = camera_noise.render_splice(np.ascontiguousarray(source), camera, pair[0], pair[1], rng)
+        splices.append(Splice(image, mask, gap, camera.name))
+    return splices
+
+
+def score_splice(net: isonet.ISONet, splice: Splice, stride: int, batch_size: int = 256) -> dict:
+    """Pixel AUC and best F1 of the distance of each patch's metric from the image's median."""
+    values = isonet.iso_map(net, splice.image.astype(np.float32) / 255, stride, batch_size).map
+    scores = map_to_pixels(splice_scores(values), stride, splice.mask.shape)
+    return {"auc": pixel_auc(scores, splice.mask), "f1": best_f1(scores, splice.mask)}

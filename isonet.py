@@ -18,7 +18,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, NoReturn
+from typing import Callable, Iterator, NoReturn
 
 import cv2
 import numpy as np
@@ -342,11 +342,17 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
 # ---------------------------------------------------------------------------------------------
 # Reports and figures
 # ---------------------------------------------------------------------------------------------
-def analyse_image(net: ISONet, path: str | os.PathLike, stride: int = PATCH, batch_size: int = 256) -> tuple[np.ndarray, IsoMap, dict]:
-    """Read one image and compute its map; returns the image, the map and the JSON record."""
+def analyse_image(net: ISONet, path: str | os.PathLike, stride: int = PATCH, batch_size: int = 256,
+                  calibration: Callable[[np.ndarray], np.ndarray] | None = None) -> tuple[np.ndarray, IsoMap, dict]:
+    """Read one image and compute its map; returns the image, the map and the JSON record.
+
+    `calibration` maps the network's metrics to calibrated ones (evaluate.py --calibrate).
+    """
     start = time.perf_counter()
     img = read_image(path)
     result = iso_map(net, img, stride, batch_size)
+    if calibration is not None:
+        result.map = calibration(result.map).astype(np.float32)
     rows, cols = result.map.shape
     record = {
         "file": str(path),
@@ -463,11 +469,12 @@ def fail(message: str, code: int = 2) -> NoReturn:
     sys.exit(code)
 
 
-def add_inference_args(parser: argparse.ArgumentParser, model_default: str, pic_help: str) -> None:
-    """The paper's flags (--model_path, --pic_path, --checkpoint) and ours."""
+def add_inference_args(parser: argparse.ArgumentParser, model_default: str, pic_help: str | None) -> None:
+    """The paper's flags (--model_path, --pic_path, --checkpoint) and ours; no --pic_path if no help."""
     parser.add_argument("--model_path", default=model_default,
                         help=f"ISONet weights: state dict or training checkpoint (default {model_default})")
-    parser.add_argument("--pic_path", nargs="+", help=pic_help)
+    if pic_help:
+        parser.add_argument("--pic_path", nargs="+", help=pic_help)
     parser.add_argument("--checkpoint", action="store_true",
                         help="accepted for compatibility: checkpoints are detected automatically")
     parser.add_argument("--out_dir", default="results", help="where outputs go (default results/)")

@@ -9,6 +9,7 @@ import argparse
 import sys
 from pathlib import Path
 
+import evaluation
 import isonet
 
 SUMMARY_COLUMNS = ["file", "width", "height", "stride", "rows", "cols", "global_iso_metric",
@@ -36,11 +37,18 @@ def describe(record: dict) -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     isonet.add_inference_args(parser, "models/net_tif.pth", "image files and/or folders of images")
+    parser.add_argument("--calibration", help="a calibration file from evaluate.py --calibrate, applied to every map")
     args = parser.parse_args()
     if not args.pic_path:
         isonet.fail("no --pic_path given: pass image files or folders, e.g. "
                     "--model_path models/net_tif.pth --pic_path photo.tif")
     net = isonet.setup_inference(args)
+    calibration = None
+    if args.calibration:
+        try:
+            calibration = evaluation.Calibration.load(args.calibration)
+        except isonet.ISONetError as e:
+            isonet.fail(str(e))
     images = isonet.list_images(args.pic_path)
     if not images:
         isonet.fail(f"no images found in {' '.join(args.pic_path)}")
@@ -48,9 +56,10 @@ def main() -> int:
     out_dir, used, summary, failed = Path(args.out_dir), set(), [], 0
     for path in images:
         try:
-            img, result, record = isonet.analyse_image(net, path, args.stride, args.batch_size)
+            img, result, record = isonet.analyse_image(net, path, args.stride, args.batch_size, calibration)
             stem = unique_stem(path, used)
             record["model"] = str(args.model_path)
+            record["calibration"] = args.calibration
             isonet.write_json(out_dir / f"{stem}.json", record)
             isonet.save_map_figure(img, result, out_dir / f"{stem}_iso_map.png", title=path.name)
             isonet.save_scatter_figure(result, out_dir / f"{stem}_scatter.png", title=path.name)
