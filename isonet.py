@@ -486,8 +486,8 @@ def add_inference_args(parser: argparse.ArgumentParser, model_default: str, pic_
     parser.add_argument("--show", action="store_true", help="also open the figures in windows")
 
 
-def setup_inference(args: argparse.Namespace) -> ISONet:
-    """Validate the shared arguments and load the model, or exit with one line."""
+def setup_inference(args: argparse.Namespace, model_path: str | None = None) -> ISONet:
+    """Validate the shared arguments and load the model (--model_path unless given), or exit with one line."""
     if not (0 < args.stride <= PATCH and args.stride % DENSE_STEP == 0):
         fail(f"--stride {args.stride}: must be a multiple of {DENSE_STEP} between 4 and {PATCH}")
     if args.batch_size < 1:
@@ -495,7 +495,7 @@ def setup_inference(args: argparse.Namespace) -> ISONet:
     if args.show:
         os.environ["ISONET_SHOW"] = "1"
     try:
-        return load_model(args.model_path, resolve_device(args.device))
+        return load_model(model_path or args.model_path, resolve_device(args.device))
     except ISONetError as e:
         fail(str(e))
 

@@ -1,0 +1,199 @@
+"""Score ISONet models on labelled photos, calibrate them, and measure splice localisation.
+
+    python evaluate.py --model_path models/net_tif.pth --data DIR            # DIR/<ISO>/* or DIR/Test/<ISO>/*
+    python evaluate.py --model_path M --data DIR --label_from exif           # flat folder, EXIF ISO as truth
+    python evaluate.py --model_path M --data DIR --compare M2 --calibrate    # two models; fit a calibration
+    python evaluate.py --model_path M --splice 40 --stride 16                # rendered splices, AUC and F1
+
+Writes per_image.csv, report.json, scatter.png and confusion.png (splice mode: splice.csv and
+report.json) to --out_dir. Exit code: 0 done, 2 bad arguments or no labelled image.
+"""
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+
+import dataset
+import evaluation
+import isonet
+
+
+def labelled_images(data: str, label_from: str) -> list[tuple[Path, int | None]]:
+    root = Path(data)
+    if label_from == "folder" and (root / "Test").is_dir():
+        root = root / "Test"
+    return dataset.find_labelled_images(root, None, label_from)
+
+
+def print_model_table(reports: dict[str, dict], title: str) -> None:
+    print(f"\n{title}")
+    print(f"{'model':<28} {'n':>4} {'MAE':>6} {'bias':>6} {'RMSE':>6} {'<=1/2':>6} {'<=1':>6} {'rho':>6} {'patchMAE':>8}")
+    for name, r in reports.items():
+        print(f"{name[-28:]:<28} {r['n']:>4} {r['mae']:>6.3f} {r['bias']:>+6.3f} {r['rmse']:>6.3f} "
+              f"{r['within_half_stop']:>6.0%} {r['within_one_stop']:>6.0%} {r['spearman']:>6.3f} "
+              f"{r.get('patch_mae', float('nan')):>8.3f}")
+
+
+def print_per_iso(reports: dict[str, dict]) -> None:
+    names = list(reports)
+    print("\nper ISO (MAE / bias in stops, median estimate as ISO)")
+    print(f"{'ISO':>6} {'n':>4}" + "".join(f" | {n[-22:]:>22}" for n in names))
+    for k, row in enumerate(reports[names[0]]["per_iso"]):
+        cells = "".join(f" | {r['per_iso'][k]['mae']:>5.2f} {r['per_iso'][k]['bias']:>+6.2f} "
+                        f"{r['per_iso'][k]['median_estimate_iso']:>8.0f}" for r in reports.values())
+        print(f"{row['iso']:>6} {row['n']:>4}{cells}")
+
+
+def save_figures(scored: list[evaluation.ScoredImage], names: list[str], out_dir: Path) -> None:
+    plt = isonet._pyplot()
+    true = np.array([s.true_metric for s in scored])
+    fig, ax = plt.subplots(figsize=(6, 6))
+    low, high = true.min() - 1, true.max() + 1
+    ax.plot([low, high], [low, high], "k--", lw=1, label="identity")
+    for name in names:
+        ax.scatter(true, [s.estimate[name] for s in scored], s=14, alpha=0.7, label=Path(name).name)
+    ax.set_xlabel("true ISO metric")
+    ax.set_ylabel("estimated ISO metric (median of the map)")
+    ax.legend()
+    isonet.save_figure(fig, out_dir / "scatter.png")
+
+    fig, axes = plt.subplots(1, len(names), figsize=(6 * len(names), 5), squeeze=False)
+    for ax, name in zip(axes[0], names):
+        estimated = np.array([s.estimate[name] for s in scored])
+        stops, counts = evaluation.confusion_of_full_stops(estimated, [s.true_iso for s in scored])
+        ax.imshow(counts, cmap="Blues")
+        for (i, j), c in np.ndenumerate(counts):
+            if c:
+                ax.text(j, i, str(c), ha="center", va="center")
+        ax.set_xticks(range(len(stops)), stops, rotation=45)
+        ax.set_yticks(range(len(stops)), stops)
+        ax.set_xlabel("estimated full stop")
+        ax.set_ylabel("true full stop")
+        ax.set_title(Path(name).name)
+    isonet.save_figure(fig, out_dir / "confusion.png")
+
+
+def evaluate_labelled(args: argparse.Namespace, nets: dict[str, isonet.ISONet]) -> int:
+    try:
+        labelled = labelled_images(args.data, args.label_from)
+    except isonet.ISONetError as e:
+        isonet.fail(str(e))
+    scored, skipped = evaluation.score_images(nets, labelled, args.stride, args.batch_size, isonet.progress)
+    for path, reason in skipped:
+        print(f"skipped: {path}: {reason}", file=sys.stderr)
+    if not scored:
+        isonet.fail(f"{args.data}: no labelled image could be read ({len(skipped)} skipped)")
+    names = list(nets)
+    reports = {name: evaluation.model_report(scored, name) for name in names}
+    out_dir = Path(args.out_dir)
+
+    rows = []
+    for s in scored:
+        row = {"file": str(s.file), "true_iso": s.true_iso, "true_metric": s.true_metric}
+        for k, name in enumerate(names):
+            tag = "" if k == 0 else "compare_"
+            row |= {f"{tag}estimated_metric": s.estimate[name],
+                    f"{tag}estimated_iso": isonet.metric_to_iso(s.estimate[name]),
+                    f"{tag}error_stops": s.estimate[name] - s.true_metric}
+        rows.append(row)
+    if args.calibrate:
+        estimated = np.array([s.estimate[names[0]] for s in scored])
+        true = np.array([s.true_metric for s in scored])
+        held_out = evaluation.cross_validated_calibration(estimated, true, args.folds, args.seed)
+        reports["calibrated (cross-validated)"] = evaluation.accuracy(held_out, true)
+        reports["calibrated (cross-validated)"]["per_iso"] = evaluation.per_iso_table(
+            held_out, np.array([s.true_iso for s in scored]))
+        for row, value in zip(rows, held_out):
+            row["calibrated_metric"] = float(value)
+        calibration = evaluation.fit_calibration(estimated, true)
+        isonet.write_json(out_dir / "calibration.json", calibration.to_json() | {"model": names[0]})
+
+    for row in rows:
+        print(f"{row['file']}: true ISO {row['true_iso']}, estimated {row['estimated_metric']:.3f} "
+              f"(ISO {row['estimated_iso']:.0f}), error {row['error_stops']:+.2f} stops")
+    isonet.write_csv(out_dir / "per_image.csv", rows, list(rows[0]))
+    isonet.write_json(out_dir / "report.json", {
+        "data": args.data, "stride": args.stride, "models": reports,
+        "skipped": [{"file": str(p), "reason": r} for p, r in skipped]})
+    save_figures(scored, names, out_dir)
+    print_model_table(reports, f"{len(scored)} images ({len(skipped)} skipped), errors in stops")
+    print_per_iso(reports)
+    if args.calibrate:
+        print(f"\ncalibration of {names[0]} fitted on all {len(scored)} images: {out_dir / 'calibration.json'} "
+              f"(apply with test_model.py --calibration); its figures above are {args.folds}-fold cross-validated")
+    print(f"outputs in {out_dir}/")
+    return 0
+
+
+def evaluate_splices(args: argparse.Namespace, nets: dict[str, isonet.ISONet]) -> int:
+    import camera_noise
+
+    try:
+        cameras = camera_noise.load_noise_profiles(args.noise_profiles).select(args.camera)
+        _, held_out = camera_noise.split_train_test(camera_noise.clean_images(args.clean_dir))
+        splices = evaluation.random_splices(args.splice, [img for _, img in held_out], cameras,
+                                            np.random.default_rng(args.seed))
+    except isonet.ISONetError as e:
+        isonet.fail(str(e))
+    strides = sorted({isonet.PATCH, args.stride}, reverse=True)
+    rows = []
+    for k, splice in enumerate(isonet.progress(splices)):
+        for name, net in nets.items():
+            for stride in strides:
+                rows.append({"splice": k, "gap_stops": splice.gap, "camera": splice.camera, "model": name,
+                             "stride": stride, **evaluation.score_splice(net, splice, stride, args.batch_size)})
+    table = []
+    print(f"\n{len(splices)} rendered splices: pixel AUC and best F1 of |patch metric - image median|")
+    print(f"{'model':<28} {'stride':>6} {'gap':>4} {'n':>4} {'AUC':>6} {'F1':>6}")
+    for name in nets:
+        for stride in strides:
+            for gap in ["all", 1, 2, 3, 4]:
+                chosen = [r for r in rows if r["model"] == name and r["stride"] == stride
+                          and (gap == "all" or r["gap_stops"] == gap)]
+                if not chosen:
+                    continue
+                entry = {"model": name, "stride": stride, "gap_stops": gap, "n": len(chosen),
+                         "auc": float(np.nanmean([r["auc"] for r in chosen])),
+                         "f1": float(np.nanmean([r["f1"] for r in chosen]))}
+                table.append(entry)
+                print(f"{name[-28:]:<28} {stride:>6} {gap:>4} {entry['n']:>4} {entry['auc']:>6.3f} {entry['f1']:>6.3f}")
+    out_dir = Path(args.out_dir)
+    isonet.write_csv(out_dir / "splice.csv", rows, list(rows[0]))
+    isonet.write_json(out_dir / "report.json", {"splices": len(splices), "seed": args.seed, "table": table})
+    print(f"outputs in {out_dir}/")
+    return 0
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    isonet.add_inference_args(parser, "models/net_tif.pth", None)
+    parser.set_defaults(out_dir="results/evaluate")
+    parser.add_argument("--data", help="labelled photos: DIR/<ISO>/*, DIR/Test/<ISO>/*, or a flat folder with --label_from exif")
+    parser.add_argument("--label_from", choices=["folder", "exif"], default="folder")
+    parser.add_argument("--compare", help="a second model scored on the same images")
+    parser.add_argument("--calibrate", action="store_true",
+                        help="fit a monotone estimated->true mapping, save calibration.json, report it cross-validated")
+    parser.add_argument("--folds", type=int, default=5, help="cross-validation folds for --calibrate")
+    parser.add_argument("--splice", type=int, metavar="N", help="render N spliced images from held-out sources and score localisation")
+    parser.add_argument("--camera", default="reference", help="splice cameras: 'reference', 'all' or 'MAKER MODEL'")
+    parser.add_argument("--clean_dir", help="clean photos for the splices (default: scikit-image's bundled photos)")
+    parser.add_argument("--noise_profiles", help="darktable's noiseprofiles.json (default: see scripts/fetch_noise_profiles.sh)")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    if (args.data is None) == (args.splice is None):
+        isonet.fail("pass either --data DIR (labelled photos) or --splice N (rendered splices)")
+    if args.splice is not None and args.splice < 1:
+        isonet.fail(f"--splice {args.splice}: must be at least 1")
+    if args.folds < 2:
+        isonet.fail(f"--folds {args.folds}: must be at least 2")
+    nets = {args.model_path: isonet.setup_inference(args)}
+    if args.compare:
+        if args.compare == args.model_path:
+            isonet.fail("--compare names the same file as --model_path")
+        nets[args.compare] = isonet.setup_inference(args, args.compare)
+    return evaluate_splices(args, nets) if args.splice else evaluate_labelled(args, nets)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
