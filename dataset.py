@@ -20,10 +20,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-from collections import Counter
+from collections import Counter, deque
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Iterator
 
 import cv2
 import h5py
@@ -121,7 +123,9 @@ def load_uint8_image(path: Path, gray: bool) -> np.ndarray:
     img = read_image(path)
     if gray:
         img = np.repeat(cv2.cvtColor(img, cv2.COLOR_RGB2GRAY)[:, :, None], 3, axis=2)
-    return np.round(img * 255).astype(np.uint8)  # exact for 8-bit sources
+    img *= 255
+    img += 0.5  # round half up, in place: exact for 8-bit sources
+    return img.astype(np.uint8)
 
 
 def cut_patches(img: np.ndarray, stride: int, limit: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -182,11 +186,18 @@ def image_patch_block(path: Path, opts: PrepareOptions, augment_copies: bool, rn
 # Writing a patch set
 # ---------------------------------------------------------------------------------------------
 class PatchSetWriter:
-    """Appends rows to growable chunked datasets: memory stays at one image's patches."""
+    """Appends rows to growable chunked datasets in blocks of about FLUSH_ROWS (resize + one slice write).
+
+    Memory stays bounded by one block plus one image's patches, whatever the data set's size.
+    """
+
+    FLUSH_ROWS = 4096  # 48 MiB of patches
 
     def __init__(self, h5: h5py.File) -> None:
         self.h5 = h5
         self.rows = 0
+        self.pending: list[dict[str, np.ndarray]] = []
+        self.pending_rows = 0
         shapes = {"patches": ((3, PATCH, PATCH), np.uint8), "iso_metric": ((), np.float32),
                   "source_index": ((), np.int32), "origin": ((2,), np.int32), "aug_mode": ((), np.uint8)}
         for name, (shape, dtype) in shapes.items():
@@ -194,14 +205,53 @@ class PatchSetWriter:
 
     def append(self, block: PatchBlock, metric: float, source_index: int) -> None:
         n = len(block.patches)
-        columns = {"patches": block.patches, "iso_metric": np.full(n, metric, np.float32),
-                   "source_index": np.full(n, source_index, np.int32), "origin": block.origin,
-                   "aug_mode": block.aug_mode}
-        for name, values in columns.items():
+        self.pending.append({"patches": block.patches, "iso_metric": np.full(n, metric, np.float32),
+                             "source_index": np.full(n, source_index, np.int32), "origin": block.origin,
+                             "aug_mode": block.aug_mode})
+        self.pending_rows += n
+        if self.pending_rows >= self.FLUSH_ROWS:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self.pending:
+            return
+        for name in self.pending[0]:
             ds = self.h5[name]
-            ds.resize(self.rows + n, axis=0)
-            ds[self.rows:] = values
-        self.rows += n
+            ds.resize(self.rows + self.pending_rows, axis=0)
+            ds[self.rows:] = np.concatenate([columns[name] for columns in self.pending])
+        self.rows += self.pending_rows
+        self.pending, self.pending_rows = [], 0
+
+
+def ordered_map(fn: Callable, items: Iterable, workers: int) -> Iterator:
+    """map(fn, items) on `workers` processes, in order, with at most 2*workers results in flight.
+
+    Processes, not threads: read_image silences libjpeg by redirecting the process's stderr, which
+    threads would share (and could leave redirected).
+    """
+    if workers <= 1:
+        yield from map(fn, items)
+        return
+    with ProcessPoolExecutor(workers) as pool:
+        pending: deque = deque()
+        for item in items:
+            pending.append(pool.submit(fn, item))
+            if len(pending) >= 2 * workers:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+
+
+def load_block(job: tuple[int, tuple[Path, int | None]], opts: PrepareOptions,
+               augment_copies: bool) -> tuple[int, int | None, PatchBlock | str]:
+    """One file's patches, or the one-line reason it was skipped (a worker must not raise for one bad file)."""
+    index, (path, iso) = job
+    try:
+        if iso is None:
+            raise ISONetError(f"{path}: no ISO in EXIF")
+        return index, iso, image_patch_block(path, opts, augment_copies, np.random.default_rng([opts.seed, index]))
+    except ISONetError as e:
+        return index, iso, str(e)
 
 
 @dataclass
@@ -214,27 +264,27 @@ class SplitSummary:
 
 def prepare_split(files: list[tuple[Path, int | None]], out_path: Path, opts: PrepareOptions, split: str,
                   root: Path, attrs: dict, on_skip: Callable[[str], None] = lambda msg: None,
-                  progress: Callable[[Iterable], Iterable] = lambda it: it) -> SplitSummary:
+                  progress: Callable[[Iterable], Iterable] = lambda it: it, workers: int = 1) -> SplitSummary:
     """Write one split's patch set to `out_path` atomically; unreadable images are skipped and reported.
 
-    Each file has its own random stream (seed, index), so a skipped file changes nothing else.
+    Each file has its own random stream (seed, index), so neither skipped files nor the number of
+    `workers` (processes reading images) change the result.
     """
     opts.check()
     summary = SplitSummary(Path(out_path))
+    load = partial(load_block, opts=opts, augment_copies=split == "train")
+
     with atomic_path(out_path) as tmp, h5py.File(tmp, "w") as h5:
         writer = PatchSetWriter(h5)
-        for index, (path, iso) in enumerate(progress(files)):
-            try:
-                if iso is None:
-                    raise ISONetError(f"{path}: no ISO in EXIF")
-                block = image_patch_block(path, opts, split == "train", np.random.default_rng([opts.seed, index]))
-            except ISONetError as e:
-                summary.skipped.append(str(e))
-                on_skip(str(e))
+        for index, iso, block in progress(ordered_map(load, enumerate(files), workers)):
+            if isinstance(block, str):
+                summary.skipped.append(block)
+                on_skip(block)
                 continue
             writer.append(block, float(iso_to_metric(iso)), index)
             summary.images[iso] += 1
             summary.patches[iso] += len(block.patches)
+        writer.flush()
         if writer.rows == 0:
             raise ISONetError(f"{root}: no patches written for the {split} split (every image was skipped)")
         h5.create_dataset("sources", data=[os.path.relpath(p, root) for p, _ in files], dtype=h5py.string_dtype())

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -29,6 +30,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--save_path", default="data_64_64_aug3", help="folder for train.h5 and test.h5")
     p.add_argument("--max_patches_per_image", type=int, default=1064, help="random subset above this (paper: 1064)")
     p.add_argument("--seed", type=int, default=0, help="seed for patch subsets, augmentation and row order")
+    p.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="processes reading images (default: all cores)")
     p.add_argument("--label_from", choices=["folder", "exif"], default="folder",
                    help="ISO from the class folder name (DATA/Train/800/x.tif) or from EXIF (DATA/Train/x.jpg)")
     return p.parse_args(argv)
@@ -60,7 +62,8 @@ def main(argv: list[str] | None = None) -> int:
             bar = lambda it, s=split: tqdm(it, total=len(files[s]), desc=s, unit="img", disable=None, file=sys.stderr)
             warn = lambda msg: tqdm.write(f"warning: skipped {msg}", file=sys.stderr)
             summaries[split] = prepare_split(files[split], Path(args.save_path) / FILE_NAMES[split], opts, split,
-                                             root, vars(args), on_skip=warn, progress=bar)
+                                             root, vars(args), on_skip=warn, progress=bar,
+                                             workers=args.workers)
     except ISONetError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

@@ -86,10 +86,11 @@ def test_prepare_data_writes_the_documented_format(tiny_data, tmp_path):
         assert (h5["aug_mode"][:] == 0).all() and len(h5["patches"]) == 20
 
 
-def test_prepare_data_is_deterministic_for_a_seed(tiny_data, tmp_path):
+def test_prepare_data_depends_on_the_seed_not_on_the_worker_count(tiny_data, tmp_path):
     common = ["--data_path", str(tiny_data), "--pic_type", "png", "--stride", "32", "--no-test"]
-    for name, seed in (("a", "1"), ("b", "1"), ("c", "2")):
-        assert run_script(PREPARE, *common, "--save_path", str(tmp_path / name), "--seed", seed).returncode == 0
+    for name, seed, workers in (("a", "1", "1"), ("b", "1", "3"), ("c", "2", "1")):
+        r = run_script(PREPARE, *common, "--save_path", str(tmp_path / name), "--seed", seed, "--workers", workers)
+        assert r.returncode == 0, r.stderr
     rows = {n: h5py.File(tmp_path / n / "train.h5")["patches"][:] for n in "abc"}
     assert np.array_equal(rows["a"], rows["b"]) and not np.array_equal(rows["a"], rows["c"])
     assert not (tmp_path / "a" / "test.h5").exists()
