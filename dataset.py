@@ -296,16 +296,23 @@ def prepare_split(files: list[tuple[Path, int | None]], out_path: Path, opts: Pr
 # ---------------------------------------------------------------------------------------------
 # Reading patch sets
 # ---------------------------------------------------------------------------------------------
+def to_unit_float(x: torch.Tensor) -> torch.Tensor:
+    """Patches as float in [0, 1], from uint8 (our files) or float (the original layout)."""
+    return x.float().div_(255) if x.dtype == torch.uint8 else x.float()
+
+
 class PatchRuns(Dataset):
     """Item i is the contiguous run of rows [i*run, (i+1)*run) as (run x 3 x 64 x 64 float in [0, 1], run labels).
 
     Reading runs keeps HDF5 access sequential; shuffle the runs (rows are already shuffled
     within each image) and concatenate them with `concat_runs`. Files are opened lazily in each
-    worker process, since an h5py handle must not cross a fork.
+    worker process, since an h5py handle must not cross a fork. With keep_uint8, uint8 patches
+    stay uint8 (4x fewer bytes between worker processes and to the GPU); see `to_unit_float`.
     """
 
-    def __init__(self, run: int = 1) -> None:
+    def __init__(self, run: int = 1, keep_uint8: bool = False) -> None:
         self.run = run
+        self.keep_uint8 = keep_uint8
         self.rows = 0
         self._handles: tuple | None = None
         self._pid = -1
@@ -326,8 +333,7 @@ class PatchRuns(Dataset):
             self._handles, self._pid = self._open(), os.getpid()
         x, y = self._read(self._handles, i * self.run, min((i + 1) * self.run, self.rows))
         x = torch.from_numpy(x)
-        x = x.float().div_(255) if x.dtype == torch.uint8 else x.float()
-        return x, torch.from_numpy(np.asarray(y, np.float32))
+        return (x if self.keep_uint8 else to_unit_float(x)), torch.from_numpy(np.asarray(y, np.float32))
 
     def __getstate__(self) -> dict:
         return {**self.__dict__, "_handles": None, "_pid": -1}
@@ -343,8 +349,8 @@ def _open_h5(path: Path) -> h5py.File:
 class PatchSet(PatchRuns):
     """A patch set written by prepare_split."""
 
-    def __init__(self, path: str | os.PathLike, run: int = 1) -> None:
-        super().__init__(run)
+    def __init__(self, path: str | os.PathLike, run: int = 1, keep_uint8: bool = False) -> None:
+        super().__init__(run, keep_uint8)
         self.path = Path(path)
         with _open_h5(self.path) as h5:
             if h5.attrs.get("format") != FORMAT or "patches" not in h5:
@@ -362,8 +368,9 @@ class PatchSet(PatchRuns):
 class LegacyPatchSet(PatchRuns):
     """The original scripts' layout: datasets '0', '1', ... of float32 3x64x64 patches in one file, labels in another."""
 
-    def __init__(self, data_path: str | os.PathLike, label_path: str | os.PathLike, run: int = 1) -> None:
-        super().__init__(run)
+    def __init__(self, data_path: str | os.PathLike, label_path: str | os.PathLike, run: int = 1,
+                 keep_uint8: bool = False) -> None:
+        super().__init__(run, keep_uint8)
         self.data_path, self.label_path = Path(data_path), Path(label_path)
         with _open_h5(self.data_path) as data, _open_h5(self.label_path) as labels:
             self.rows = len(data)
@@ -379,17 +386,17 @@ class LegacyPatchSet(PatchRuns):
         return np.stack([data[k][()] for k in keys]), np.array([labels[k][()] for k in keys], np.float32)
 
 
-def open_patch_set(data_path: str | os.PathLike, split: str, run: int = 1) -> PatchRuns:
+def open_patch_set(data_path: str | os.PathLike, split: str, run: int = 1, keep_uint8: bool = False) -> PatchRuns:
     """The split's patch set in data_path: `train.h5`/`test.h5`, else the original `train_rgb.h5` (or gray) pair."""
     data_path = Path(data_path)
     new = data_path / FILE_NAMES[split]
     if new.is_file():
-        return PatchSet(new, run)
+        return PatchSet(new, run, keep_uint8)
     stem = LEGACY_STEMS[split]
     for kind in ("rgb", "gray"):
         data, labels = data_path / f"{stem}_{kind}.h5", data_path / f"{stem}_{kind}_label.h5"
         if data.is_file() and labels.is_file():
-            return LegacyPatchSet(data, labels, run)
+            return LegacyPatchSet(data, labels, run, keep_uint8)
     raise ISONetError(f"{data_path}: no {split} patch set (expected {new.name}, or {stem}_rgb.h5 "
                       f"and {stem}_rgb_label.h5); run prepare_data.py first")
 

@@ -28,7 +28,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler, Subset
 from tqdm import tqdm
 
-from dataset import CHUNK, add_bool_flag, concat_runs, open_patch_set
+from dataset import CHUNK, add_bool_flag, concat_runs, open_patch_set, to_unit_float
 from isonet import ISONet, ISONetError, atomic_path, resolve_device
 
 
@@ -107,10 +107,10 @@ def evaluate(net: nn.Module, loader: DataLoader, device: torch.device, autocast,
     net.eval()
     sums = torch.zeros(3, dtype=torch.float64, device=device)  # squared error, absolute error, count
     for x, y in loader:
-        x = x.to(device, non_blocking=True, memory_format=memory_format(device))
+        x = to_unit_float(x.to(device, non_blocking=True)).contiguous(memory_format=memory_format(device))
         with autocast:
             err = net(x).float().flatten() - y.to(device, non_blocking=True)
-        sums += torch.stack([err.square().sum(), err.abs().sum(), torch.tensor(len(y), device=device)]).double()
+        sums += torch.stack([err.square().sum(), err.abs().sum(), err.new_tensor(len(y))]).double()
     if distributed:
         dist.all_reduce(sums)
     net.train()
@@ -171,8 +171,9 @@ def main(argv: list[str] | None = None) -> int:
 
     # -- data: contiguous runs of rows, shuffled per epoch by a (seed, epoch)-seeded sampler --
     run = math.gcd(args.batch_size, CHUNK)  # runs tile every batch exactly and never straddle a chunk
-    train_set = open_patch_set(args.data_path, "train", run)
-    val_set = open_patch_set(args.data_path, "test", run)
+    # uint8 until the device: 4x fewer bytes through worker pipes, pinned memory and PCIe.
+    train_set = open_patch_set(args.data_path, "train", run, keep_uint8=True)
+    val_set = open_patch_set(args.data_path, "test", run, keep_uint8=True)
     # The same sampler serves one process (world 1) and DDP, so a resumed run shuffles identically.
     sampler = DistributedSampler(train_set, num_replicas=world, rank=rank, shuffle=True, seed=args.seed)
     loader_opts = dict(batch_size=args.batch_size // run, num_workers=args.workers, pin_memory=cuda,
@@ -185,7 +186,9 @@ def main(argv: list[str] | None = None) -> int:
     net = ISONet()
     init_weights(net)
     net = net.to(device, memory_format=memory_format(device))
-    model = DistributedDataParallel(net) if distributed else net
+    model = net
+    if distributed:
+        model = DistributedDataParallel(net, device_ids=[device.index] if cuda else None)
     optimizer = torch.optim.Adam(net.parameters(), lr=args.lr)
     scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=args.milestones, gamma=0.1)
     start_epoch, best_loss = 1, math.inf
@@ -216,8 +219,8 @@ def main(argv: list[str] | None = None) -> int:
         progress = Progress(len(sampler) * run * world, f"epoch {epoch}/{args.epochs}", master)
         loss_sum = torch.zeros((), dtype=torch.float64, device=device)
         seen = 0
-        for x, y in train_loader:
-            x = x.to(device, non_blocking=True, memory_format=memory_format(device))
+        for step, (x, y) in enumerate(train_loader):
+            x = to_unit_float(x.to(device, non_blocking=True)).contiguous(memory_format=memory_format(device))
             y = y.to(device, non_blocking=True)
             with autocast:
                 pred = model(x).float().flatten()
@@ -227,7 +230,8 @@ def main(argv: list[str] | None = None) -> int:
             optimizer.step()
             loss_sum += loss.detach().double() * len(y)
             seen += len(y)
-            progress.update(len(y) * world, loss.item() if progress.tty else None)
+            # Reading the loss synchronises with the GPU, so the bar shows it only now and then.
+            progress.update(len(y) * world, loss.item() if progress.tty and step % 20 == 0 else None)
         scheduler.step()
         rate = progress.close()
         if distributed:

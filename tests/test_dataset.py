@@ -14,7 +14,8 @@ from torch.utils.data import DataLoader
 
 from conftest import REPO, make_labelled_folder, noise_image, run_script
 from dataset import (FORMAT, LegacyPatchSet, PatchSet, PrepareOptions, add_augmented_copies, augment,
-                     concat_runs, cut_patches, find_labelled_images, open_patch_set, prepare_split)
+                     concat_runs, cut_patches, find_labelled_images, open_patch_set, prepare_split,
+                     to_unit_float)
 from isonet import ISONetError
 from prepare_data import parse_args
 
@@ -208,6 +209,9 @@ def test_patch_set_reads_float_runs_in_unit_range(prepared):
     assert torch.equal(y, torch.from_numpy(metric[80:]))
     with pytest.raises(IndexError):
         ds[5]
+    raw_run, _ = PatchSet(prepared, run=20, keep_uint8=True)[4]  # what main_train reads, converted on the device
+    assert raw_run.dtype == torch.uint8 and torch.equal(raw_run, torch.from_numpy(raw[80:]))
+    assert torch.equal(to_unit_float(raw_run), x)
     # Worker processes open the file themselves and deliver the same data.
     loader = DataLoader(ds, batch_size=3, num_workers=2, collate_fn=concat_runs)
     xs, ys = zip(*loader)
@@ -229,10 +233,11 @@ def test_legacy_layout_is_read_by_open_patch_set(tmp_path):
     patches = rng.random((5, 3, 64, 64), dtype=np.float32)
     labels = np.array([0, 1, 2, 3, 4], np.float32)
     write_legacy(tmp_path, patches, labels, stem="val")
-    ds = open_patch_set(tmp_path, "test", run=2)
-    assert isinstance(ds, LegacyPatchSet) and ds.rows == 5 and len(ds) == 3
-    x, y = concat_runs([ds[i] for i in range(3)])
-    assert torch.equal(x, torch.from_numpy(patches)) and torch.equal(y, torch.from_numpy(labels))
+    for keep_uint8 in (False, True):  # float patches stay float either way
+        ds = open_patch_set(tmp_path, "test", run=2, keep_uint8=keep_uint8)
+        assert isinstance(ds, LegacyPatchSet) and ds.rows == 5 and len(ds) == 3
+        x, y = concat_runs([ds[i] for i in range(3)])
+        assert torch.equal(to_unit_float(x), torch.from_numpy(patches)) and torch.equal(y, torch.from_numpy(labels))
 
 
 def test_new_format_wins_over_legacy_and_missing_sets_are_errors(prepared, tmp_path):
