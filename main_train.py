@@ -273,3 +273,6 @@ if __name__ == "__main__":
     except ISONetError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(1)
+    except KeyboardInterrupt:
+        print("interrupted: continue with --resume_training <out_dir>/checkpoint/last.pth", file=sys.stderr)
+        sys.exit(130)

@@ -67,6 +67,9 @@ def main(argv: list[str] | None = None) -> int:
     except ISONetError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print("interrupted: the split being written was discarded", file=sys.stderr)
+        return 130
     print_table(summaries)
     return 0
 

@@ -12,7 +12,7 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader
 
-from conftest import REPO, make_labelled_folder, noise_image, run_script
+from conftest import REPO, noise_image, run_script
 from dataset import (FORMAT, LegacyPatchSet, PatchSet, PrepareOptions, add_augmented_copies, augment,
                      concat_runs, cut_patches, find_labelled_images, open_patch_set, prepare_split,
                      to_unit_float)
@@ -131,16 +131,19 @@ def test_bad_class_folder_name_is_a_one_line_error(tiny_data, tmp_path):
     assert not (tmp_path / "o").exists() or not any((tmp_path / "o").iterdir())
 
 
-@pytest.mark.parametrize("layout", ["empty", "wrong_type"])
+@pytest.mark.parametrize("layout", ["bare", "empty", "wrong_type"])
 def test_no_images_is_a_one_line_error(tmp_path, layout):
     root = tmp_path / "photos"
-    (root / "Train" / "100").mkdir(parents=True)
-    (root / "Test").mkdir()
+    root.mkdir()
+    if layout != "bare":
+        (root / "Train" / "100").mkdir(parents=True)
+        (root / "Test").mkdir()
     if layout == "wrong_type":
         cv2.imwrite(str(root / "Train" / "100" / "a.png"), noise_image(np.random.default_rng(0), 100))
     r = run_script(PREPARE, "--data_path", str(root), "--save_path", str(tmp_path / "o"))  # default pic_type tif
     line = one_error_line(r)
-    assert "no images found" in line and "Train" in line
+    assert ("no such folder" if layout == "bare" else "no images found") in line and "Train" in line
+    assert not (tmp_path / "o").exists()
 
 
 def test_unreadable_and_too_small_images_are_skipped_and_counted(tiny_data, tmp_path):

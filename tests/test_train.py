@@ -1,7 +1,6 @@
 """main_train.py end to end on CPU: training, the saved model, resume, DDP over gloo, bad input."""
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import numpy as np
