@@ -57,7 +57,8 @@ def str2bool(value: str | bool) -> bool:
 def add_bool_flag(parser: argparse.ArgumentParser, name: str, default: bool, help: str) -> None:
     """--name, --name VALUE and --no-name, all meaning what they say."""
     dest = name.lstrip("-").replace("-", "_")
-    parser.add_argument(name, type=str2bool, nargs="?", const=True, default=default, dest=dest, help=help)
+    parser.add_argument(name, type=str2bool, nargs="?", const=True, default=default, dest=dest,
+                        help=f"{help} (default {default}; --no-{name.lstrip('-')} = False)")
     parser.add_argument(f"--no-{name.lstrip('-')}", action="store_false", dest=dest, help=argparse.SUPPRESS)
 
 

@@ -1,7 +1,7 @@
 """Cut labelled photos into ISONet training patches: DATA/{Train,Test}/<ISO>/*.tif -> SAVE/{train,test}.h5.
 
     python prepare_data.py --data_path photos --save_path data_64_64_aug3 --pic_type tif
-    python prepare_data.py --data_path photos --save_path data --label_from exif --pic_type jpg --no-test
+    python prepare_data.py --data_path photos --save_path data --label_from exif --pic_type jpg  # photos/Train/*.jpg
 """
 from __future__ import annotations
 
