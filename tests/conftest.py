@@ -1,3 +1,7 @@
+"""Shared helpers: images and labelled folders the tests make, weights, running the scripts."""
+from __future__ import annotations
+
+import subprocess
 import sys
 from pathlib import Path
 
@@ -15,6 +19,12 @@ import isonet  # noqa: E402
 needs_shared = pytest.mark.skipif(not SHARED.is_dir(), reason=f"{SHARED} is absent")
 
 
+def run_script(*args, cwd: Path = ROOT, timeout: float = 300) -> subprocess.CompletedProcess:
+    """Run `python ARGS...` as a user would; a script name is relative to the repository."""
+    return subprocess.run([sys.executable, *map(str, args)], cwd=cwd, capture_output=True, text=True,
+                          timeout=timeout)
+
+
 def noisy_image(height: int, width: int, sigma: float, seed: int = 0) -> np.ndarray:
     """A smooth colour gradient plus Gaussian noise of `sigma` (in 8-bit levels), as uint8 RGB."""
     rng = np.random.default_rng(seed)
@@ -26,6 +36,30 @@ def noisy_image(height: int, width: int, sigma: float, seed: int = 0) -> np.ndar
 def write_rgb(path: Path, rgb: np.ndarray, params=()) -> Path:
     assert cv2.imwrite(str(path), np.ascontiguousarray(rgb[:, :, ::-1]), list(params))
     return path
+
+
+def noise_image(rng: np.random.Generator, iso: int, h: int = 128, w: int = 160) -> np.ndarray:
+    """Flat grey with noise whose strength grows with ISO."""
+    sigma = 2.0 * (iso / 100) ** 0.5
+    return np.clip(128 + rng.normal(0, sigma, (h, w, 3)), 0, 255).astype(np.uint8)
+
+
+def make_labelled_folder(root: Path, isos=(100, 800), per_iso: int = 2, ext: str = "png",
+                         h: int = 128, w: int = 160, seed: int = 0) -> Path:
+    """root/Train/<ISO>/i.<ext> and root/Test/<ISO>/i.<ext>."""
+    rng = np.random.default_rng(seed)
+    for split in ("Train", "Test"):
+        for iso in isos:
+            folder = root / split / str(iso)
+            folder.mkdir(parents=True, exist_ok=True)
+            for i in range(per_iso):
+                assert cv2.imwrite(str(folder / f"{i}.{ext}"), noise_image(rng, iso, h, w))
+    return root
+
+
+@pytest.fixture
+def tiny_data(tmp_path: Path) -> Path:
+    return make_labelled_folder(tmp_path / "photos")
 
 
 @pytest.fixture(scope="session")

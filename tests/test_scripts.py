@@ -2,18 +2,12 @@
 import csv
 import json
 import subprocess
-import sys
 
 import numpy as np
 import pytest
 
 import isonet
-from conftest import ROOT, SHARED, needs_shared, noisy_image, write_rgb
-
-
-def run(script: str, *args, cwd=ROOT) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(ROOT / script), *map(str, args)], cwd=cwd,
-                          capture_output=True, text=True, timeout=300)
+from conftest import SHARED, needs_shared, noisy_image, run_script as run, write_rgb
 
 
 def assert_one_line_error(proc: subprocess.CompletedProcess, code: int, *fragments: str) -> None:

@@ -1,0 +1,409 @@
+"""Training data for ISONet: labelled image folders -> one HDF5 patch set -> PyTorch Dataset.
+
+Input layout (the paper's): DATA/Train/<ISO>/*.<pic_type> and DATA/Test/<ISO>/*.<pic_type>, the
+folder name being the ISO; or flat folders DATA/Train/*.<pic_type> labelled by each file's EXIF ISO.
+
+Output, one file per split in save_path (`train.h5`, `test.h5`):
+  patches       uint8   N x 3 x 64 x 64  chunked CHUNK rows; rows shuffled within each image
+  iso_metric    float32 N                log2(ISO / 100)
+  source_index  int32   N                row of `sources` the patch was cut from
+  origin        int32   N x 2            (y, x) of the patch's top-left corner in that image
+  aug_mode      uint8   N                the paper's rotation/flip mode 0..7 (0 = as cut)
+  sources       str     S                every discovered file, relative to data_path
+  source_iso    int32   S                its label
+  attrs                                  format, split and every prepare argument
+
+The original scripts' layout (train_rgb.h5 + train_rgb_label.h5, one dataset per patch) is read too.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from collections import Counter, deque
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import Callable, Iterable, Iterator
+
+import cv2
+import h5py
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from isonet import PATCH, ISONetError, atomic_path, grid_shape, iso_to_metric, read_exif_iso, read_image
+
+FORMAT = "isonet-patches-v1"
+CHUNK = 16  # rows per HDF5 chunk (192 KiB): also the longest contiguous run the loader reads
+SPLIT_FOLDERS = {"train": "Train", "test": "Test"}
+FILE_NAMES = {"train": "train.h5", "test": "test.h5"}
+LEGACY_STEMS = {"train": "train", "test": "val"}  # the original scripts called the test split "val"
+AUG_MODES = 8
+
+
+def str2bool(value: str | bool) -> bool:
+    """argparse type for flags that accept `--x`, `--x True` and `--x false` (the originals' style)."""
+    if isinstance(value, bool):
+        return value
+    if value.lower() in {"1", "true", "yes", "y", "on"}:
+        return True
+    if value.lower() in {"0", "false", "no", "n", "off"}:
+        return False
+    raise argparse.ArgumentTypeError(f"expected a boolean, got '{value}'")
+
+
+def add_bool_flag(parser: argparse.ArgumentParser, name: str, default: bool, help: str) -> None:
+    """--name, --name VALUE and --no-name, all meaning what they say."""
+    dest = name.lstrip("-").replace("-", "_")
+    parser.add_argument(name, type=str2bool, nargs="?", const=True, default=default, dest=dest,
+                        help=f"{help} (default {default}; --no-{name.lstrip('-')} = False)")
+    parser.add_argument(f"--no-{name.lstrip('-')}", action="store_false", dest=dest, help=argparse.SUPPRESS)
+
+
+# ---------------------------------------------------------------------------------------------
+# Discovery of labelled files
+# ---------------------------------------------------------------------------------------------
+def parse_iso_folder(folder: Path) -> int:
+    """A class folder's name is its ISO: '800' or 'ISO800'."""
+    name = folder.name.upper().removeprefix("ISO")
+    if not name.isdigit() or int(name) <= 0:
+        raise ISONetError(f"{folder}: class folder name is not an ISO (expected e.g. 100, 800, ISO3200)")
+    return int(name)
+
+
+def _has_type(path: Path, pic_type: str) -> bool:
+    return path.is_file() and path.suffix.lower() == "." + pic_type.lower().lstrip(".")
+
+
+def find_labelled_images(split_dir: Path, pic_type: str, label_from: str = "folder") -> list[tuple[Path, int | None]]:
+    """(file, ISO) pairs, sorted. With label_from='exif' the ISO is None where EXIF has none."""
+    split_dir = Path(split_dir)
+    if not split_dir.is_dir():
+        raise ISONetError(f"{split_dir}: no such folder")
+    if label_from == "folder":
+        found: list[tuple[Path, int | None]] = []
+        for folder in sorted(p for p in split_dir.iterdir() if p.is_dir()):
+            iso = parse_iso_folder(folder)
+            found += [(f, iso) for f in sorted(folder.iterdir()) if _has_type(f, pic_type)]
+        layout = f"{split_dir}/<ISO>/*.{pic_type}"
+    elif label_from == "exif":
+        found = [(f, read_exif_iso(f)) for f in sorted(split_dir.iterdir()) if _has_type(f, pic_type)]
+        layout = f"{split_dir}/*.{pic_type}"
+    else:
+        raise ValueError(f"label_from must be 'folder' or 'exif', got {label_from!r}")
+    if not found:
+        raise ISONetError(f"{split_dir}: no images found (expected {layout})")
+    return found
+
+
+# ---------------------------------------------------------------------------------------------
+# Patches
+# ---------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class PrepareOptions:
+    size: int = PATCH
+    stride: int = 96
+    aug_times: int = 2
+    max_patches_per_image: int = 1064
+    gray_mode: bool = False
+    seed: int = 0
+
+    def check(self) -> None:
+        if self.size != PATCH:
+            raise ISONetError(f"--size {self.size}: ISONet takes {PATCH}x{PATCH} patches")
+        if self.stride <= 0 or self.max_patches_per_image <= 0:
+            raise ISONetError("--stride and --max_patches_per_image must be positive")
+        if not 0 <= self.aug_times < AUG_MODES:
+            raise ISONetError(f"--aug_times {self.aug_times}: must be 0..{AUG_MODES - 1} (distinct non-identity modes)")
+
+
+def load_uint8_image(path: Path, gray: bool) -> np.ndarray:
+    """HxWx3 uint8 RGB; gray mode converts to luma and replicates it (the net takes 3 channels)."""
+    img = read_image(path)
+    if gray:
+        img = np.repeat(cv2.cvtColor(img, cv2.COLOR_RGB2GRAY)[:, :, None], 3, axis=2)
+    img *= 255
+    img += 0.5  # round half up, in place: exact for 8-bit sources
+    return img.astype(np.uint8)
+
+
+def cut_patches(img: np.ndarray, stride: int, limit: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Patches every `stride` pixels (at most `limit`, a random subset): Nx3x64x64 and Nx2 (y, x)."""
+    rows, cols = grid_shape(*img.shape[:2], stride)
+    keep = np.arange(rows * cols)
+    if len(keep) > limit:
+        keep = np.sort(rng.choice(len(keep), limit, replace=False))
+    r, c = np.divmod(keep, cols)
+    # A strided view of every window: indexing it copies only the kept patches.
+    windows = np.lib.stride_tricks.sliding_window_view(img, (PATCH, PATCH), axis=(0, 1))[::stride, ::stride]
+    return np.ascontiguousarray(windows[r, c]), np.stack([r * stride, c * stride], 1).astype(np.int32)
+
+
+def augment(patches: np.ndarray, mode: int) -> np.ndarray:
+    """The paper's mode on ...xHxW arrays: rotate 90 degrees (mode // 2) times, then flip up-down if odd."""
+    out = np.rot90(patches, k=mode // 2, axes=(-2, -1))
+    return out[..., ::-1, :] if mode % 2 else out
+
+
+def add_augmented_copies(patches: np.ndarray, aug_times: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Each patch followed by `aug_times` copies in distinct random non-identity modes.
+
+    Returns (N*(1+aug_times))x3x64x64 patches and their modes.
+    """
+    n = len(patches)
+    modes = np.zeros((n, 1 + aug_times), np.uint8)
+    choices = np.tile(np.arange(1, AUG_MODES, dtype=np.uint8), (n, 1))
+    modes[:, 1:] = rng.permuted(choices, axis=1)[:, :aug_times]
+    out = np.empty((n, 1 + aug_times) + patches.shape[1:], patches.dtype)
+    for mode in range(AUG_MODES):  # one vectorised transform per mode, not per patch
+        rows, copies = np.nonzero(modes == mode)
+        if len(rows):
+            out[rows, copies] = augment(patches[rows], mode)
+    return out.reshape((-1,) + patches.shape[1:]), modes.reshape(-1)
+
+
+@dataclass
+class PatchBlock:
+    """All rows that one source image contributes, in the file's column order."""
+
+    patches: np.ndarray
+    origin: np.ndarray
+    aug_mode: np.ndarray
+
+
+def image_patch_block(path: Path, opts: PrepareOptions, augment_copies: bool, rng: np.random.Generator) -> PatchBlock:
+    """Read, cut, augment and shuffle one image's patches (shuffled so a contiguous run is a fair sample)."""
+    patches, origin = cut_patches(load_uint8_image(path, opts.gray_mode), opts.stride, opts.max_patches_per_image, rng)
+    aug_times = opts.aug_times if augment_copies else 0
+    patches, modes = add_augmented_copies(patches, aug_times, rng)
+    origin = np.repeat(origin, 1 + aug_times, axis=0)
+    order = rng.permutation(len(patches))
+    return PatchBlock(patches[order], origin[order], modes[order])
+
+
+# ---------------------------------------------------------------------------------------------
+# Writing a patch set
+# ---------------------------------------------------------------------------------------------
+class PatchSetWriter:
+    """Appends rows to growable chunked datasets in blocks of about FLUSH_ROWS (resize + one slice write).
+
+    Memory stays bounded by one block plus one image's patches, whatever the data set's size.
+    """
+
+    FLUSH_ROWS = 4096  # 48 MiB of patches
+
+    def __init__(self, h5: h5py.File) -> None:
+        self.h5 = h5
+        self.rows = 0
+        self.pending: list[dict[str, np.ndarray]] = []
+        self.pending_rows = 0
+        shapes = {"patches": ((3, PATCH, PATCH), np.uint8), "iso_metric": ((), np.float32),
+                  "source_index": ((), np.int32), "origin": ((2,), np.int32), "aug_mode": ((), np.uint8)}
+        for name, (shape, dtype) in shapes.items():
+            h5.create_dataset(name, (0,) + shape, dtype, maxshape=(None,) + shape, chunks=(CHUNK,) + shape)
+
+    def append(self, block: PatchBlock, metric: float, source_index: int) -> None:
+        n = len(block.patches)
+        self.pending.append({"patches": block.patches, "iso_metric": np.full(n, metric, np.float32),
+                             "source_index": np.full(n, source_index, np.int32), "origin": block.origin,
+                             "aug_mode": block.aug_mode})
+        self.pending_rows += n
+        if self.pending_rows >= self.FLUSH_ROWS:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self.pending:
+            return
+        for name in self.pending[0]:
+            ds = self.h5[name]
+            ds.resize(self.rows + self.pending_rows, axis=0)
+            ds[self.rows:] = np.concatenate([columns[name] for columns in self.pending])
+        self.rows += self.pending_rows
+        self.pending, self.pending_rows = [], 0
+
+
+def ordered_map(fn: Callable, items: Iterable, workers: int) -> Iterator:
+    """map(fn, items) on `workers` processes, in order, with at most 2*workers results in flight.
+
+    Processes, not threads: read_image silences libjpeg by redirecting the process's stderr, which
+    threads would share (and could leave redirected).
+    """
+    if workers <= 1:
+        yield from map(fn, items)
+        return
+    with ProcessPoolExecutor(workers) as pool:
+        pending: deque = deque()
+        for item in items:
+            pending.append(pool.submit(fn, item))
+            if len(pending) >= 2 * workers:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+
+
+def load_block(job: tuple[int, tuple[Path, int | None]], opts: PrepareOptions,
+               augment_copies: bool) -> tuple[int, int | None, PatchBlock | str]:
+    """One file's patches, or the one-line reason it was skipped (a worker must not raise for one bad file)."""
+    index, (path, iso) = job
+    try:
+        if iso is None:
+            raise ISONetError(f"{path}: no ISO in EXIF")
+        return index, iso, image_patch_block(path, opts, augment_copies, np.random.default_rng([opts.seed, index]))
+    except ISONetError as e:
+        return index, iso, str(e)
+
+
+@dataclass
+class SplitSummary:
+    path: Path
+    images: Counter = field(default_factory=Counter)  # ISO -> images used
+    patches: Counter = field(default_factory=Counter)  # ISO -> rows written
+    skipped: list[str] = field(default_factory=list)  # one line per skipped file
+
+
+def prepare_split(files: list[tuple[Path, int | None]], out_path: Path, opts: PrepareOptions, split: str,
+                  root: Path, attrs: dict, on_skip: Callable[[str], None] = lambda msg: None,
+                  progress: Callable[[Iterable], Iterable] = lambda it: it, workers: int = 1) -> SplitSummary:
+    """Write one split's patch set to `out_path` atomically; unreadable images are skipped and reported.
+
+    Each file has its own random stream (seed, index), so neither skipped files nor the number of
+    `workers` (processes reading images) change the result.
+    """
+    opts.check()
+    summary = SplitSummary(Path(out_path))
+    load = partial(load_block, opts=opts, augment_copies=split == "train")
+
+    with atomic_path(out_path) as tmp, h5py.File(tmp, "w") as h5:
+        writer = PatchSetWriter(h5)
+        for index, iso, block in progress(ordered_map(load, enumerate(files), workers)):
+            if isinstance(block, str):
+                summary.skipped.append(block)
+                on_skip(block)
+                continue
+            writer.append(block, float(iso_to_metric(iso)), index)
+            summary.images[iso] += 1
+            summary.patches[iso] += len(block.patches)
+        writer.flush()
+        if writer.rows == 0:
+            raise ISONetError(f"{root}: no patches written for the {split} split (every image was skipped)")
+        h5.create_dataset("sources", data=[os.path.relpath(p, root) for p, _ in files], dtype=h5py.string_dtype())
+        h5.create_dataset("source_iso", data=[iso or 0 for _, iso in files], dtype=np.int32)
+        h5.attrs.update({"format": FORMAT, "split": split, "args": json.dumps(attrs), **asdict(opts)})
+    return summary
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading patch sets
+# ---------------------------------------------------------------------------------------------
+def to_unit_float(x: torch.Tensor) -> torch.Tensor:
+    """Patches as float in [0, 1], from uint8 (our files) or float (the original layout)."""
+    return x.float().div_(255) if x.dtype == torch.uint8 else x.float()
+
+
+class PatchRuns(Dataset):
+    """Item i is the contiguous run of rows [i*run, (i+1)*run) as (run x 3 x 64 x 64 float in [0, 1], run labels).
+
+    Reading runs keeps HDF5 access sequential; shuffle the runs (rows are already shuffled
+    within each image) and concatenate them with `concat_runs`. Files are opened lazily in each
+    worker process, since an h5py handle must not cross a fork. With keep_uint8, uint8 patches
+    stay uint8 (4x fewer bytes between worker processes and to the GPU); see `to_unit_float`.
+    """
+
+    def __init__(self, run: int = 1, keep_uint8: bool = False) -> None:
+        self.run = run
+        self.keep_uint8 = keep_uint8
+        self.rows = 0
+        self._handles: tuple | None = None
+        self._pid = -1
+
+    def _open(self) -> tuple:
+        raise NotImplementedError
+
+    def _read(self, handles: tuple, start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
+        raise NotImplementedError
+
+    def __len__(self) -> int:
+        return -(-self.rows // self.run)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        if not 0 <= i < len(self):
+            raise IndexError(i)
+        if self._pid != os.getpid():
+            self._handles, self._pid = self._open(), os.getpid()
+        x, y = self._read(self._handles, i * self.run, min((i + 1) * self.run, self.rows))
+        x = torch.from_numpy(x)
+        return (x if self.keep_uint8 else to_unit_float(x)), torch.from_numpy(np.asarray(y, np.float32))
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_handles": None, "_pid": -1}
+
+
+def _open_h5(path: Path) -> h5py.File:
+    try:
+        return h5py.File(path, "r")
+    except OSError:
+        raise ISONetError(f"{path}: not a readable HDF5 file") from None
+
+
+class PatchSet(PatchRuns):
+    """A patch set written by prepare_split."""
+
+    def __init__(self, path: str | os.PathLike, run: int = 1, keep_uint8: bool = False) -> None:
+        super().__init__(run, keep_uint8)
+        self.path = Path(path)
+        with _open_h5(self.path) as h5:
+            if h5.attrs.get("format") != FORMAT or "patches" not in h5:
+                raise ISONetError(f"{self.path}: not an ISONet patch set (format {FORMAT})")
+            self.rows = len(h5["patches"])
+
+    def _open(self) -> tuple:
+        h5 = h5py.File(self.path, "r")
+        return h5["patches"], h5["iso_metric"], h5
+
+    def _read(self, handles: tuple, start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
+        return handles[0][start:stop], handles[1][start:stop]
+
+
+class LegacyPatchSet(PatchRuns):
+    """The original scripts' layout: datasets '0', '1', ... of float32 3x64x64 patches in one file, labels in another."""
+
+    def __init__(self, data_path: str | os.PathLike, label_path: str | os.PathLike, run: int = 1,
+                 keep_uint8: bool = False) -> None:
+        super().__init__(run, keep_uint8)
+        self.data_path, self.label_path = Path(data_path), Path(label_path)
+        with _open_h5(self.data_path) as data, _open_h5(self.label_path) as labels:
+            self.rows = len(data)
+            if len(labels) != self.rows or (self.rows and "0" not in data):
+                raise ISONetError(f"{self.data_path}: {self.rows} patches but {len(labels)} labels in {self.label_path}")
+
+    def _open(self) -> tuple:
+        return h5py.File(self.data_path, "r"), h5py.File(self.label_path, "r")
+
+    def _read(self, handles: tuple, start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
+        data, labels = handles
+        keys = [str(k) for k in range(start, stop)]
+        return np.stack([data[k][()] for k in keys]), np.array([labels[k][()] for k in keys], np.float32)
+
+
+def open_patch_set(data_path: str | os.PathLike, split: str, run: int = 1, keep_uint8: bool = False) -> PatchRuns:
+    """The split's patch set in data_path: `train.h5`/`test.h5`, else the original `train_rgb.h5` (or gray) pair."""
+    data_path = Path(data_path)
+    new = data_path / FILE_NAMES[split]
+    if new.is_file():
+        return PatchSet(new, run, keep_uint8)
+    stem = LEGACY_STEMS[split]
+    for kind in ("rgb", "gray"):
+        data, labels = data_path / f"{stem}_{kind}.h5", data_path / f"{stem}_{kind}_label.h5"
+        if data.is_file() and labels.is_file():
+            return LegacyPatchSet(data, labels, run, keep_uint8)
+    raise ISONetError(f"{data_path}: no {split} patch set (expected {new.name}, or {stem}_rgb.h5 "
+                      f"and {stem}_rgb_label.h5); run prepare_data.py first")
+
+
+def concat_runs(batch: list[tuple[torch.Tensor, torch.Tensor]]) -> tuple[torch.Tensor, torch.Tensor]:
+    """DataLoader collate_fn for PatchRuns: one batch from several runs."""
+    xs, ys = zip(*batch)
+    return torch.cat(xs), torch.cat(ys)
+

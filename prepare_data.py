@@ -1,0 +1,78 @@
+"""Cut labelled photos into ISONet training patches: DATA/{Train,Test}/<ISO>/*.tif -> SAVE/{train,test}.h5.
+
+    python prepare_data.py --data_path photos --save_path data_64_64_aug3 --pic_type tif
+    python prepare_data.py --data_path photos --save_path data --label_from exif --pic_type jpg  # photos/Train/*.jpg
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from tqdm import tqdm
+
+from dataset import (FILE_NAMES, SPLIT_FOLDERS, PrepareOptions, SplitSummary, add_bool_flag,
+                     find_labelled_images, prepare_split)
+from isonet import ISONetError
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_bool_flag(p, "--train", True, "write the training set (from DATA/Train)")
+    add_bool_flag(p, "--test", True, "write the test/validation set (from DATA/Test), never augmented")
+    p.add_argument("--stride", type=int, default=96, help="pixels between patches (default 96)")
+    p.add_argument("--aug_times", type=int, default=2, help="random rotated/flipped copies per training patch")
+    add_bool_flag(p, "--gray_mode", False, "read as grayscale, replicated to 3 channels")
+    p.add_argument("--size", type=int, default=64, help="patch size (ISONet needs 64)")
+    p.add_argument("--pic_type", default="tif", help="image file extension to read (default tif)")
+    p.add_argument("--data_path", default="isonet_tif", help="folder holding Train/ and Test/")
+    p.add_argument("--save_path", default="data_64_64_aug3", help="folder for train.h5 and test.h5")
+    p.add_argument("--max_patches_per_image", type=int, default=1064, help="random subset above this (paper: 1064)")
+    p.add_argument("--seed", type=int, default=0, help="seed for patch subsets, augmentation and row order")
+    p.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="processes reading images (default: all cores)")
+    p.add_argument("--label_from", choices=["folder", "exif"], default="folder",
+                   help="ISO from the class folder name (DATA/Train/800/x.tif) or from EXIF (DATA/Train/x.jpg)")
+    return p.parse_args(argv)
+
+
+def print_table(summaries: dict[str, SplitSummary]) -> None:
+    print(f"{'split':<6} {'ISO':>7} {'images':>7} {'patches':>9}")
+    for split, s in summaries.items():
+        for iso in sorted(s.images):
+            print(f"{split:<6} {iso:>7} {s.images[iso]:>7} {s.patches[iso]:>9}")
+        size_mib = s.path.stat().st_size / 2**20
+        print(f"{split:<6} {'total':>7} {sum(s.images.values()):>7} {sum(s.patches.values()):>9}"
+              f"   -> {s.path} ({size_mib:.1f} MiB), {len(s.skipped)} image(s) skipped")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    opts = PrepareOptions(args.size, args.stride, args.aug_times, args.max_patches_per_image, args.gray_mode, args.seed)
+    splits = [s for s in ("train", "test") if getattr(args, s)]
+    try:
+        opts.check()
+        if not splits:
+            raise ISONetError("nothing to do: both --train and --test are off")
+        root = Path(args.data_path)
+        # Discover every split first, so a bad folder name fails before anything is written.
+        files = {s: find_labelled_images(root / SPLIT_FOLDERS[s], args.pic_type, args.label_from) for s in splits}
+        summaries = {}
+        for split in splits:
+            bar = lambda it, s=split: tqdm(it, total=len(files[s]), desc=s, unit="img", disable=None, file=sys.stderr)
+            warn = lambda msg: tqdm.write(f"warning: skipped {msg}", file=sys.stderr)
+            summaries[split] = prepare_split(files[split], Path(args.save_path) / FILE_NAMES[split], opts, split,
+                                             root, vars(args), on_skip=warn, progress=bar,
+                                             workers=args.workers)
+    except ISONetError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted: the split being written was discarded", file=sys.stderr)
+        return 130
+    print_table(summaries)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
