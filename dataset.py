@@ -33,7 +33,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from isonet import PATCH, ISONetError, atomic_path, grid_shape, iso_to_metric, read_exif_iso, read_image
+from isonet import IMAGE_SUFFIXES, PATCH, ISONetError, atomic_path, grid_shape, iso_to_metric, read_exif_iso, read_image
 
 FORMAT = "isonet-patches-v1"
 CHUNK = 16  # rows per HDF5 chunk (192 KiB): also the longest contiguous run the loader reads
@@ -73,12 +73,15 @@ def parse_iso_folder(folder: Path) -> int:
     return int(name)
 
 
-def _has_type(path: Path, pic_type: str) -> bool:
+def _has_type(path: Path, pic_type: str | None) -> bool:
+    if pic_type is None:
+        return path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES
     return path.is_file() and path.suffix.lower() == "." + pic_type.lower().lstrip(".")
 
 
-def find_labelled_images(split_dir: Path, pic_type: str, label_from: str = "folder") -> list[tuple[Path, int | None]]:
-    """(file, ISO) pairs, sorted. With label_from='exif' the ISO is None where EXIF has none."""
+def find_labelled_images(split_dir: Path, pic_type: str | None, label_from: str = "folder") -> list[tuple[Path, int | None]]:
+    """(file, ISO) pairs, sorted; pic_type None takes every image type.
+    With label_from='exif' the ISO is None where EXIF has none."""
     split_dir = Path(split_dir)
     if not split_dir.is_dir():
         raise ISONetError(f"{split_dir}: no such folder")
@@ -87,10 +90,10 @@ def find_labelled_images(split_dir: Path, pic_type: str, label_from: str = "fold
         for folder in sorted(p for p in split_dir.iterdir() if p.is_dir()):
             iso = parse_iso_folder(folder)
             found += [(f, iso) for f in sorted(folder.iterdir()) if _has_type(f, pic_type)]
-        layout = f"{split_dir}/<ISO>/*.{pic_type}"
+        layout = f"{split_dir}/<ISO>/*.{pic_type or '<image>'}"
     elif label_from == "exif":
         found = [(f, read_exif_iso(f)) for f in sorted(split_dir.iterdir()) if _has_type(f, pic_type)]
-        layout = f"{split_dir}/*.{pic_type}"
+        layout = f"{split_dir}/*.{pic_type or '<image>'}"
     else:
         raise ValueError(f"label_from must be 'folder' or 'exif', got {label_from!r}")
     if not found:

@@ -238,7 +238,7 @@ def random_splices(count: int, sources: list[np.ndarray], cameras: list, rng: np
     return splices
 
 
-def score_splice(net: isonet.ISONet, splice: Splice, stride: int, batch_size: int = 256) -> dict:
+def score_splice(net: isonet.ISONet, splice: Splice, stride: int, batch_size: int | None = None) -> dict:
     """Pixel AUC and best F1 of the distance of each patch's metric from the image's median."""
     values = isonet.iso_map(net, splice.image.astype(np.float32) / 255, stride, batch_size).map
     scores = map_to_pixels(splice_scores(values), stride, splice.mask.shape)

@@ -15,6 +15,7 @@ import math
 import os
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -121,7 +122,8 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> I
     if extra:
         raise ISONetError(f"{path}: not ISONet weights (unexpected key '{extra[0]}')")
     net.load_state_dict(state)
-    return net.to(device).eval()
+    # channels_last runs this network ~1.5x faster on CPU (oneDNN) and uses tensor cores on GPU.
+    return net.to(device, memory_format=torch.channels_last).eval()
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -157,11 +159,17 @@ def nearest_full_stop(iso: float) -> int:
 # ---------------------------------------------------------------------------------------------
 # Images
 # ---------------------------------------------------------------------------------------------
+_STDERR_LOCK = threading.Lock()
+
+
 @contextlib.contextmanager
 def _quiet_stderr() -> Iterator[None]:
-    """libjpeg/libpng write warnings straight to fd 2; we report one line of our own instead."""
-    saved = os.dup(2)
-    with open(os.devnull, "w") as null:
+    """libjpeg/libpng write warnings straight to fd 2; we report one line of our own instead.
+
+    fd 2 belongs to the whole process, so concurrent readers take turns (or one thread's restore
+    could leave stderr pointing at /dev/null)."""
+    with _STDERR_LOCK, open(os.devnull, "w") as null:
+        saved = os.dup(2)
         os.dup2(null.fileno(), 2)
         try:
             yield
@@ -224,6 +232,13 @@ def read_exif_iso(path: str | os.PathLike) -> int | None:
         return None
 
 
+def progress(items, **kwargs):
+    """A tqdm bar on stderr when it is a terminal; nothing in logs and tests."""
+    from tqdm import tqdm
+
+    return tqdm(items, disable=None, file=sys.stderr, **kwargs)
+
+
 def list_images(paths: list[str]) -> list[Path]:
     """Expand files and folders (non-recursively, sorted) into image paths; files pass as given."""
     out: list[Path] = []
@@ -249,30 +264,42 @@ def grid_shape(height: int, width: int, stride: int) -> tuple[int, int]:
 
 
 def image_to_patches(img: np.ndarray) -> np.ndarray:
-    """Non-overlapping 64x64 patches in row-major order: HxWx3 -> Nx3x64x64 (a view, no copy)."""
+    """Non-overlapping 64x64 patches in row-major order: HxWx3 -> Nx3x64x64.
+
+    One copy, laid out channels-last in memory (each patch HxWxC, as the image): that is the
+    layout the network runs fastest in, so batches reach it without another copy.
+    """
     rows, cols = grid_shape(*img.shape[:2], PATCH)
     blocks = img[: rows * PATCH, : cols * PATCH].reshape(rows, PATCH, cols, PATCH, 3)
-    return blocks.transpose(0, 2, 4, 1, 3).reshape(rows * cols, 3, PATCH, PATCH)
+    return blocks.transpose(0, 2, 1, 3, 4).reshape(rows * cols, PATCH, PATCH, 3).transpose(0, 3, 1, 2)
+
+
+def default_batch_size(device: torch.device) -> int:
+    """Measured: on CPU, batches of 16-32 patches stay in cache and run ~1.8x faster than 256;
+    a GPU wants large batches."""
+    return 1024 if device.type == "cuda" else 32
 
 
 @torch.inference_mode()
-def predict_patches(net: ISONet, patches: np.ndarray | torch.Tensor, batch_size: int = 256) -> np.ndarray:
+def predict_patches(net: ISONet, patches: np.ndarray | torch.Tensor, batch_size: int | None = None) -> np.ndarray:
     """ISO metric of each Nx3x64x64 patch, evaluated `batch_size` at a time."""
     device = next(net.parameters()).device
+    batch_size = batch_size or default_batch_size(device)
     out = []
     for start in range(0, len(patches), batch_size):
-        batch = torch.as_tensor(np.ascontiguousarray(patches[start:start + batch_size]))
+        batch = torch.as_tensor(patches[start:start + batch_size])  # keeps the array's strides
         batch = batch.to(device).contiguous(memory_format=torch.channels_last)
         out.append(net(batch).flatten().float().cpu())
     return torch.cat(out).numpy() if out else np.zeros(0, np.float32)
 
 
 @torch.inference_mode()
-def dense_map(net: ISONet, img: np.ndarray, stride: int, tile: int = 128) -> np.ndarray:
+def dense_map(net: ISONet, img: np.ndarray, stride: int, tile: int = 64) -> np.ndarray:
     """ISO map of 64x64 patches every `stride` pixels (a multiple of 4), fully convolutionally.
 
     The image is cut into tiles of `tile` x `tile` output positions (each reading
-    4*stride/4*(tile-1)+64 input pixels), so memory stays bounded for any image size.
+    stride*(tile-1)+64 input pixels), so memory stays bounded for any image size; 64 was the
+    fastest tile on a 2-core CPU (cache-sized activations).
     """
     if stride % DENSE_STEP or not 0 < stride:
         raise ValueError(f"stride must be a positive multiple of {DENSE_STEP}, got {stride}")
@@ -312,7 +339,7 @@ class IsoMap:
         return float(metric_to_iso(self.global_metric))
 
 
-def iso_map(net: ISONet, img: np.ndarray, stride: int = PATCH, batch_size: int = 256) -> IsoMap:
+def iso_map(net: ISONet, img: np.ndarray, stride: int = PATCH, batch_size: int | None = None) -> IsoMap:
     """The ISO map of an HxWx3 image: batched patches at stride 64, fully convolutional below."""
     if stride == PATCH:
         rows, cols = grid_shape(*img.shape[:2], PATCH)
@@ -342,7 +369,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
 # ---------------------------------------------------------------------------------------------
 # Reports and figures
 # ---------------------------------------------------------------------------------------------
-def analyse_image(net: ISONet, path: str | os.PathLike, stride: int = PATCH, batch_size: int = 256,
+def analyse_image(net: ISONet, path: str | os.PathLike, stride: int = PATCH, batch_size: int | None = None,
                   calibration: Callable[[np.ndarray], np.ndarray] | None = None) -> tuple[np.ndarray, IsoMap, dict]:
     """Read one image and compute its map; returns the image, the map and the JSON record.
 
@@ -482,7 +509,7 @@ def add_inference_args(parser: argparse.ArgumentParser, model_default: str, pic_
                         help="patch step in pixels: 64 = the paper's non-overlapping map; "
                              "a multiple of 4 below 64 gives a dense map (fully convolutional)")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    parser.add_argument("--batch_size", type=int, default=256, help="patches per forward pass")
+    parser.add_argument("--batch_size", type=int, help="patches per forward pass (default 32 on CPU, 1024 on CUDA)")
     parser.add_argument("--show", action="store_true", help="also open the figures in windows")
 
 
@@ -490,7 +517,7 @@ def setup_inference(args: argparse.Namespace, model_path: str | None = None) -> 
     """Validate the shared arguments and load the model (--model_path unless given), or exit with one line."""
     if not (0 < args.stride <= PATCH and args.stride % DENSE_STEP == 0):
         fail(f"--stride {args.stride}: must be a multiple of {DENSE_STEP} between 4 and {PATCH}")
-    if args.batch_size < 1:
+    if args.batch_size is not None and args.batch_size < 1:
         fail(f"--batch_size {args.batch_size}: must be at least 1")
     if args.show:
         os.environ["ISONET_SHOW"] = "1"
