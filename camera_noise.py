@@ -416,16 +416,26 @@ def render_splice(clean: np.ndarray, camera: CameraNoise, iso_background: float,
 # ---------------------------------------------------------------------------------------------
 # Clean sources and rendered sets
 # ---------------------------------------------------------------------------------------------
-# Natural colour photos inside scikit-image's wheel (its other bundled images are grey,
-# textures, microscopy or astronomy; the rest are downloaded on first use).
-BUNDLED_PHOTOS = {"astronaut": "astronaut.png", "chelsea": "chelsea.png", "coffee": "coffee.png",
-                  "rocket": "rocket.jpg", "motorcycle": "motorcycle_left.png"}
+# Photos that installed packages ship inside their wheels (no download): scikit-image's natural
+# colour and grey photos (grey ones are replicated to RGB: they add textures: grass, gravel,
+# brick...) and matplotlib's portrait. Their microscopy, astronomy, synthetic and text images
+# are left out, and so are those scikit-image downloads on first use.
+BUNDLED_PHOTOS = {"astronaut": ("skimage", "astronaut.png"), "chelsea": ("skimage", "chelsea.png"),
+                  "coffee": ("skimage", "coffee.png"), "rocket": ("skimage", "rocket.jpg"),
+                  "motorcycle": ("skimage", "motorcycle_left.png"), "camera": ("skimage", "camera.png"),
+                  "grass": ("skimage", "grass.png"), "gravel": ("skimage", "gravel.png"),
+                  "brick": ("skimage", "brick.png"), "coins": ("skimage", "coins.png"),
+                  "moon": ("skimage", "moon.png"), "grace_hopper": ("matplotlib", "grace_hopper.jpg")}
 
 
-def bundled_photo_dir() -> Path:
-    import skimage.data  # imported here: only the bundled sources need scikit-image
+def bundled_photo_path(package: str, file: str) -> Path:
+    if package == "skimage":
+        import skimage.data  # imported here: only the bundled sources need scikit-image
 
-    return Path(skimage.data.__file__).parent
+        return Path(skimage.data.__file__).parent / file
+    import matplotlib
+
+    return Path(matplotlib.get_data_path()) / "sample_data" / file
 
 
 def downscale_to_uint8(img: np.ndarray, factor: int, source: Path) -> np.ndarray:
@@ -442,12 +452,12 @@ def downscale_to_uint8(img: np.ndarray, factor: int, source: Path) -> np.ndarray
 def clean_images(clean_dir: str | os.PathLike | None = None, downscale: int = 2) -> list[tuple[str, np.ndarray]]:
     """(name, HxWx3 uint8 RGB) clean sources, sorted by name, each downscaled `downscale` x.
 
-    Without `clean_dir`: the photos scikit-image ships, read from its package (no network).
+    Without `clean_dir`: the photos scikit-image and matplotlib ship, read from their packages
+    (no network).
     With it: every image in that folder (not recursive), named by file stem.
     """
     if clean_dir is None:
-        root = bundled_photo_dir()
-        sources = [(name, root / file) for name, file in BUNDLED_PHOTOS.items()]
+        sources = [(name, bundled_photo_path(*where)) for name, where in BUNDLED_PHOTOS.items()]
     else:
         if not Path(clean_dir).is_dir():
             raise ISONetError(f"{clean_dir}: --clean_dir is not a folder")

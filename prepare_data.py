@@ -2,6 +2,7 @@
 
     python prepare_data.py --data_path photos --save_path data_64_64_aug3 --pic_type tif
     python prepare_data.py --data_path photos --save_path data --label_from exif --pic_type jpg  # photos/Train/*.jpg
+    python prepare_data.py --render --save_path data_render --camera reference     # photos rendered from sensor noise
 """
 from __future__ import annotations
 
@@ -10,8 +11,10 @@ import os
 import sys
 from pathlib import Path
 
+import numpy as np
 from tqdm import tqdm
 
+from camera_noise import DEFAULT_ISOS, clean_images, load_noise_profiles, render_folder
 from dataset import (FILE_NAMES, SPLIT_FOLDERS, PrepareOptions, SplitSummary, add_bool_flag,
                      find_labelled_images, prepare_split)
 from isonet import ISONetError
@@ -26,14 +29,43 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add_bool_flag(p, "--gray_mode", False, "read as grayscale, replicated to 3 channels")
     p.add_argument("--size", type=int, default=64, help="patch size (ISONet needs 64)")
     p.add_argument("--pic_type", default="tif", help="image file extension to read (default tif)")
-    p.add_argument("--data_path", default="isonet_tif", help="folder holding Train/ and Test/")
+    p.add_argument("--data_path", help="folder holding Train/ and Test/ (default isonet_tif; with --render SAVE/renders)")
     p.add_argument("--save_path", default="data_64_64_aug3", help="folder for train.h5 and test.h5")
     p.add_argument("--max_patches_per_image", type=int, default=1064, help="random subset above this (paper: 1064)")
     p.add_argument("--seed", type=int, default=0, help="seed for patch subsets, augmentation and row order")
     p.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="processes reading images (default: all cores)")
     p.add_argument("--label_from", choices=["folder", "exif"], default="folder",
                    help="ISO from the class folder name (DATA/Train/800/x.tif) or from EXIF (DATA/Train/x.jpg)")
-    return p.parse_args(argv)
+    r = p.add_argument_group("rendering training photos from measured sensor noise (camera_noise.py)")
+    r.add_argument("--render", action="store_true",
+                   help="first render DATA/{Train,Test}/<ISO>/ from clean photos (DATA defaults to SAVE/renders)")
+    r.add_argument("--camera", default="reference", help="'reference' (default), 'all' or one 'MAKER MODEL'")
+    r.add_argument("--isos", type=int, nargs="+", default=list(DEFAULT_ISOS), help="ISO stops to render")
+    r.add_argument("--renders_per_image", type=int, default=8, help="renders of each clean photo per ISO")
+    r.add_argument("--jpeg_quality", type=int, nargs=2, metavar=("LO", "HI"),
+                   help="encode renders as JPEG of a quality drawn from LO..HI (default: lossless PNG)")
+    r.add_argument("--clean_dir", help="clean photos to render (default: photos bundled with scikit-image/matplotlib)")
+    r.add_argument("--noise_profiles", help="darktable's noiseprofiles.json (default: see scripts/fetch_noise_profiles.sh)")
+    args = p.parse_args(argv)
+    if args.data_path is None:
+        args.data_path = str(Path(args.save_path) / "renders") if args.render else "isonet_tif"
+    if args.render:
+        args.pic_type = "png" if args.jpeg_quality is None else "jpg"
+    return args
+
+
+def render_photos(args: argparse.Namespace) -> None:
+    """DATA/{Train,Test}/<ISO>/ rendered from disjoint clean sources, as the paper's layout."""
+    if args.renders_per_image < 1:
+        raise ISONetError(f"--renders_per_image {args.renders_per_image}: must be at least 1")
+    if args.jpeg_quality and not 1 <= args.jpeg_quality[0] <= args.jpeg_quality[1] <= 100:
+        raise ISONetError(f"--jpeg_quality {args.jpeg_quality[0]} {args.jpeg_quality[1]}: need 1 <= LO <= HI <= 100")
+    if Path(args.data_path).exists() and any(Path(args.data_path).iterdir()):
+        raise ISONetError(f"{args.data_path}: not empty; --render writes a fresh photo set there")
+    cameras = load_noise_profiles(args.noise_profiles).select(args.camera)
+    written = render_folder(args.data_path, clean_images(args.clean_dir), args.isos, cameras,
+                            np.random.default_rng(args.seed), args.jpeg_quality, args.renders_per_image)
+    print(f"rendered {len(written)} photos into {args.data_path} ({len(cameras)} camera(s): {args.camera})")
 
 
 def print_table(summaries: dict[str, SplitSummary]) -> None:
@@ -54,6 +86,8 @@ def main(argv: list[str] | None = None) -> int:
         opts.check()
         if not splits:
             raise ISONetError("nothing to do: both --train and --test are off")
+        if args.render:
+            render_photos(args)
         root = Path(args.data_path)
         # Discover every split first, so a bad folder name fails before anything is written.
         files = {s: find_labelled_images(root / SPLIT_FOLDERS[s], args.pic_type, args.label_from) for s in splits}
