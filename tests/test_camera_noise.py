@@ -233,7 +233,7 @@ def test_noise_free_pipeline_preserves_flat_colours() -> None:
 
 
 def test_jpeg_variant_decodes(camera: cn.CameraNoise) -> None:
-    clean = cn.clean_images()[1][1]
+    clean = dict(cn.clean_images())["chelsea"]
     png = cn.render(clean, camera, 400, np.random.default_rng(5))
     jpg = cn.render(clean, camera, 400, np.random.default_rng(5), jpeg_quality=80)
     assert jpg.shape == png.shape and jpg.dtype == np.uint8
@@ -276,7 +276,9 @@ def test_bundled_photos_load_offline_downscaled(monkeypatch: pytest.MonkeyPatch)
     assert [name for name, _ in clean] == sorted(cn.BUNDLED_PHOTOS)
     astronaut = dict(clean)["astronaut"]
     assert astronaut.shape == (256, 256, 3) and astronaut.dtype == np.uint8  # 512x512 shipped
-    assert all(img.ndim == 3 and img.std(axis=2).mean() > 5 for _, img in clean)  # colour photos
+    assert all(img.ndim == 3 and img.shape[2] == 3 for _, img in clean)
+    assert dict(clean)["coffee"].std(axis=2).mean() > 5  # colour photos stay in colour
+    assert dict(clean)["grass"].std(axis=2).max() == 0  # grey textures are replicated
 
 
 def test_clean_dir(tmp_path: Path) -> None:
