@@ -4,11 +4,13 @@ The global estimate picks the PRNU correlation predictor for tampering localisat
 global ISO metric and writes the map figure to <out_dir>/Fig7.png.
 
     python Fig7.py --model_path models/net_jpg.pth --pic_path photo.jpg
+    python Fig7.py              # embedded demo: a camera JPEG (quality 90) rendered at ISO 800
 """
 import argparse
 import sys
 from pathlib import Path
 
+import camera_noise
 import isonet
 
 
@@ -16,6 +18,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     isonet.add_inference_args(parser, "models/net_jpg.pth", "the (JPEG) image to estimate")
     args = parser.parse_args()
+    demo = isonet.demo_if_no_pic(args, lambda out: camera_noise.write_demo(out, 800, jpeg_quality=90))
     path, img, result, record = isonet.map_one_image(args)
     out = Path(args.out_dir) / "Fig7.png"
     isonet.save_map_figure(img, result, out, title=f"{path.name} ({args.model_path})")
@@ -23,6 +26,8 @@ def main() -> int:
           f"nearest full stop {record['nearest_iso']}, IQR {result.iqr:.2f} stops)")
     if record["exif_iso"] is not None:
         print(f"EXIF ISO: {record['exif_iso']} (metric {isonet.iso_to_metric(record['exif_iso']):.3f})")
+    if demo is not None:
+        print(isonet.describe_truth(demo, result.global_metric))
     print(f"figure: {out}")
     return 0
 

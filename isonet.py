@@ -457,8 +457,10 @@ def save_figure(fig, path: str | os.PathLike) -> None:
 
 
 def save_map_figure(img: np.ndarray, result: IsoMap, path: str | os.PathLike, title: str = "",
-                    side_by_side: bool = False) -> None:
-    """The ISO map over the dimmed image; with side_by_side, the plain image on its left."""
+                    side_by_side: bool = False, outline: np.ndarray | None = None) -> None:
+    """The ISO map over the dimmed image; with side_by_side, the plain image on its left.
+
+    `outline`, a boolean mask of the image's size (a known splice), is drawn on every panel."""
     plt = _pyplot()
     panels = 2 if side_by_side else 1
     fig, axes = plt.subplots(1, panels, figsize=(8 * panels, 8 * img.shape[0] / img.shape[1] + 0.5),
@@ -469,6 +471,9 @@ def save_map_figure(img: np.ndarray, result: IsoMap, path: str | os.PathLike, ti
     ax = axes[0, -1]
     _iso_colorbar(fig, draw_map(ax, img, result), ax)
     ax.set_title(f"ISO map: global metric {result.global_metric:.2f} (ISO {result.global_iso:.0f})")
+    if outline is not None:
+        for panel in axes[0]:
+            panel.contour(outline, levels=[0.5], colors="cyan", linewidths=1.5)
     fig.suptitle(title)
     save_figure(fig, path)
 
@@ -537,10 +542,29 @@ def map_one_image(args: argparse.Namespace) -> tuple[Path, np.ndarray, IsoMap, d
         fail(str(e), 1)
 
 
+def demo_if_no_pic(args: argparse.Namespace, make_demo: Callable[[Path], object]):
+    """Without --pic_path: render the embedded demo into --out_dir and map that instead.
+
+    `make_demo(out_dir)` returns a camera_noise.Demo (passed in: camera_noise imports this module)."""
+    if args.pic_path:
+        return None
+    try:
+        demo = make_demo(Path(args.out_dir))
+    except ISONetError as e:
+        fail(f"no --pic_path, and the embedded demo could not be rendered: {e}")
+    args.pic_path = [str(demo.path)]
+    scene = f"ISO {demo.iso}" + (f" with a region spliced in from ISO {demo.region_iso}" if demo.region_iso else "")
+    print(f"no --pic_path given: demo {demo.path}, rendered at {scene} with the noise of a {demo.camera}")
+    return demo
+
+
+def describe_truth(demo, estimate: float) -> str:
+    truth = iso_to_metric(demo.iso)
+    return (f"truth: ISO {demo.iso} (metric {truth:.3f}); estimate ISO {metric_to_iso(estimate):.0f} "
+            f"(metric {estimate:.3f}), error {estimate - truth:+.2f} stops")
+
+
 def _single_pic_path(args: argparse.Namespace) -> Path:
-    if not args.pic_path:
-        fail("no --pic_path given: pass the image to map, e.g. --model_path WEIGHTS.pth --pic_path IMAGE "
-             "(an embedded demo comes with the shipped models)")
     if len(args.pic_path) > 1:
         fail(f"--pic_path takes one image here, got {len(args.pic_path)} (test_model.py maps many)")
     return Path(args.pic_path[0])

@@ -1,6 +1,7 @@
 """Estimate the ISO setting of images: a patch map per image and the global ISO (its median).
 
     python test_model.py --model_path models/net_tif.pth --pic_path photo.tif more_photos/
+    python test_model.py        # the embedded demo: a photo rendered at ISO 1600, with models/net_tif.pth
 
 For each image, writes <stem>_iso_map.png, <stem>_scatter.png and <stem>.json to --out_dir,
 and summary.csv for the whole run. Exit code: 0 all images worked, 1 some failed, 2 bad arguments.
@@ -9,6 +10,7 @@ import argparse
 import sys
 from pathlib import Path
 
+import camera_noise
 import evaluation
 import isonet
 
@@ -39,9 +41,7 @@ def main() -> int:
     isonet.add_inference_args(parser, "models/net_tif.pth", "image files and/or folders of images")
     parser.add_argument("--calibration", help="a calibration file from evaluate.py --calibrate, applied to every map")
     args = parser.parse_args()
-    if not args.pic_path:
-        isonet.fail("no --pic_path given: pass image files or folders, e.g. "
-                    "--model_path models/net_tif.pth --pic_path photo.tif")
+    demo = isonet.demo_if_no_pic(args, lambda out: camera_noise.write_demo(out, 1600))
     net = isonet.setup_inference(args)
     calibration = None
     if args.calibration:
@@ -70,6 +70,8 @@ def main() -> int:
             failed += 1
             continue
         print(describe(record))
+        if demo:
+            print(isonet.describe_truth(demo, record["global_iso_metric"]))
         summary.append(record)
     isonet.write_csv(out_dir / "summary.csv", summary, SUMMARY_COLUMNS)
     print(f"{len(images) - failed} of {len(images)} images done; outputs in {out_dir}/")
