@@ -1,0 +1,144 @@
+"""evaluate.py and the embedded demos, run as a user runs them."""
+import csv
+import json
+
+import numpy as np
+import pytest
+import torch
+
+import evaluation
+import isonet
+from conftest import make_labelled_folder, run_script
+
+
+def assert_one_line_error(proc, code: int, *fragments: str) -> None:
+    assert proc.returncode == code, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert all(f in lines[0] for f in fragments), lines[0]
+
+
+@pytest.fixture(scope="module")
+def second_weights(tmp_path_factory):
+    torch.manual_seed(1)
+    net = isonet.ISONet()
+    for m in net.modules():
+        if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear)):
+            torch.nn.init.normal_(m.bias, 0.5, 0.2)
+    path = tmp_path_factory.mktemp("second") / "other.pth"
+    torch.save(net.state_dict(), path)
+    return path
+
+
+def test_labelled_accuracy_matches_figures_computed_here(tmp_path, weights_file, random_net, second_weights):
+    photos = make_labelled_folder(tmp_path / "photos", isos=(100, 400, 1600), per_iso=2, h=128, w=192)
+    (photos / "Test" / "400" / "broken.png").write_bytes(b"\x89PNG broken")
+    out = tmp_path / "eval"
+    proc = run_script("evaluate.py", "--model_path", weights_file, "--data", photos, "--compare", second_weights,
+                      "--calibrate", "--folds", 3, "--out_dir", out)
+    assert proc.returncode == 0, proc.stderr
+    assert "broken.png" in proc.stderr and "Traceback" not in proc.stderr
+
+    files = sorted((photos / "Test").glob("*/[0-9].png"))
+    true = np.array([isonet.iso_to_metric(int(f.parent.name)) for f in files])
+    maps = [isonet.iso_map(random_net, isonet.read_image(f)).map for f in files]
+    estimated = np.array([np.median(m) for m in maps])
+    error = estimated - true
+    report = json.loads((out / "report.json").read_text())
+    ours = report["models"][str(weights_file)]
+    assert ours["n"] == 6
+    assert ours["mae"] == pytest.approx(np.abs(error).mean(), abs=1e-5)
+    assert ours["bias"] == pytest.approx(error.mean(), abs=1e-5)
+    assert ours["rmse"] == pytest.approx(np.sqrt((error**2).mean()), abs=1e-5)
+    assert ours["within_one_stop"] == pytest.approx(np.mean(np.abs(error) <= 1))
+    patch_errors = np.concatenate([np.abs(m.ravel() - t) for m, t in zip(maps, true)])
+    assert ours["patch_mae"] == pytest.approx(patch_errors.mean(), abs=1e-5)
+    assert [row["iso"] for row in ours["per_iso"]] == [100, 400, 1600]
+    assert str(second_weights) in report["models"] and "calibrated (cross-validated)" in report["models"]
+    assert report["skipped"][0]["file"].endswith("broken.png")
+
+    with open(out / "per_image.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 6 and {"compare_estimated_metric", "calibrated_metric"} <= set(rows[0])
+    for name in ["scatter.png", "confusion.png", "calibration.json"]:
+        assert (out / name).stat().st_size > 0
+
+    # the saved calibration, applied by test_model.py, moves every patch through the fitted curve
+    calibration = evaluation.Calibration.load(out / "calibration.json")
+    proc = run_script("test_model.py", "--model_path", weights_file, "--pic_path", files[0],
+                      "--calibration", out / "calibration.json", "--out_dir", tmp_path / "tm")
+    assert proc.returncode == 0, proc.stderr
+    record = json.loads((tmp_path / "tm" / f"{files[0].stem}.json").read_text())
+    np.testing.assert_allclose(record["map"], calibration(maps[0]), atol=1e-5)
+
+
+def test_exif_labels_from_a_flat_folder(tmp_path, weights_file):
+    from PIL import Image
+
+    for iso in (200, 3200):
+        image = Image.fromarray(np.full((64, 128, 3), 120, np.uint8))
+        exif = image.getexif()
+        exif.get_ifd(0x8769)[0x8827] = iso
+        image.save(tmp_path / f"shot{iso}.jpg", exif=exif, quality=95)
+    Image.fromarray(np.zeros((64, 64, 3), np.uint8)).save(tmp_path / "no_exif.jpg")
+    proc = run_script("evaluate.py", "--model_path", weights_file, "--data", tmp_path, "--label_from", "exif",
+                      "--out_dir", tmp_path / "o")
+    assert proc.returncode == 0, proc.stderr
+    assert "no_exif.jpg: no ISO label" in proc.stderr
+    report = json.loads((tmp_path / "o" / "report.json").read_text())
+    assert [r["iso"] for r in report["models"][str(weights_file)]["per_iso"]] == [200, 3200]
+
+
+def test_no_labelled_image_is_a_clear_error(tmp_path, weights_file):
+    (tmp_path / "800").mkdir()
+    (tmp_path / "800" / "bad.png").write_text("nope")
+    proc = run_script("evaluate.py", "--model_path", weights_file, "--data", tmp_path)
+    assert proc.returncode == 2 and "no labelled image could be read" in proc.stderr.splitlines()[-1]
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert_one_line_error(run_script("evaluate.py", "--model_path", weights_file, "--data", empty), 2,
+                          str(empty), "no images found")
+    assert_one_line_error(run_script("evaluate.py", "--model_path", weights_file), 2, "--data", "--splice")
+
+
+def test_splice_scores_for_both_strides(tmp_path, weights_file):
+    proc = run_script("evaluate.py", "--model_path", weights_file, "--splice", 4, "--stride", 32,
+                      "--out_dir", tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    with open(tmp_path / "splice.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 4 * 2
+    assert sorted({int(r["gap_stops"]) for r in rows}) == [1, 2, 3, 4]
+    assert {int(r["stride"]) for r in rows} == {32, 64}
+    assert all(0 <= float(r["auc"]) <= 1 and 0 <= float(r["f1"]) <= 1 for r in rows)
+    table = json.loads((tmp_path / "report.json").read_text())["table"]
+    overall = [t for t in table if t["gap_stops"] == "all"]
+    assert len(overall) == 2 and all(t["n"] == 4 for t in overall)
+
+
+def test_prepare_data_renders_a_training_set(tmp_path):
+    import h5py
+
+    proc = run_script("prepare_data.py", "--render", "--save_path", tmp_path / "set", "--isos", 200, 1600,
+                      "--renders_per_image", 1, "--stride", 128, "--aug_times", 0, "--jpeg_quality", 80, 95)
+    assert proc.returncode == 0, proc.stderr
+    renders = tmp_path / "set" / "renders"
+    train = {p.name.split("_")[0] for p in (renders / "Train").rglob("*.jpg")}
+    test = {p.name.split("_")[0] for p in (renders / "Test").rglob("*.jpg")}
+    assert train and test and not train & test  # disjoint clean sources
+    with h5py.File(tmp_path / "set" / "test.h5") as h5:
+        assert sorted(set(np.round(h5["iso_metric"][:], 4))) == [1.0, 4.0]
+    proc = run_script("prepare_data.py", "--render", "--save_path", tmp_path / "set", "--isos", 200)
+    assert proc.returncode == 1 and "not empty" in proc.stderr
+
+
+@pytest.mark.parametrize("script,expected", [
+    ("test_model.py", "truth: ISO 1600"),
+    ("Fig7.py", "truth: ISO 800"),
+    ("Fig4.py", "pixel AUC"),
+])
+def test_embedded_demos_run_without_an_image(tmp_path, weights_file, script, expected):
+    proc = run_script(script, "--model_path", weights_file, "--out_dir", tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert expected in proc.stdout and "no --pic_path given: demo" in proc.stdout
+    assert list(tmp_path.glob("demo_chelsea_*"))
