@@ -29,7 +29,7 @@ from torch.utils.data import DataLoader, DistributedSampler, Subset
 from tqdm import tqdm
 
 from dataset import CHUNK, add_bool_flag, concat_runs, open_patch_set, to_unit_float
-from isonet import ISONet, ISONetError, atomic_path, resolve_device
+from isonet import ISONet, ISONetError, atomic_path, load_model, resolve_device
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -42,6 +42,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--data_path", default="data_64_64_aug3", help="folder with train.h5/test.h5 (or train_rgb.h5 ...)")
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--resume_training", metavar="PATH", help="checkpoint to continue from (same schedule)")
+    p.add_argument("--init_from", metavar="PATH",
+                   help="start from these weights (any format test_model.py loads) with a fresh optimiser and "
+                        "schedule: fine-tune a shipped model on your own camera")
     p.add_argument("--save_every_epochs", type=int, default=1, help="write checkpoint/last.pth every N epochs")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ...")
     p.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1), help="DataLoader worker processes")
@@ -50,6 +53,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if args.cuda is not None:
         args.device = "cuda" if args.cuda else "cpu"
+    if args.init_from and args.resume_training:
+        p.error("--init_from starts a new run; --resume_training continues one: pass one of them")
     if args.batch_size <= 0 or args.epochs <= 0 or args.save_every_epochs <= 0:
         p.error("--batch_size, --epochs and --save_every_epochs must be positive")
     return args
@@ -186,6 +191,8 @@ def main(argv: list[str] | None = None) -> int:
     # -- model, optimiser, schedule ----------------------------------------------------------
     net = ISONet()
     init_weights(net)
+    if args.init_from:
+        net.load_state_dict(load_model(args.init_from).state_dict())
     net = net.to(device, memory_format=memory_format(device))
     model = net
     if distributed:

@@ -43,6 +43,11 @@ def test_train_two_epochs_and_load_the_best_model(patch_data, tmp_path):
     net = load_model(out / "iso.pth")
     pred = predict_patches(net, np.random.default_rng(0).random((4, 3, 64, 64), dtype=np.float32))
     assert pred.shape == (4,) and np.isfinite(pred).all()
+    # ... and test_model.py maps an image with it, as a user would next
+    image = make_labelled_folder(tmp_path / "img", isos=(100,), per_iso=1) / "Test" / "100" / "0.png"
+    r = run_script("test_model.py", "--model_path", out / "iso.pth", "--pic_path", image, "--out_dir", tmp_path / "res")
+    assert r.returncode == 0, r.stderr
+    assert "ISO metric" in r.stdout and (tmp_path / "res" / "0.json").exists()
     ckpt = torch.load(out / "checkpoint" / "last.pth", weights_only=False)
     assert ckpt["epoch"] == 2 and ckpt["args"]["batch_size"] == 8
     assert {"torch", "numpy", "python"} <= set(ckpt["rng"])
@@ -107,3 +112,14 @@ def test_paper_defaults_and_init():
     assert all((m.bias == 0).all() for m in (net.fc, net.fc2, net.fc3, net.conv1))
     std = net.conv2.weight.std().item()  # Kaiming normal: sqrt(2 / fan_in), fan_in = 32*3*3
     assert abs(std - (2 / 288) ** 0.5) < 0.1 * std
+
+
+def test_init_from_starts_at_the_given_weights(patch_data, tmp_path, weights_file):
+    # With lr 0 the optimiser cannot move: the saved model must be exactly the starting weights.
+    r = train(patch_data, tmp_path / "ft", "--epochs", "1", "--workers", "0", "--lr", "0",
+              "--init_from", str(weights_file))
+    assert r.returncode == 0, r.stderr
+    saved, start = torch.load(tmp_path / "ft" / "net.pth"), torch.load(weights_file)
+    assert all(torch.equal(saved[k], start[k]) for k in start)
+    bad = train(patch_data, tmp_path / "x", "--epochs", "1", "--init_from", str(tmp_path / "none.pth"))
+    assert bad.returncode == 1 and bad.stderr.strip().endswith("none.pth: no such model file")
