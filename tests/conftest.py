@@ -25,6 +25,14 @@ def run_script(*args, cwd: Path = ROOT, timeout: float = 300) -> subprocess.Comp
                           timeout=timeout)
 
 
+def assert_one_line_error(proc: subprocess.CompletedProcess, code: int, *fragments: str) -> None:
+    """The contract for bad input: exit `code`, one line on stderr naming what is wrong, no traceback."""
+    assert proc.returncode == code, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert all(f in lines[0] for f in fragments), lines[0]
+
+
 def noisy_image(height: int, width: int, sigma: float, seed: int = 0) -> np.ndarray:
     """A smooth colour gradient plus Gaussian noise of `sigma` (in 8-bit levels), as uint8 RGB."""
     rng = np.random.default_rng(seed)

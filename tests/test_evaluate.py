@@ -8,14 +8,7 @@ import torch
 
 import evaluation
 import isonet
-from conftest import make_labelled_folder, run_script
-
-
-def assert_one_line_error(proc, code: int, *fragments: str) -> None:
-    assert proc.returncode == code, proc.stderr
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
-    assert all(f in lines[0] for f in fragments), lines[0]
+from conftest import assert_one_line_error, make_labelled_folder, run_script
 
 
 @pytest.fixture(scope="module")

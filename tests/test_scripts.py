@@ -1,21 +1,12 @@
 """test_model.py, Fig4.py and Fig7.py run as a user runs them."""
 import csv
 import json
-import subprocess
 
 import numpy as np
 import pytest
 
 import isonet
-from conftest import SHARED, needs_shared, noisy_image, run_script as run, write_rgb
-
-
-def assert_one_line_error(proc: subprocess.CompletedProcess, code: int, *fragments: str) -> None:
-    assert proc.returncode == code, proc.stderr
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
-    for fragment in fragments:
-        assert fragment in lines[0]
+from conftest import SHARED, assert_one_line_error, needs_shared, noisy_image, run_script as run, write_rgb
 
 
 @pytest.fixture()
@@ -97,7 +88,6 @@ def test_checkpoint_flag_still_accepted(tmp_path, weights_file):
     (["--stride", "128"], ["--stride 128"]),
     (["--model_path", "nowhere.pth"], ["nowhere.pth", "no such model file"]),
     (["--device", "cuda"], ["cuda"]),
-    ([], ["no --pic_path"]),
 ])
 def test_bad_arguments_exit_2_with_one_line(tmp_path, weights_file, args, fragments):
     if args[:2] == ["--device", "cuda"]:
@@ -106,8 +96,7 @@ def test_bad_arguments_exit_2_with_one_line(tmp_path, weights_file, args, fragme
         if torch.cuda.is_available():
             pytest.skip("CUDA is available here")
     image = write_rgb(tmp_path / "i.png", noisy_image(64, 64, 3))
-    base = ["--model_path", weights_file, "--pic_path", image] if args else []
-    proc = run("test_model.py", *base, *args, "--out_dir", tmp_path / "o")
+    proc = run("test_model.py", "--model_path", weights_file, "--pic_path", image, *args, "--out_dir", tmp_path / "o")
     assert_one_line_error(proc, 2, *fragments)
 
 
@@ -136,8 +125,10 @@ def test_fig4_and_fig7_write_their_figures(tmp_path, weights_file):
 
 
 @pytest.mark.parametrize("script", ["Fig4.py", "Fig7.py"])
-def test_figures_say_what_to_pass_and_refuse_bad_images(tmp_path, weights_file, script):
-    assert_one_line_error(run(script, "--model_path", weights_file), 2, "--pic_path")
+def test_figures_refuse_bad_images_and_second_images(tmp_path, weights_file, script):
+    image = write_rgb(tmp_path / "i.png", noisy_image(64, 64, 3))
+    proc = run(script, "--model_path", weights_file, "--pic_path", image, image, "--out_dir", tmp_path)
+    assert_one_line_error(proc, 2, "--pic_path takes one image")
     (tmp_path / "bad.jpg").write_bytes(b"\xff\xd8\xff\xe0 truncated")
     proc = run(script, "--model_path", weights_file, "--pic_path", tmp_path / "bad.jpg", "--out_dir", tmp_path)
     assert_one_line_error(proc, 1, "bad.jpg", "truncated")
