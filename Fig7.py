@@ -18,8 +18,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     isonet.add_inference_args(parser, "models/net_jpg.pth", "the (JPEG) image to estimate")
     args = parser.parse_args()
+    net = isonet.setup_inference(args)
     demo = isonet.demo_if_no_pic(args, lambda out: camera_noise.write_demo(out, 800, jpeg_quality=90))
-    path, img, result, record = isonet.map_one_image(args)
+    path, img, result, record = isonet.map_one_image(args, net)
     out = Path(args.out_dir) / "Fig7.png"
     isonet.save_map_figure(img, result, out, title=f"{path.name} ({args.model_path})")
     print(f"Estimated ISO metric: {result.global_metric:.3f} (ISO {result.global_iso:.0f}, "

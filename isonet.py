@@ -31,6 +31,7 @@ PATCH = 64
 # Both max-pools halve the resolution, so fully convolutional outputs lie on a 4-pixel grid.
 DENSE_STEP = 4
 FULL_STOPS = tuple(100 * 2**k for k in range(-2, 10))  # ISO 25 ... 51200
+PROJECT = Path(__file__).resolve().parent  # shipped models are found from any working directory
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp", ".ppm", ".pgm", ".pnm"}
 
 cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)  # decoders' own chatter would break our one-line errors
@@ -503,8 +504,8 @@ def fail(message: str, code: int = 2) -> NoReturn:
 
 def add_inference_args(parser: argparse.ArgumentParser, model_default: str, pic_help: str | None) -> None:
     """The paper's flags (--model_path, --pic_path, --checkpoint) and ours; no --pic_path if no help."""
-    parser.add_argument("--model_path", default=model_default,
-                        help=f"ISONet weights: state dict or training checkpoint (default {model_default})")
+    parser.add_argument("--model_path", default=str(PROJECT / model_default),
+                        help=f"ISONet weights: state dict or training checkpoint (default: this project's {model_default})")
     if pic_help:
         parser.add_argument("--pic_path", nargs="+", help=pic_help)
     parser.add_argument("--checkpoint", action="store_true",
@@ -532,10 +533,9 @@ def setup_inference(args: argparse.Namespace, model_path: str | None = None) -> 
         fail(str(e))
 
 
-def map_one_image(args: argparse.Namespace) -> tuple[Path, np.ndarray, IsoMap, dict]:
-    """Fig4/Fig7: load the model and map the one --pic_path, or exit with one line."""
+def map_one_image(args: argparse.Namespace, net: ISONet) -> tuple[Path, np.ndarray, IsoMap, dict]:
+    """Fig4/Fig7: map the one --pic_path, or exit with one line."""
     path = _single_pic_path(args)
-    net = setup_inference(args)
     try:
         return (path, *analyse_image(net, path, args.stride, args.batch_size))
     except ISONetError as e:

@@ -41,8 +41,8 @@ def main() -> int:
     isonet.add_inference_args(parser, "models/net_tif.pth", "image files and/or folders of images")
     parser.add_argument("--calibration", help="a calibration file from evaluate.py --calibrate, applied to every map")
     args = parser.parse_args()
-    demo = isonet.demo_if_no_pic(args, lambda out: camera_noise.write_demo(out, 1600))
     net = isonet.setup_inference(args)
+    demo = isonet.demo_if_no_pic(args, lambda out: camera_noise.write_demo(out, 1600))
     calibration = None
     if args.calibration:
         try:
