@@ -61,7 +61,7 @@ class ISONet(nn.Module):
         self.fc3 = nn.Linear(8, 1)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
-        """Convolutional trunk: (N,3,H,W) -> (N,8,(H-4)/2-10)/2...) ; 64x64 gives 8x10x10."""
+        """Convolutional trunk: (N,3,H,W) -> (N,8,((H-4)//2-10)//2,((W-4)//2-10)//2); 64x64 -> 8x10x10."""
         x = F.relu(self.conv2(F.relu(self.conv1(x))))
         x = F.max_pool2d(x, 2)
         for conv in (self.conv3, self.conv4, self.conv5, self.conv6, self.conv7):
