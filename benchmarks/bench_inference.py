@@ -27,18 +27,6 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
-def timed(fn, device: torch.device, repeat: int):
-    """The result and the best wall time of `repeat` runs."""
-    best = float("inf")
-    for _ in range(repeat):
-        synchronize(device)
-        start = time.perf_counter()
-        value = fn()
-        synchronize(device)
-        best = min(best, time.perf_counter() - start)
-    return value, best
-
-
 @torch.no_grad()
 def published_loop(net: isonet.ISONet, img: np.ndarray) -> np.ndarray:
     """One patch per forward, row-major, as the paper's test_model.py does."""
@@ -58,19 +46,34 @@ def bench_device(device: torch.device, img: np.ndarray, batch_sizes: list[int], 
     with tempfile.TemporaryDirectory() as tmp:
         torch.save(published.state_dict(), Path(tmp) / "net.pth")
         ours = isonet.load_model(Path(tmp) / "net.pth", device)  # as test_model.py loads it
+    methods = {"published loop": lambda: published_loop(published, img)}
+    for batch_size in batch_sizes:
+        methods[f"batched {batch_size}"] = lambda b=batch_size: isonet.iso_map(ours, img, batch_size=b).map
+    methods["dense stride 4"] = lambda: isonet.iso_map(ours, img, stride=4).map
     warm = img[:256, :256]
     published_loop(published, warm), isonet.iso_map(ours, warm), isonet.iso_map(ours, warm, stride=4)
 
-    reference, t_loop = timed(lambda: published_loop(published, img), device, repeat)
+    # Rounds interleave the methods: this shared CPU slows down under sustained load, and running
+    # one method's repeats back to back would hand the later methods a slower machine.
+    best, results = {name: float("inf") for name in methods}, {}
+    for _ in range(repeat):
+        for name, run in methods.items():
+            synchronize(device)
+            start = time.perf_counter()
+            results[name] = run()
+            synchronize(device)
+            best[name] = min(best[name], time.perf_counter() - start)
+
+    reference, t_loop = results["published loop"], best["published loop"]
     print(f"[{device}] published loop, stride 64 ({reference.size} patches): {t_loop:.2f} s")
     for batch_size in batch_sizes:
-        result, t = timed(lambda: isonet.iso_map(ours, img, batch_size=batch_size).map, device, repeat)
-        assert np.abs(result - reference).max() <= 1e-4
-        print(f"[{device}] batched, stride 64, batch {batch_size}: {t:.2f} s = {t_loop / t:.1f}x the loop")
-    dense, t_dense = timed(lambda: isonet.iso_map(ours, img, stride=4).map, device, repeat)
+        name = f"batched {batch_size}"
+        assert np.abs(results[name] - reference).max() <= 1e-4
+        print(f"[{device}] batched, stride 64, batch {batch_size}: {best[name]:.2f} s = {t_loop / best[name]:.1f}x the loop")
+    dense = results["dense stride 4"]
     assert np.abs(dense[::16, ::16] - reference).max() <= 1e-4
-    print(f"[{device}] dense, stride 4 ({dense.size} patches): {t_dense:.2f} s = "
-          f"{t_dense / t_loop:.2f}x the loop's time for stride 64")
+    print(f"[{device}] dense, stride 4 ({dense.size} patches): {best['dense stride 4']:.2f} s = "
+          f"{best['dense stride 4'] / t_loop:.2f}x the loop's time for stride 64")
 
 
 def main() -> None:
