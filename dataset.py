@@ -4,7 +4,7 @@ Input layout (the paper's): DATA/Train/<ISO>/*.<pic_type> and DATA/Test/<ISO>/*.
 folder name being the ISO; or flat folders DATA/Train/*.<pic_type> labelled by each file's EXIF ISO.
 
 Output, one file per split in save_path (`train.h5`, `test.h5`):
-  patches       uint8   N x 3 x 64 x 64  chunked CHUNK rows; rows shuffled within each image
+  patches       uint8   N x 3 x 64 x 64  chunked CHUNK rows; rows shuffled within blocks of ~4096
   iso_metric    float32 N                log2(ISO / 100)
   source_index  int32   N                row of `sources` the patch was cut from
   origin        int32   N x 2            (y, x) of the patch's top-left corner in that image
@@ -197,8 +197,9 @@ class PatchSetWriter:
 
     FLUSH_ROWS = 4096  # 48 MiB of patches
 
-    def __init__(self, h5: h5py.File) -> None:
+    def __init__(self, h5: h5py.File, seed: int) -> None:
         self.h5 = h5
+        self.rng = np.random.default_rng([seed, 1])
         self.rows = 0
         self.pending: list[dict[str, np.ndarray]] = []
         self.pending_rows = 0
@@ -219,10 +220,14 @@ class PatchSetWriter:
     def flush(self) -> None:
         if not self.pending:
             return
+        # The loader reads contiguous runs of rows; shuffling each block (about a hundred images)
+        # makes a run a mix of images. Runs of one image (one ISO, one scene) made batches of 32
+        # hold just two images, and training stalled at the mean.
+        order = self.rng.permutation(self.pending_rows)
         for name in self.pending[0]:
             ds = self.h5[name]
             ds.resize(self.rows + self.pending_rows, axis=0)
-            ds[self.rows:] = np.concatenate([columns[name] for columns in self.pending])
+            ds[self.rows:] = np.concatenate([columns[name] for columns in self.pending])[order]
         self.rows += self.pending_rows
         self.pending, self.pending_rows = [], 0
 
@@ -279,7 +284,7 @@ def prepare_split(files: list[tuple[Path, int | None]], out_path: Path, opts: Pr
     load = partial(load_block, opts=opts, augment_copies=split == "train")
 
     with atomic_path(out_path) as tmp, h5py.File(tmp, "w") as h5:
-        writer = PatchSetWriter(h5)
+        writer = PatchSetWriter(h5, opts.seed)
         for index, iso, block in progress(ordered_map(load, enumerate(files), workers)):
             if isinstance(block, str):
                 summary.skipped.append(block)
@@ -309,7 +314,7 @@ class PatchRuns(Dataset):
     """Item i is the contiguous run of rows [i*run, (i+1)*run) as (run x 3 x 64 x 64 float in [0, 1], run labels).
 
     Reading runs keeps HDF5 access sequential; shuffle the runs (rows are already shuffled
-    within each image) and concatenate them with `concat_runs`. Files are opened lazily in each
+    within blocks of many images) and concatenate them with `concat_runs`. Files are opened lazily in each
     worker process, since an h5py handle must not cross a fork. With keep_uint8, uint8 patches
     stay uint8 (4x fewer bytes between worker processes and to the GPU); see `to_unit_float`.
     """
