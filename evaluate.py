@@ -46,7 +46,7 @@ def print_per_iso(reports: dict[str, dict]) -> None:
 
 
 def save_figures(scored: list[evaluation.ScoredImage], names: list[str], out_dir: Path) -> None:
-    plt = isonet._pyplot()
+    plt = isonet.pyplot()
     true = np.array([s.true_metric for s in scored])
     fig, ax = plt.subplots(figsize=(6, 6))
     low, high = true.min() - 1, true.max() + 1

@@ -413,7 +413,7 @@ def write_csv(path: str | os.PathLike, rows: list[dict], columns: list[str]) -> 
         writer.writerows(rows)
 
 
-def _pyplot():
+def pyplot():
     """matplotlib, headless unless a window was asked for (ISONET_SHOW=1 from --show)."""
     import matplotlib
 
@@ -449,7 +449,7 @@ def draw_map(ax, img: np.ndarray, result: IsoMap, vmin: float | None = None, vma
 
 
 def save_figure(fig, path: str | os.PathLike) -> None:
-    plt = _pyplot()
+    plt = pyplot()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=100, bbox_inches="tight", format=Path(path).suffix[1:])
     if os.environ.get("ISONET_SHOW") == "1":
@@ -462,7 +462,7 @@ def save_map_figure(img: np.ndarray, result: IsoMap, path: str | os.PathLike, ti
     """The ISO map over the dimmed image; with side_by_side, the plain image on its left.
 
     `outline`, a boolean mask of the image's size (a known splice), is drawn on every panel."""
-    plt = _pyplot()
+    plt = pyplot()
     panels = 2 if side_by_side else 1
     fig, axes = plt.subplots(1, panels, figsize=(8 * panels, 8 * img.shape[0] / img.shape[1] + 0.5),
                              squeeze=False)
@@ -481,7 +481,7 @@ def save_map_figure(img: np.ndarray, result: IsoMap, path: str | os.PathLike, ti
 
 def save_scatter_figure(result: IsoMap, path: str | os.PathLike, title: str = "") -> None:
     """Patch index against ISO metric, as the paper's script plots it."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(8, 4))
     values = result.map.ravel()
     ax.scatter(np.arange(1, values.size + 1), values, s=8)
