@@ -435,14 +435,13 @@ def _iso_colorbar(fig, mappable, ax) -> None:
     bar.set_label("ISO metric log2(ISO/100)")
 
 
-def draw_map(ax, img: np.ndarray, result: IsoMap, vmin: float | None = None, vmax: float | None = None):
+def draw_map(ax, img: np.ndarray, result: IsoMap):
     """The map over a dimmed copy of the image; each cell is centred on its patch."""
     rows, cols = result.map.shape
     left = PATCH / 2 - result.stride / 2
     extent = (left, left + cols * result.stride, left + rows * result.stride, left)
     ax.imshow(img * 0.5, extent=(0, img.shape[1], img.shape[0], 0))
-    shown = ax.imshow(result.map, extent=extent, cmap="inferno", alpha=0.6, vmin=vmin, vmax=vmax,
-                      interpolation="nearest")
+    shown = ax.imshow(result.map, extent=extent, cmap="inferno", alpha=0.6, interpolation="nearest")
     ax.set_xlim(0, img.shape[1])
     ax.set_ylim(img.shape[0], 0)
     return shown

@@ -17,7 +17,7 @@ from tqdm import tqdm
 from camera_noise import DEFAULT_ISOS, clean_images, load_noise_profiles, render_folder
 from dataset import (FILE_NAMES, SPLIT_FOLDERS, PrepareOptions, SplitSummary, add_bool_flag,
                      find_labelled_images, prepare_split)
-from isonet import ISONetError
+from isonet import ISONetError, progress
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -93,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
         files = {s: find_labelled_images(root / SPLIT_FOLDERS[s], args.pic_type, args.label_from) for s in splits}
         summaries = {}
         for split in splits:
-            bar = lambda it, s=split: tqdm(it, total=len(files[s]), desc=s, unit="img", disable=None, file=sys.stderr)
+            bar = lambda it, s=split: progress(it, total=len(files[s]), desc=s, unit="img")
             warn = lambda msg: tqdm.write(f"warning: skipped {msg}", file=sys.stderr)
             summaries[split] = prepare_split(files[split], Path(args.save_path) / FILE_NAMES[split], opts, split,
                                              root, vars(args), on_skip=warn, progress=bar,
