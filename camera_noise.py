@@ -43,6 +43,18 @@ CFA_SITES = ((0, 0), (0, 1), (1, 0), (1, 1))  # the order in which a pattern nam
 # Edge-aware demosaic: less false colour at edges than bilinear (closer to cameras' own), and faster.
 DEMOSAIC_CODES = {p: getattr(cv2, f"COLOR_Bayer{p}2RGB_EA") for p in CFA_PATTERNS}
 
+# darktable measures its profiles on its own developed (demosaiced, white-balanced) output, where
+# they give about ten times less variance than the sensors' photosites have: at base ISO 1/a
+# should be the full-well capacity in electrons, and darktable's green a gives 640,000 e- for the
+# Canon EOS 5D Mark III, 420,000 for the Nikon D7000 and about 1,000,000 for the Nikon D810, where
+# photon-transfer measurements of those sensors give roughly 67,000, 49,000 and 78,000 e-.
+# Renders at the profiles' own level come out 2-3x too clean (std 1.5 levels at ISO 6400 mid-grey,
+# where such cameras' unprocessed output shows 4-6), so a and b are scaled by this ratio.
+PROFILE_TO_PHOTOSITE_VARIANCE = 10.0
+# ISO 12232's saturation-based speed puts an 18% grey card at 12.8% of raw clipping
+# (H_sat / H_grey = 78 / 10); the camera's development gain brings it back to sRGB's 18% grey.
+EXPOSURE = 0.128 / 0.18
+
 # White-balance gains of daylight raw files lie roughly in these ranges (red and blue relative to
 # green; Brooks et al., "Unprocessing Images for Learned Raw Denoising", CVPR 2019, sample the same).
 RED_GAIN_RANGE = (1.9, 2.4)
@@ -313,6 +325,12 @@ def mosaic(camera_rgb: np.ndarray, pattern: str) -> np.ndarray:
     return raw
 
 
+def sensor_noise_params(camera: CameraNoise, iso: float) -> tuple[np.ndarray, np.ndarray]:
+    """Per-channel photosite (a, b) at `iso`: the darktable profile brought to sensor level."""
+    a, b = camera.noise_params(iso)
+    return a * PROFILE_TO_PHOTOSITE_VARIANCE, b * PROFILE_TO_PHOTOSITE_VARIANCE
+
+
 def add_sensor_noise(raw: np.ndarray, pattern: str, a: np.ndarray, b: np.ndarray,
                      rng: np.random.Generator) -> np.ndarray:
     """Raw values plus zero-mean noise of variance a*x + b of each site's colour, clipped to [0, 1].
@@ -337,12 +355,13 @@ def demosaic(raw: np.ndarray, pattern: str) -> np.ndarray:
     return cv2.cvtColor(raw16, DEMOSAIC_CODES[pattern])
 
 
-def camera16_to_srgb8(camera_rgb16: np.ndarray, gains: np.ndarray) -> np.ndarray:
-    """16-bit camera RGB -> white balance and colour matrix -> 8-bit sRGB.
+def camera16_to_srgb8(camera_rgb16: np.ndarray, gains: np.ndarray, exposure: float = 1.0) -> np.ndarray:
+    """16-bit camera RGB -> white balance, colour matrix and the gain that undoes `exposure`
+    -> 8-bit sRGB.
 
     cv2.transform on uint16 rounds and saturates, which is the clip to [0, 1] we need.
     """
-    m = np.linalg.inv(CAMERA_FROM_SRGB / gains[:, None]).astype(np.float32)
+    m = (np.linalg.inv(CAMERA_FROM_SRGB / gains[:, None]) / exposure).astype(np.float32)
     return LINEAR16_TO_SRGB8[cv2.transform(camera_rgb16, m)]
 
 
@@ -365,18 +384,19 @@ def render(clean: np.ndarray, camera: CameraNoise, iso: float, rng: np.random.Ge
     """A clean 8-bit sRGB photo (HxWx3 RGB) as `camera` would have taken it at `iso`.
 
     sRGB -> linear -> inverse colour matrix and random white balance -> Bayer mosaic of random
-    phase -> noise a*x + b per channel -> demosaic -> white balance and colour -> 8-bit sRGB,
-    then JPEG at `jpeg_quality` if given. The result has the input's shape and dtype uint8.
+    phase, exposed as ISO 12232 prescribes (EXPOSURE) -> photosite noise a*x + b per channel ->
+    demosaic -> white balance, colour and development gain -> 8-bit sRGB, then JPEG at
+    `jpeg_quality` if given. The result has the input's shape and dtype uint8.
     """
     if clean.dtype != np.uint8 or clean.ndim != 3 or clean.shape[2] != 3:
         raise ValueError(f"render needs an HxWx3 uint8 RGB image, got {clean.dtype} {clean.shape}")
-    a, b = camera.noise_params(iso)
+    a, b = sensor_noise_params(camera, iso)
     gains = random_wb_gains(rng)
     pattern = CFA_PATTERNS[rng.integers(len(CFA_PATTERNS))]
     h, w = clean.shape[:2]
-    raw = mosaic(srgb8_to_camera(pad_to_even(clean), gains), pattern)
+    raw = mosaic(srgb8_to_camera(pad_to_even(clean), gains), pattern) * np.float32(EXPOSURE)
     noisy = add_sensor_noise(raw, pattern, a, b, rng)
-    out = camera16_to_srgb8(demosaic(noisy, pattern), gains)[:h, :w]
+    out = camera16_to_srgb8(demosaic(noisy, pattern), gains, EXPOSURE)[:h, :w]
     if jpeg_quality is not None:
         return decode_image(encode_image(out, jpeg_quality))
     return np.ascontiguousarray(out)

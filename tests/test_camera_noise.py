@@ -205,8 +205,8 @@ def test_noise_grows_with_iso_as_the_profiles_say(camera: cn.CameraNoise) -> Non
     stds = {iso: noise_std(cn.render(grey, camera, iso, np.random.default_rng(7))) for iso in (100, 400, 1600, 6400)}
     print(f"\n{camera.name}: high-pass std {stds}")
     assert stds[100] < stds[400] < stds[1600] < stds[6400]
-    x = cn.SRGB8_TO_LINEAR[128]  # the green raw value: grey keeps R = G = B in camera RGB
-    (a1, b1), (a2, b2) = camera.noise_params(1600), camera.noise_params(6400)
+    x = cn.SRGB8_TO_LINEAR[128] * cn.EXPOSURE  # the green raw value: grey keeps R = G = B in camera RGB
+    (a1, b1), (a2, b2) = cn.sensor_noise_params(camera, 1600), cn.sensor_noise_params(camera, 6400)
     expected = np.sqrt((a2[cn.GREEN] * x + b2[cn.GREEN]) / (a1[cn.GREEN] * x + b1[cn.GREEN]))
     assert stds[6400] / stds[1600] == pytest.approx(expected, rel=0.2)
 
@@ -238,7 +238,7 @@ def test_jpeg_variant_decodes(camera: cn.CameraNoise) -> None:
     jpg = cn.render(clean, camera, 400, np.random.default_rng(5), jpeg_quality=80)
     assert jpg.shape == png.shape and jpg.dtype == np.uint8
     assert np.array_equal(jpg, cn.decode_image(cn.encode_image(png, 80)))
-    assert 0 < np.abs(jpg.astype(int) - png).mean() < 5
+    assert 0 < np.abs(jpg.astype(int) - png).mean() < 8  # quality 80 smooths the noise, keeps the picture
 
 
 def test_render_refuses_far_extrapolation(camera: cn.CameraNoise) -> None:
