@@ -37,6 +37,8 @@ MAX_EXTRAPOLATION_STOPS = 1.0
 REFERENCE_ISO = 100
 GREEN = 1
 DEFAULT_ISOS = (100, 200, 400, 800, 1600, 3200, 6400)
+CAMERA_HELP = ("'reference' (default: green ISO-100 noise in the database's interquartile range), "
+               "'quieter' / 'noisier' (below / above it), 'all', or one 'MAKER MODEL'")
 
 CFA_PATTERNS = ("RGGB", "BGGR", "GRBG", "GBRG")
 CFA_SITES = ((0, 0), (0, 1), (1, 0), (1, 1))  # the order in which a pattern name lists its colours
@@ -203,15 +205,22 @@ class NoiseDatabase:
         q1, q3 = np.percentile(a100, [25, 75])
         return float(q1), float(q3)
 
-    def reference_cameras(self) -> list[CameraNoise]:
-        """The default class: typical sensors, green a at ISO 100 inside the interquartile range."""
+    def cameras_by_class(self, quartile_class: str) -> list[CameraNoise]:
+        """Renderable cameras by green a at ISO 100: 'quieter' below the interquartile range,
+        'reference' inside it (the default class: typical sensors), 'noisier' above it."""
         lo, hi = self.reference_bounds
-        return [c for c in self.cameras.values() if c.renderable and c.green_fit and lo <= c.green_fit[0] <= hi]
+        inside = {"quieter": lambda a: a < lo, "reference": lambda a: lo <= a <= hi, "noisier": lambda a: a > hi}
+        return [c for c in self.cameras.values() if c.renderable and c.green_fit
+                and inside[quartile_class](c.green_fit[0])]
+
+    def reference_cameras(self) -> list[CameraNoise]:
+        return self.cameras_by_class("reference")
 
     def select(self, spec: str = "reference") -> list[CameraNoise]:
-        """'reference', 'all' (every renderable camera) or one exact 'MAKER MODEL' (any case)."""
-        if spec == "reference":
-            return self.reference_cameras()
+        """'reference', 'quieter', 'noisier' (see cameras_by_class), 'all' (every renderable
+        camera) or one exact 'MAKER MODEL' (any case)."""
+        if spec in ("reference", "quieter", "noisier"):
+            return self.cameras_by_class(spec)
         if spec == "all":
             return [c for c in self.cameras.values() if c.renderable]
         by_lower = {name.lower(): name for name in self.cameras}
@@ -219,7 +228,7 @@ class NoiseDatabase:
         if name is None:
             close = [by_lower[n] for n in difflib.get_close_matches(spec.lower(), by_lower, n=5, cutoff=0.6)]
             hint = (f"close matches: {', '.join(close)}" if close
-                    else "give darktable's 'MAKER MODEL', e.g. 'Canon EOS 5D Mark III', or 'reference' or 'all'")
+                    else "give darktable's 'MAKER MODEL', e.g. 'Canon EOS 5D Mark III', or 'reference', 'quieter', 'noisier' or 'all'")
             raise ISONetError(f"--camera {spec!r}: not in {self.path} ({hint})")
         camera = self.cameras[name]
         if not camera.renderable:
@@ -595,7 +604,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="List darktable's measured cameras usable by the noise renderer.")
     parser.add_argument("--noise_profiles", help="darktable's noiseprofiles.json (default: installed darktable's, "
                                                  "else .cache/ from scripts/fetch_noise_profiles.sh)")
-    parser.add_argument("--camera", default="reference", help="'reference' (default), 'all' or 'MAKER MODEL'")
+    parser.add_argument("--camera", default="reference", help=CAMERA_HELP)
     args = parser.parse_args(argv)
     try:
         db = load_noise_profiles(args.noise_profiles)

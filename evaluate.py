@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+import camera_noise
 import dataset
 import evaluation
 import isonet
@@ -127,7 +128,6 @@ def evaluate_labelled(args: argparse.Namespace, nets: dict[str, isonet.ISONet]) 
 
 
 def evaluate_splices(args: argparse.Namespace, nets: dict[str, isonet.ISONet]) -> int:
-    import camera_noise
 
     try:
         cameras = camera_noise.load_noise_profiles(args.noise_profiles).select(args.camera)
@@ -176,7 +176,7 @@ def main() -> int:
                         help="fit a monotone estimated->true mapping, save calibration.json, report it cross-validated")
     parser.add_argument("--folds", type=int, default=5, help="cross-validation folds for --calibrate")
     parser.add_argument("--splice", type=int, metavar="N", help="render N spliced images from held-out sources and score localisation")
-    parser.add_argument("--camera", default="reference", help="splice cameras: 'reference', 'all' or 'MAKER MODEL'")
+    parser.add_argument("--camera", default="reference", help="splice cameras: " + camera_noise.CAMERA_HELP)
     parser.add_argument("--clean_dir", help="clean photos for the splices (default: scikit-image's bundled photos)")
     parser.add_argument("--noise_profiles", help="darktable's noiseprofiles.json (default: see scripts/fetch_noise_profiles.sh)")
     parser.add_argument("--seed", type=int, default=0)

@@ -134,10 +134,12 @@ class Progress:
         self.tty = enabled and sys.stderr.isatty()
         self.enabled, self.total, self.desc = enabled, total, desc
         self.done, self.start, self.last_line = 0, time.monotonic(), time.monotonic()
+        self.loss: float | None = None
         self.bar = tqdm(total=total, desc=desc, unit="patch", unit_scale=True, file=sys.stderr) if self.tty else None
 
     def update(self, n: int, loss: float | None = None) -> None:
         self.done += n
+        self.loss = self.loss if loss is None else loss
         if self.bar is not None:
             self.bar.update(n)
             if loss is not None:
@@ -146,7 +148,9 @@ class Progress:
             self.last_line = time.monotonic()
             rate = self.done / (self.last_line - self.start)
             eta = (self.total - self.done) / max(rate, 1e-9)
-            print(f"{self.desc}: {self.done}/{self.total} patches, {rate:.0f} patches/s, ETA {eta:.0f} s", flush=True)
+            recent = "" if self.loss is None else f", loss {self.loss:.4f}"
+            print(f"{self.desc}: {self.done}/{self.total} patches, {rate:.0f} patches/s, ETA {eta:.0f} s{recent}",
+                  flush=True)
 
     def close(self) -> float:
         """Close the bar; return patches per second."""
@@ -238,8 +242,8 @@ def main(argv: list[str] | None = None) -> int:
             optimizer.step()
             loss_sum += loss.detach().double() * len(y)
             seen += len(y)
-            # Reading the loss synchronises with the GPU, so the bar shows it only now and then.
-            progress.update(len(y) * world, loss.item() if progress.tty and step % 20 == 0 else None)
+            # Reading the loss synchronises with the GPU, so progress shows it only now and then.
+            progress.update(len(y) * world, loss.item() if master and step % 20 == 0 else None)
         scheduler.step()
         rate = progress.close()
         if distributed:

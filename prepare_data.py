@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from camera_noise import DEFAULT_ISOS, clean_images, load_noise_profiles, render_folder
+from camera_noise import CAMERA_HELP, DEFAULT_ISOS, clean_images, load_noise_profiles, render_folder
 from dataset import (FILE_NAMES, SPLIT_FOLDERS, PrepareOptions, SplitSummary, add_bool_flag,
                      find_labelled_images, prepare_split)
 from isonet import ISONetError, progress
@@ -39,7 +39,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     r = p.add_argument_group("rendering training photos from measured sensor noise (camera_noise.py)")
     r.add_argument("--render", action="store_true",
                    help="first render DATA/{Train,Test}/<ISO>/ from clean photos (DATA defaults to SAVE/renders)")
-    r.add_argument("--camera", default="reference", help="'reference' (default), 'all' or one 'MAKER MODEL'")
+    r.add_argument("--camera", default="reference", help=CAMERA_HELP)
     r.add_argument("--isos", type=int, nargs="+", default=list(DEFAULT_ISOS), help="ISO stops to render")
     r.add_argument("--renders_per_image", type=int, default=8, help="renders of each clean photo per ISO")
     r.add_argument("--jpeg_quality", type=int, nargs=2, metavar=("LO", "HI"),

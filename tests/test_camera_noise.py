@@ -99,6 +99,10 @@ def test_reference_class_is_the_interquartile_range(db: cn.NoiseDatabase) -> Non
     assert ref and all(c.renderable and lo <= c.green_fit[0] <= hi for c in ref)
     outside = [c for c in db.select("all") if c not in ref]
     assert outside and all(not lo <= c.green_fit[0] <= hi for c in outside)
+    quieter, noisier = db.select("quieter"), db.select("noisier")
+    assert all(c.green_fit[0] < lo for c in quieter) and all(c.green_fit[0] > hi for c in noisier)
+    # every camera with a fit is in exactly one class
+    assert sorted(c.name for c in quieter + ref + noisier) == sorted(c.name for c in outside + ref if c.green_fit)
 
 
 def test_camera_by_exact_name_and_helpful_error(db: cn.NoiseDatabase) -> None:
