@@ -33,7 +33,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from isonet import IMAGE_SUFFIXES, PATCH, ISONetError, atomic_path, grid_shape, iso_to_metric, read_exif_iso, read_image
+from isonet import (IMAGE_SUFFIXES, PATCH, ISONetError, atomic_path, decode_image_file, grid_shape, iso_to_metric,
+                    read_exif_iso)
 
 FORMAT = "isonet-patches-v1"
 CHUNK = 16  # rows per HDF5 chunk (192 KiB): also the longest contiguous run the loader reads
@@ -123,13 +124,15 @@ class PrepareOptions:
 
 
 def load_uint8_image(path: Path, gray: bool) -> np.ndarray:
-    """HxWx3 uint8 RGB; gray mode converts to luma and replicates it (the net takes 3 channels)."""
-    img = read_image(path)
+    """HxWx3 uint8 RGB (16-bit files rounded to 8); gray mode converts to luma and replicates it
+    (the net takes 3 channels). Integer all the way: a float copy of the image cost more than
+    decoding it."""
+    img = decode_image_file(path)
+    if img.dtype == np.uint16:
+        img = ((img.astype(np.uint32) + 128) // 257).astype(np.uint8)  # round(x * 255 / 65535)
     if gray:
-        img = np.repeat(cv2.cvtColor(img, cv2.COLOR_RGB2GRAY)[:, :, None], 3, axis=2)
-    img *= 255
-    img += 0.5  # round half up, in place: exact for 8-bit sources
-    return img.astype(np.uint8)
+        img = np.repeat(cv2.cvtColor(np.ascontiguousarray(img), cv2.COLOR_RGB2GRAY)[:, :, None], 3, axis=2)
+    return img
 
 
 def cut_patches(img: np.ndarray, stride: int, limit: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -235,7 +238,7 @@ class PatchSetWriter:
 def ordered_map(fn: Callable, items: Iterable, workers: int) -> Iterator:
     """map(fn, items) on `workers` processes, in order, with at most 2*workers results in flight.
 
-    Processes, not threads: read_image silences libjpeg by redirecting the process's stderr, which
+    Processes, not threads: decode_image_file silences libjpeg by redirecting the process's stderr, which
     threads would share (and could leave redirected).
     """
     if workers <= 1:

@@ -179,12 +179,11 @@ def _quiet_stderr() -> Iterator[None]:
             os.close(saved)
 
 
-def read_image(path: str | os.PathLike) -> np.ndarray:
-    """Read an image as float32 RGB HxWx3 in [0, 1], as the paper feeds the network.
+def decode_image_file(path: str | os.PathLike) -> np.ndarray:
+    """Decode an image file as RGB HxWx3, uint8 or uint16 as stored.
 
-    8-bit files are divided by 255 and 16-bit files by 65535; grayscale is replicated to three
-    channels and alpha is dropped. EXIF orientation is honoured (OpenCV's default), so the map
-    lines up with the picture as viewers show it.
+    Grayscale is replicated to three channels and alpha is dropped. EXIF orientation is honoured
+    (OpenCV's default), so the map lines up with the picture as viewers show it.
     """
     path = Path(path)
     if not path.is_file():
@@ -199,11 +198,7 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
         img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_ANYCOLOR | cv2.IMREAD_ANYDEPTH)
     if img is None:
         raise ISONetError(f"{path}: not a readable image (unknown format, truncated or corrupt)")
-    if img.dtype == np.uint8:
-        scale = 255.0
-    elif img.dtype == np.uint16:
-        scale = 65535.0
-    else:
+    if img.dtype not in (np.uint8, np.uint16):
         raise ISONetError(f"{path}: unsupported sample type {img.dtype} (8- or 16-bit expected)")
     if img.ndim == 2:
         img = np.repeat(img[:, :, None], 3, axis=2)
@@ -212,7 +207,14 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
     h, w = img.shape[:2]
     if h < PATCH or w < PATCH:
         raise ISONetError(f"{path}: image is {w}x{h}, smaller than one {PATCH}x{PATCH} patch")
-    return img.astype(np.float32) / np.float32(scale)
+    return img
+
+
+def read_image(path: str | os.PathLike) -> np.ndarray:
+    """Read an image as float32 RGB HxWx3 in [0, 1], as the paper feeds the network: 8-bit
+    files divided by 255, 16-bit files by 65535 (see decode_image_file)."""
+    img = decode_image_file(path)
+    return img.astype(np.float32) / np.float32(np.iinfo(img.dtype).max)
 
 
 def read_exif_iso(path: str | os.PathLike) -> int | None:

@@ -14,9 +14,9 @@ from torch.utils.data import DataLoader
 
 from conftest import ROOT, noise_image, run_script
 from dataset import (FORMAT, LegacyPatchSet, PatchSet, PrepareOptions, add_augmented_copies, augment,
-                     concat_runs, cut_patches, find_labelled_images, open_patch_set, prepare_split,
-                     to_unit_float)
-from isonet import ISONetError
+                     concat_runs, cut_patches, find_labelled_images, load_uint8_image, open_patch_set,
+                     prepare_split, to_unit_float)
+from isonet import ISONetError, read_image
 from prepare_data import parse_args
 
 PREPARE = str(ROOT / "prepare_data.py")
@@ -113,6 +113,18 @@ def test_gray_mode_replicates_luma(tiny_data, tmp_path):
     assert r.returncode == 0, r.stderr
     p = h5py.File(tmp_path / "g" / "test.h5")["patches"][:]
     assert np.array_equal(p[:, 0], p[:, 1]) and np.array_equal(p[:, 0], p[:, 2])
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
+def test_patch_pixels_are_the_networks_input_rounded_to_8_bits(tmp_path, dtype):
+    """The integer reading path of prepare_data agrees with the float one that inference uses."""
+    top = np.iinfo(dtype).max
+    img = np.random.default_rng(0).integers(0, top + 1, (70, 90, 3), dtype=dtype)
+    img[0, :5, 0] = [0, 1, top // 2, top - 1, top]  # rounding edges
+    path = tmp_path / "x.png"
+    assert cv2.imwrite(str(path), img)
+    expected = np.floor(read_image(path) * 255 + 0.5).astype(np.uint8)
+    np.testing.assert_array_equal(load_uint8_image(path, gray=False), expected)
 
 
 def one_error_line(r) -> str:
