@@ -44,6 +44,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     r.add_argument("--renders_per_image", type=int, default=8, help="renders of each clean photo per ISO")
     r.add_argument("--jpeg_quality", type=int, nargs=2, metavar=("LO", "HI"),
                    help="encode renders as JPEG of a quality drawn from LO..HI (default: lossless PNG)")
+    add_bool_flag(r, "--jitter", True, "render each Train photo from a random variant of its source "
+                  "(scale, exposure, orientation, colour order)")
     r.add_argument("--clean_dir", help="clean photos to render (default: photos bundled with scikit-image/matplotlib)")
     r.add_argument("--noise_profiles", help="darktable's noiseprofiles.json (default: see scripts/fetch_noise_profiles.sh)")
     args = p.parse_args(argv)
@@ -64,7 +66,8 @@ def render_photos(args: argparse.Namespace) -> None:
         raise ISONetError(f"{args.data_path}: not empty; --render writes a fresh photo set there")
     cameras = load_noise_profiles(args.noise_profiles).select(args.camera)
     written = render_folder(args.data_path, clean_images(args.clean_dir), args.isos, cameras,
-                            np.random.default_rng(args.seed), args.jpeg_quality, args.renders_per_image)
+                            np.random.default_rng(args.seed), args.jpeg_quality, args.renders_per_image,
+                            jitter_train=args.jitter)
     print(f"rendered {len(written)} photos into {args.data_path} ({len(cameras)} camera(s): {args.camera})")
 
 

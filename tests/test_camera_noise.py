@@ -320,11 +320,34 @@ def test_render_folder_writes_the_paper_layout(tmp_path: Path, db: cn.NoiseDatab
     sources = {split: {p.name.split("_")[0] for p in (tmp_path / split).rglob("*.png")} for split in ("Train", "Test")}
     assert sources["Train"] and sources["Test"] and not sources["Train"] & sources["Test"]
     assert {p.parent.name for p in written} == {"100", "3200"}
-    assert read_image(written[0]).shape == (96, 96, 3)
+    shapes = {split: {read_image(p).shape for p in written if p.parts[-3] == split} for split in ("Train", "Test")}
+    assert shapes["Test"] == {(96, 96, 3)}  # held-out sources as they are
+    assert len(shapes["Train"]) > 1 and all(64 <= h <= 96 and w == h and c == 3 for h, w, c in shapes["Train"])
     assert not list(tmp_path.rglob("*.part*"))
 
-    jpgs = cn.render_folder(tmp_path / "jpeg", clean[:2], (800,), cameras, np.random.default_rng(0), (75, 98))
+    jpgs = cn.render_folder(tmp_path / "jpeg", clean[:2], (800,), cameras, np.random.default_rng(0), (75, 98),
+                            jitter_train=False)
     assert all(p.suffix == ".jpg" and read_image(p).shape == (96, 96, 3) for p in jpgs)
+
+
+def test_jitter_varies_scale_exposure_orientation_and_colour() -> None:
+    clean = dict(cn.clean_images())["coffee"]  # 300x200, colourful
+    variants = [cn.jitter_source(clean, np.random.default_rng(seed)) for seed in range(12)]
+    assert all(v.dtype == np.uint8 and v.shape[2] == 3 and min(v.shape[:2]) >= 64 for v in variants)
+    areas = [v.shape[0] * v.shape[1] / (clean.shape[0] * clean.shape[1]) for v in variants]
+    assert all(0.25 - 0.01 <= a <= 1.0 for a in areas) and max(areas) - min(areas) > 0.2
+    assert {v.shape[0] > v.shape[1] for v in variants} == {True, False}  # some turned 90 degrees
+    means = [v.mean(axis=(0, 1)) for v in variants]
+    assert np.ptp([m.mean() for m in means]) > 30  # exposure
+    assert len({int(np.argmax(m)) for m in means}) > 1  # colour order
+    np.testing.assert_array_equal(variants[0], cn.jitter_source(clean, np.random.default_rng(0)))
+
+
+def test_brightness_lut_is_an_exposure_change_in_linear_light() -> None:
+    assert np.array_equal(cn.brightness_lut(0.0), np.arange(256))
+    lut = cn.brightness_lut(-1.0)
+    np.testing.assert_allclose(cn.SRGB8_TO_LINEAR[lut], cn.SRGB8_TO_LINEAR / 2, atol=0.004)
+    assert cn.brightness_lut(1.0)[200] == 255  # clipped like an overexposed highlight
 
 
 def test_render_folder_refuses_isos_no_camera_covers(db: cn.NoiseDatabase) -> None:
