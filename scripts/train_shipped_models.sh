@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# How models/net_tif.pth and models/net_jpg.pth were made (see models/README.md), and the figures
+# of their model card. About 1 h 50 min on a 2-core CPU; data/ and runs/ take about 6 GB.
+#     bash scripts/train_shipped_models.sh [OUT]      # OUT defaults to runs/shipped
+set -euo pipefail
+cd "$(dirname "$0")/.."
+out=${1:-runs/shipped}
+data=$out/data
+common=(--stride 16 --aug_times 0 --max_patches_per_image 100 --renders_per_image 24)
+
+# 1. Uncompressed renders of the ten Train sources as they are; three epochs from scratch, the best
+#    (lowest validation loss) kept.
+python prepare_data.py --render --no-jitter --save_path "$data/tif" "${common[@]}" --seed 1
+python main_train.py --data_path "$data/tif" --out_dir "$out/tif" --batch_size 32 --epochs 3 --milestones 2 3 \
+    --seed 1 --best_model_name net_tif.pth
+
+# 2. Fresh renders from random variants of the sources (--jitter), uncompressed and JPEG (quality
+#    75-98); both models continue from step 1's weights, two epochs each, side by side on one core each.
+python prepare_data.py --render --save_path "$data/jit_tif" "${common[@]}" --seed 5
+python prepare_data.py --render --save_path "$data/jit_jpg" "${common[@]}" --seed 2 --jpeg_quality 75 98
+export OMP_NUM_THREADS=1
+python main_train.py --data_path "$data/jit_tif" --out_dir "$out/jit_tif" --init_from "$out/tif/net_tif.pth" \
+    --batch_size 32 --epochs 2 --milestones 1 2 --lr 3e-4 --seed 2 --best_model_name net_tif.pth --workers 1 &
+python main_train.py --data_path "$data/jit_jpg" --out_dir "$out/jit_jpg" --init_from "$out/tif/net_tif.pth" \
+    --batch_size 32 --epochs 2 --milestones 1 2 --lr 5e-4 --seed 3 --best_model_name net_jpg.pth --workers 1 &
+wait
+unset OMP_NUM_THREADS
+
+# 3. The model card's figures: held-out sources (Test split), reference-class cameras, then cameras
+#    outside the class and one exact camera.
+for class in quieter noisier "Canon EOS 5D Mark III"; do
+    slug=$(echo "$class" | tr ' ' '_')
+    python prepare_data.py --render --camera "$class" --save_path "$data/eval_$slug" --renders_per_image 12 \
+        --stride 64 --no-train --seed 3
+done
+for kind in tif jpg; do
+    model=$out/jit_$kind/net_$kind.pth
+    python evaluate.py --model_path "$model" --data "$data/jit_$kind/renders/Test" --out_dir "$out/eval_$kind"
+done
+for class in quieter noisier "Canon EOS 5D Mark III"; do
+    slug=$(echo "$class" | tr ' ' '_')
+    python evaluate.py --model_path "$out/jit_tif/net_tif.pth" --data "$data/eval_$slug/renders/Test" \
+        --out_dir "$out/eval_tif_$slug"
+done
+echo "models: $out/jit_tif/net_tif.pth $out/jit_jpg/net_jpg.pth (copy them to models/)"
