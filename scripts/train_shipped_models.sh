@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # How models/net_tif.pth and models/net_jpg.pth were made (see models/README.md), and the figures
-# of their model card. About 1 h 50 min on a 2-core CPU; data/ and runs/ take about 6 GB.
+# of their model card. About 2 h on a 2-core CPU; data/ and runs/ take about 6 GB.
 #     bash scripts/train_shipped_models.sh [OUT]      # OUT defaults to runs/shipped
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -42,4 +42,11 @@ for class in quieter noisier "Canon EOS 5D Mark III"; do
     python evaluate.py --model_path "$out/jit_tif/net_tif.pth" --data "$data/eval_$slug/renders/Test" \
         --out_dir "$out/eval_tif_$slug"
 done
+# 4. One exact camera: fine-tune net_tif on it alone and score it on that camera (not shipped).
+python prepare_data.py --render --camera "Canon EOS 5D Mark III" --save_path "$data/jit_5d3" "${common[@]}" \
+    --renders_per_image 12 --seed 6
+python main_train.py --data_path "$data/jit_5d3" --out_dir "$out/jit_5d3" --init_from "$out/jit_tif/net_tif.pth" \
+    --batch_size 32 --epochs 2 --milestones 1 2 --lr 3e-4 --seed 4 --best_model_name net_5d3.pth
+python evaluate.py --model_path "$out/jit_5d3/net_5d3.pth" --compare "$out/jit_tif/net_tif.pth" \
+    --data "$data/eval_Canon_EOS_5D_Mark_III/renders/Test" --out_dir "$out/eval_5d3"
 echo "models: $out/jit_tif/net_tif.pth $out/jit_jpg/net_jpg.pth (copy them to models/)"
