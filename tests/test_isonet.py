@@ -1,5 +1,7 @@
 """The network, weights loading, image reading and the ISO maps."""
 import json
+import os
+import stat
 
 import cv2
 import numpy as np
@@ -216,3 +218,19 @@ def test_atomic_path_leaves_nothing_when_the_write_fails(tmp_path):
     with isonet.atomic_path(target) as tmp:
         tmp.write_text("whole")
     assert target.read_text() == "whole" and len(list(tmp_path.iterdir())) == 1
+
+
+def test_atomic_path_gives_the_permissions_of_a_plain_write(tmp_path):
+    """mkstemp makes owner-only files; outputs and models must be as readable as any other file."""
+    (tmp_path / "plain.txt").write_text("x")
+    with isonet.atomic_path(tmp_path / "atomic.txt") as tmp:
+        tmp.write_text("x")
+    old = os.umask(0o022)
+    try:
+        with isonet.atomic_path(tmp_path / "shared.txt") as tmp:
+            tmp.write_text("x")
+    finally:
+        os.umask(old)
+    mode = lambda name: stat.S_IMODE((tmp_path / name).stat().st_mode)  # noqa: E731
+    assert mode("atomic.txt") == mode("plain.txt")
+    assert mode("shared.txt") == 0o644
