@@ -275,6 +275,9 @@ def main(argv: list[str] | None = None) -> int:
     if writer is not None:
         writer.close()
     if distributed:
+        # Leave together: a rank that tore gloo down while rank 0 was still writing its files
+        # sometimes aborted ("terminate called without an active exception").
+        dist.barrier()
         dist.destroy_process_group()
     return 0
 
