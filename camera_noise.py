@@ -467,8 +467,10 @@ def bundled_photo_path(package: str, file: str) -> Path:
     return Path(matplotlib.get_data_path()) / "sample_data" / file
 
 
-def downscale_to_uint8(img: np.ndarray, factor: int, source: Path) -> np.ndarray:
-    """Area-average `factor` x `factor` blocks (averaging suppresses the photo's own noise)."""
+def read_clean_image(source: Path, factor: int) -> np.ndarray:
+    """A clean source as HxWx3 uint8, area-averaged over `factor` x `factor` blocks (averaging
+    suppresses the photo's own noise)."""
+    img = read_image(source)
     h, w = img.shape[:2]
     if factor > 1:
         img = cv2.resize(img, (w // factor, h // factor), interpolation=cv2.INTER_AREA)
@@ -497,7 +499,7 @@ def clean_images(clean_dir: str | os.PathLike | None = None, downscale: int = 2)
         duplicate = next((s for s in stems if stems.count(s) > 1), None)
         if duplicate:
             raise ISONetError(f"{clean_dir}: two images named {duplicate!r} (names must differ in more than the suffix)")
-    return [(name, downscale_to_uint8(read_image(path), downscale, path)) for name, path in sorted(sources)]
+    return [(name, read_clean_image(path, downscale)) for name, path in sorted(sources)]
 
 
 def split_train_test(clean: Sequence[tuple[str, np.ndarray]], test_fraction: float = 0.2
@@ -608,7 +610,7 @@ def write_demo(out_dir: str | os.PathLike, iso: int, jpeg_quality: int | None = 
     The clean source is used at full size (not downscaled), so the demo has more patches; its own
     faint noise sits far below the rendered noise."""
     camera = load_noise_profiles(noise_profiles).select(DEMO_CAMERA)[0]
-    clean = dict(clean_images(downscale=1))[DEMO_SOURCE]
+    clean = read_clean_image(bundled_photo_path(*BUNDLED_PHOTOS[DEMO_SOURCE]), 1)
     rng = np.random.default_rng(seed)
     if region_iso is None:
         image, mask = render(clean, camera, iso, rng), None

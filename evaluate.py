@@ -128,7 +128,6 @@ def evaluate_labelled(args: argparse.Namespace, nets: dict[str, isonet.ISONet]) 
 
 
 def evaluate_splices(args: argparse.Namespace, nets: dict[str, isonet.ISONet]) -> int:
-
     try:
         cameras = camera_noise.load_noise_profiles(args.noise_profiles).select(args.camera)
         _, held_out = camera_noise.split_train_test(camera_noise.clean_images(args.clean_dir))
