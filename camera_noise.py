@@ -555,51 +555,13 @@ def jitter_source(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return np.ascontiguousarray(img[:, :, rng.permutation(3)])
 
 
-DEAD_LEAVES_SIZE = 256
-DEAD_LEAVES_SUPERSAMPLE = 4
-DEAD_LEAVES_DISCS = 8000  # about four coats: the first colour shows through ~2% of the image
-DEAD_LEAVES_RADII = (2.0, 96.0)  # output pixels
-
-
-def dead_leaves(rng: np.random.Generator, palette: np.ndarray, size: int = DEAD_LEAVES_SIZE) -> np.ndarray:
-    """A synthetic noise-free clean source (size x size x 3 uint8): the dead-leaves model, opaque
-    discs falling on each other, radii drawn from p(r) ~ r^-3 (scale-invariant, as natural images
-    are), colours drawn from `palette` (N x 3 uint8, e.g. the Train photos' pixels), drawn 4x
-    larger and area-averaged so edges are anti-aliased, then blurred by a random lens (sigma 0-1 px).
-
-    Real photos carry their own grain and sensor noise, which the renderer's ISO 100 (0.9 levels)
-    cannot outweigh, so their low-ISO labels contradict each other; these images have none.
-    """
-    ss = DEAD_LEAVES_SUPERSAMPLE
-    canvas = np.empty((size * ss, size * ss, 3), np.uint8)
-    canvas[:] = palette[rng.integers(len(palette))]
-    r_min, r_max = DEAD_LEAVES_RADII
-    u = rng.random(DEAD_LEAVES_DISCS)
-    radii = (r_min ** -2 - u * (r_min ** -2 - r_max ** -2)) ** -0.5  # inverse CDF of r^-3
-    centres = rng.uniform(-r_max, size + r_max, (DEAD_LEAVES_DISCS, 2))
-    colours = palette[rng.integers(len(palette), size=DEAD_LEAVES_DISCS)]
-    for (x, y), r, colour in zip(centres * ss, radii * ss, colours.tolist()):
-        cv2.circle(canvas, (round(x), round(y)), round(r), colour, thickness=-1)
-    img = cv2.resize(canvas, (size, size), interpolation=cv2.INTER_AREA)
-    sigma = rng.uniform(0.0, 1.0)
-    return cv2.GaussianBlur(img, (0, 0), sigma) if sigma > 0.1 else img
-
-
-def dead_leaves_sources(n: int, photos: Sequence[tuple[str, np.ndarray]], rng: np.random.Generator
-                        ) -> list[tuple[str, np.ndarray]]:
-    """`n` named dead-leaves images coloured like `photos`."""
-    palette = np.concatenate([img.reshape(-1, 3) for _, img in photos])
-    return [(f"deadleaves{i:03d}", dead_leaves(rng, palette)) for i in range(n)]
-
-
 def render_folder(out_root: str | os.PathLike, clean: Sequence[tuple[str, np.ndarray]], isos: Sequence[int],
                   cameras: Sequence[CameraNoise], rng: np.random.Generator,
                   jpeg_quality_range: tuple[int, int] | None = None, renders_per_image: int = 1,
-                  test_fraction: float = 0.2, jitter_train: bool = True, dead_leaves: int = 0) -> list[Path]:
+                  test_fraction: float = 0.2, jitter_train: bool = True) -> list[Path]:
     """Write the paper's folder layout, out_root/{Train,Test}/<ISO>/<name>_<k>_<camera>.png|.jpg.
 
-    Train and Test come from disjoint clean sources, and Train also from `dead_leaves` synthetic
-    images coloured like the Train photos (Test stays real photos); with `jitter_train` each Train render starts
+    Train and Test come from disjoint clean sources; with `jitter_train` each Train render starts
     from a random variant of its source (jitter_source), Test renders from the source as it is.
     Each render draws a camera (among those measured near that ISO), white balance, Bayer phase
     and noise from `rng`; with `jpeg_quality_range` (lo, hi) each file is a JPEG of quality drawn
@@ -607,7 +569,6 @@ def render_folder(out_root: str | os.PathLike, clean: Sequence[tuple[str, np.nda
     """
     usable = cameras_by_iso(cameras, isos)
     train, test = split_train_test(clean, test_fraction)
-    train += dead_leaves_sources(dead_leaves, train, rng)
     written = []
     for split, sources in (("Train", train), ("Test", test)):
         for name, img in sources:

@@ -46,8 +46,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="encode renders as JPEG of a quality drawn from LO..HI (default: lossless PNG)")
     add_bool_flag(r, "--jitter", True, "render each Train photo from a random variant of its source "
                   "(scale, exposure, orientation, colour order)")
-    r.add_argument("--dead_leaves", type=int, default=0,
-                   help="also render this many synthetic noise-free dead-leaves images into Train (default 0)")
     r.add_argument("--clean_dir", help="clean photos to render (default: photos bundled with scikit-image/matplotlib)")
     r.add_argument("--noise_profiles", help="darktable's noiseprofiles.json (default: see scripts/fetch_noise_profiles.sh)")
     args = p.parse_args(argv)
@@ -62,8 +60,6 @@ def render_photos(args: argparse.Namespace) -> None:
     """DATA/{Train,Test}/<ISO>/ rendered from disjoint clean sources, as the paper's layout."""
     if args.renders_per_image < 1:
         raise ISONetError(f"--renders_per_image {args.renders_per_image}: must be at least 1")
-    if args.dead_leaves < 0:
-        raise ISONetError(f"--dead_leaves {args.dead_leaves}: must be 0 or more")
     if args.jpeg_quality and not 1 <= args.jpeg_quality[0] <= args.jpeg_quality[1] <= 100:
         raise ISONetError(f"--jpeg_quality {args.jpeg_quality[0]} {args.jpeg_quality[1]}: need 1 <= LO <= HI <= 100")
     if Path(args.data_path).exists() and any(Path(args.data_path).iterdir()):
@@ -71,7 +67,7 @@ def render_photos(args: argparse.Namespace) -> None:
     cameras = load_noise_profiles(args.noise_profiles).select(args.camera)
     written = render_folder(args.data_path, clean_images(args.clean_dir), args.isos, cameras,
                             np.random.default_rng(args.seed), args.jpeg_quality, args.renders_per_image,
-                            jitter_train=args.jitter, dead_leaves=args.dead_leaves)
+                            jitter_train=args.jitter)
     print(f"rendered {len(written)} photos into {args.data_path} ({len(cameras)} camera(s): {args.camera})")
 
 

@@ -343,30 +343,6 @@ def test_jitter_varies_scale_exposure_orientation_and_colour() -> None:
     np.testing.assert_array_equal(variants[0], cn.jitter_source(clean, np.random.default_rng(0)))
 
 
-def test_dead_leaves_are_noise_free_overlapping_discs_of_palette_colours() -> None:
-    palette = np.array([[20, 40, 60], [200, 180, 160]], np.uint8)
-    images = [cn.dead_leaves(np.random.default_rng(seed), palette) for seed in range(4)]
-    for img in images:
-        assert img.shape == (cn.DEAD_LEAVES_SIZE, cn.DEAD_LEAVES_SIZE, 3) and img.dtype == np.uint8
-        exact = (img[:, :, None, :] == palette).all(axis=-1)  # pixel x palette colour
-        assert exact.mean(axis=(0, 1)).min() > 0.1  # both colours cover much of it
-        assert exact.any(axis=-1).mean() > 0.4  # disc interiors are flat: no noise of their own
-        # everything else is an anti-aliased or blurred mix of the two, never a new colour
-        t = (img.astype(float) - palette[0]) / (palette[1] - palette[0]).astype(float)
-        assert np.ptp(t, axis=-1).max() < 0.02 and t.min() >= 0 and t.max() <= 1
-    assert len({img.tobytes() for img in images}) == 4
-    np.testing.assert_array_equal(images[0], cn.dead_leaves(np.random.default_rng(0), palette))
-
-
-def test_render_folder_adds_dead_leaves_to_train_only(tmp_path: Path, db: cn.NoiseDatabase) -> None:
-    clean = [(name, img[:96, :96]) for name, img in cn.clean_images()[:5]]
-    written = cn.render_folder(tmp_path, clean, (400,), db.select("reference"), np.random.default_rng(0),
-                               dead_leaves=3)
-    synthetic = [p for p in written if p.name.startswith("deadleaves")]
-    assert len(written) == len(clean) + 3 and len(synthetic) == 3
-    assert {p.parts[-3] for p in synthetic} == {"Train"}
-
-
 def test_brightness_lut_is_an_exposure_change_in_linear_light() -> None:
     assert np.array_equal(cn.brightness_lut(0.0), np.arange(256))
     lut = cn.brightness_lut(-1.0)

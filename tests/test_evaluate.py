@@ -113,20 +113,16 @@ def test_prepare_data_renders_a_training_set(tmp_path):
     import h5py
 
     proc = run_script("prepare_data.py", "--render", "--save_path", tmp_path / "set", "--isos", 200, 1600,
-                      "--renders_per_image", 1, "--stride", 128, "--aug_times", 0, "--jpeg_quality", 80, 95,
-                      "--dead_leaves", 2)
+                      "--renders_per_image", 1, "--stride", 128, "--aug_times", 0, "--jpeg_quality", 80, 95)
     assert proc.returncode == 0, proc.stderr
     renders = tmp_path / "set" / "renders"
     train = {p.name.split("_")[0] for p in (renders / "Train").rglob("*.jpg")}
     test = {p.name.split("_")[0] for p in (renders / "Test").rglob("*.jpg")}
     assert train and test and not train & test  # disjoint clean sources
-    assert {"deadleaves000", "deadleaves001"} <= train and not any(t.startswith("deadleaves") for t in test)
     with h5py.File(tmp_path / "set" / "test.h5") as h5:
         assert sorted(set(np.round(h5["iso_metric"][:], 4))) == [1.0, 4.0]
     proc = run_script("prepare_data.py", "--render", "--save_path", tmp_path / "set", "--isos", 200)
     assert proc.returncode == 1 and "not empty" in proc.stderr
-    proc = run_script("prepare_data.py", "--render", "--save_path", tmp_path / "other", "--dead_leaves", -1)
-    assert proc.returncode == 1 and "--dead_leaves -1: must be 0 or more" in proc.stderr
 
 
 @pytest.mark.parametrize("script,expected", [
