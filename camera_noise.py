@@ -38,7 +38,8 @@ REFERENCE_ISO = 100
 GREEN = 1
 DEFAULT_ISOS = (100, 200, 400, 800, 1600, 3200, 6400)
 CAMERA_HELP = ("'reference' (default: green ISO-100 noise in the database's interquartile range), "
-               "'quieter' / 'noisier' (below / above it), 'all', or one 'MAKER MODEL'")
+               "'quieter' / 'noisier' (below / above it), 'all', one 'MAKER MODEL', or 'noiseless' "
+               "(no sensor noise: what a model reads on the content alone)")
 
 CFA_PATTERNS = ("RGGB", "BGGR", "GRBG", "GBRG")
 CFA_SITES = ((0, 0), (0, 1), (1, 0), (1, 1))  # the order in which a pattern name lists its colours
@@ -190,6 +191,17 @@ class CameraNoise:
         return float(np.exp(intercept + slope * math.log(REFERENCE_ISO))), float(slope)
 
 
+def noiseless_camera() -> CameraNoise:
+    """A camera without sensor noise at any ISO (a and b vanish: a must stay > 0 for log-log
+    interpolation). Its renders keep the pipeline's demosaicing and 8-bit rounding, so a model's
+    estimate on them is the floor the content sets: the lowest ISO it can read on that photo."""
+    curve = ChannelCurve(np.array([1.0, 1e7]), np.array([1e-30, 1e-30]), np.zeros(2))
+    return CameraNoise("noiseless", (curve, curve, curve))
+
+
+NOISELESS = noiseless_camera()
+
+
 @dataclass(eq=False)
 class NoiseDatabase:
     """darktable's cameras by 'MAKER MODEL' name, with the file they came from."""
@@ -218,17 +230,19 @@ class NoiseDatabase:
 
     def select(self, spec: str = "reference") -> list[CameraNoise]:
         """'reference', 'quieter', 'noisier' (see cameras_by_class), 'all' (every renderable
-        camera) or one exact 'MAKER MODEL' (any case)."""
+        camera), one exact 'MAKER MODEL' (any case) or 'noiseless' (see noiseless_camera)."""
         if spec in ("reference", "quieter", "noisier"):
             return self.cameras_by_class(spec)
         if spec == "all":
             return [c for c in self.cameras.values() if c.renderable]
+        if spec == "noiseless":
+            return [NOISELESS]
         by_lower = {name.lower(): name for name in self.cameras}
         name = by_lower.get(spec.lower())
         if name is None:
             close = [by_lower[n] for n in difflib.get_close_matches(spec.lower(), by_lower, n=5, cutoff=0.6)]
             hint = (f"close matches: {', '.join(close)}" if close
-                    else "give darktable's 'MAKER MODEL', e.g. 'Canon EOS 5D Mark III', or 'reference', 'quieter', 'noisier' or 'all'")
+                    else "give darktable's 'MAKER MODEL', e.g. 'Canon EOS 5D Mark III', or 'reference', 'quieter', 'noisier', 'all' or 'noiseless'")
             raise ISONetError(f"--camera {spec!r}: not in {self.path} ({hint})")
         camera = self.cameras[name]
         if not camera.renderable:

@@ -1,8 +1,9 @@
 """prepare_data throughput and file size: our uint8 chunked HDF5 vs the original one-dataset-per-patch float32 layout.
 
-    python benchmarks/bench_prepare.py [--images 200 --height 256 --width 384 --workdir /tmp/isonet_bench]
+    python benchmarks/bench_prepare.py [--images 200 --height 256 --width 384 --format tif --workdir /tmp/isonet_bench]
 
-Both sides decode the same generated PNGs with the same cutting and augmentation; the baseline then
+Both sides decode the same generated images (uncompressed TIFF as cameras write them, the paper's
+--pic_type; or PNG) with the same cutting and augmentation; the baseline then
 writes the original scripts' layout: every patch (and every augmented copy) its own float32 dataset
 in train_rgb.h5 plus a scalar dataset in train_rgb_label.h5.
 """
@@ -24,7 +25,7 @@ from dataset import PrepareOptions, augment, find_labelled_images, image_patch_b
 from isonet import PATCH, iso_to_metric, read_image  # noqa: E402
 
 
-def make_images(root: Path, n: int, h: int, w: int) -> None:
+def make_images(root: Path, n: int, h: int, w: int, fmt: str) -> None:
     rng = np.random.default_rng(0)
     isos = (100, 200, 400, 800, 1600)
     for i in range(n):
@@ -32,7 +33,7 @@ def make_images(root: Path, n: int, h: int, w: int) -> None:
         folder = root / "Train" / str(iso)
         folder.mkdir(parents=True, exist_ok=True)
         img = np.clip(rng.normal(128, 2 * (iso / 100) ** 0.5, (h, w, 3)), 0, 255).astype(np.uint8)
-        cv2.imwrite(str(folder / f"{i:04d}.png"), img)
+        cv2.imwrite(str(folder / f"{i:04d}.{fmt}"), img, [cv2.IMWRITE_TIFF_COMPRESSION, 1] if fmt == "tif" else [])
 
 
 def legacy_prepare(files, out: Path, opts: PrepareOptions, per_patch_loops: bool) -> int:
@@ -78,13 +79,15 @@ def main() -> None:
     p.add_argument("--images", type=int, default=200)
     p.add_argument("--height", type=int, default=256)
     p.add_argument("--width", type=int, default=384)
+    p.add_argument("--format", choices=["tif", "png"], default="tif",
+                   help="generated image format: uncompressed TIFF (the paper's data) or PNG (slower to decode)")
     p.add_argument("--workers", type=int, default=os.cpu_count(), help="prepare_split's reading processes")
     p.add_argument("--workdir", default="/tmp/isonet_bench_prepare")
     args = p.parse_args()
     work = Path(args.workdir)
     shutil.rmtree(work, ignore_errors=True)
-    make_images(work / "photos", args.images, args.height, args.width)
-    files = find_labelled_images(work / "photos" / "Train", "png")
+    make_images(work / "photos", args.images, args.height, args.width, args.format)
+    files = find_labelled_images(work / "photos" / "Train", args.format)
     opts = PrepareOptions()  # paper defaults: stride 96, aug_times 2
 
     t = time.perf_counter()
@@ -93,7 +96,7 @@ def main() -> None:
     new_s = time.perf_counter() - t
     rows = sum(summary.patches.values())
     new_mib = size_mib([work / "new" / "train.h5"])
-    print(f"{args.images} images {args.width}x{args.height}, {rows} patches (stride 96, aug_times 2), "
+    print(f"{args.images} {args.format} images {args.width}x{args.height}, {rows} patches (stride 96, aug_times 2), "
           f"{os.cpu_count()} CPU cores, {args.workers} reading processes")
     print(f"{'prepare':<46} {'seconds':>8} {'patches/s':>10} {'MiB':>7} {'speed-up':>9} {'size':>6}")
     print(f"{'isonet: uint8 chunked train.h5':<46} {new_s:>8.2f} {rows / new_s:>10.0f} {new_mib:>7.1f}")

@@ -350,6 +350,17 @@ def test_brightness_lut_is_an_exposure_change_in_linear_light() -> None:
     assert cn.brightness_lut(1.0)[200] == 255  # clipped like an overexposed highlight
 
 
+def test_noiseless_camera_renders_the_content_alone(db: cn.NoiseDatabase) -> None:
+    (noiseless,) = db.select("noiseless")
+    (canon,) = db.select("Canon EOS 5D Mark III")
+    grey = np.full((64, 64, 3), 118, np.uint8)
+    for iso in (100, 6400, 102400):
+        assert noiseless.supports(iso)
+        flat = cn.render(grey, noiseless, iso, np.random.default_rng(0)).astype(float)
+        assert flat.std(axis=(0, 1)).max() < 0.5  # white balance and rounding only
+    assert cn.render(grey, canon, 100, np.random.default_rng(0)).astype(float).std(axis=(0, 1)).min() > 0.5
+
+
 def test_render_folder_refuses_isos_no_camera_covers(db: cn.NoiseDatabase) -> None:
     (cam,) = db.select("Canon EOS 5D Mark III")
     with pytest.raises(ISONetError, match=r"ISO 3: no selected camera \(Canon EOS 5D Mark III\) was measured within 1 stop"):
