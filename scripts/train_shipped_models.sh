@@ -27,7 +27,7 @@ wait
 unset OMP_NUM_THREADS
 
 # 3. The model card's figures: held-out sources (Test split), reference-class cameras, then cameras
-#    outside the class and one exact camera.
+#    outside the class and one exact camera, then the floor: what each model reads without sensor noise.
 for class in quieter noisier "Canon EOS 5D Mark III"; do
     slug=$(echo "$class" | tr ' ' '_')
     python prepare_data.py --render --camera "$class" --save_path "$data/eval_$slug" --renders_per_image 12 \
@@ -41,6 +41,14 @@ for class in quieter noisier "Canon EOS 5D Mark III"; do
     slug=$(echo "$class" | tr ' ' '_')
     python evaluate.py --model_path "$out/jit_tif/net_tif.pth" --data "$data/eval_$slug/renders/Test" \
         --out_dir "$out/eval_tif_$slug"
+done
+python prepare_data.py --render --camera noiseless --save_path "$data/eval_noiseless_tif" --renders_per_image 4 \
+    --stride 64 --no-train --seed 3
+python prepare_data.py --render --camera noiseless --save_path "$data/eval_noiseless_jpg" --renders_per_image 4 \
+    --stride 64 --no-train --seed 3 --jpeg_quality 75 98
+for kind in tif jpg; do
+    python evaluate.py --model_path "$out/jit_$kind/net_$kind.pth" --data "$data/eval_noiseless_$kind/renders/Test" \
+        --out_dir "$out/eval_noiseless_$kind"
 done
 # 4. One exact camera: fine-tune net_tif on it alone and score it on that camera (not shipped).
 python prepare_data.py --render --camera "Canon EOS 5D Mark III" --save_path "$data/jit_5d3" "${common[@]}" \
