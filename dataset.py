@@ -180,13 +180,11 @@ class PatchBlock:
 
 
 def image_patch_block(path: Path, opts: PrepareOptions, augment_copies: bool, rng: np.random.Generator) -> PatchBlock:
-    """Read, cut, augment and shuffle one image's patches (shuffled so a contiguous run is a fair sample)."""
+    """Read, cut and augment one image's patches (PatchSetWriter shuffles rows across images)."""
     patches, origin = cut_patches(load_uint8_image(path, opts.gray_mode), opts.stride, opts.max_patches_per_image, rng)
     aug_times = opts.aug_times if augment_copies else 0
     patches, modes = add_augmented_copies(patches, aug_times, rng)
-    origin = np.repeat(origin, 1 + aug_times, axis=0)
-    order = rng.permutation(len(patches))
-    return PatchBlock(patches[order], origin[order], modes[order])
+    return PatchBlock(patches, np.repeat(origin, 1 + aug_times, axis=0), modes)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -226,11 +224,17 @@ class PatchSetWriter:
         # The loader reads contiguous runs of rows; shuffling each block (about a hundred images)
         # makes a run a mix of images. Runs of one image (one ISO, one scene) made batches of 32
         # hold just two images, and training stalled at the mean.
-        order = self.rng.permutation(self.pending_rows)
-        for name in self.pending[0]:
+        # Each image's rows are scattered straight to their shuffled places: one copy, where
+        # concatenating and then permuting made two.
+        destinations = np.split(self.rng.permutation(self.pending_rows),
+                                np.cumsum([len(columns["patches"]) for columns in self.pending])[:-1])
+        for name, first in self.pending[0].items():
+            shuffled = np.empty((self.pending_rows,) + first.shape[1:], first.dtype)
+            for columns, rows in zip(self.pending, destinations):
+                shuffled[rows] = columns[name]
             ds = self.h5[name]
             ds.resize(self.rows + self.pending_rows, axis=0)
-            ds[self.rows:] = np.concatenate([columns[name] for columns in self.pending])[order]
+            ds[self.rows:] = shuffled
         self.rows += self.pending_rows
         self.pending, self.pending_rows = [], 0
 

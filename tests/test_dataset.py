@@ -13,7 +13,8 @@ from PIL import Image
 from torch.utils.data import DataLoader
 
 from conftest import ROOT, noise_image, run_script
-from dataset import (FORMAT, LegacyPatchSet, PatchSet, PrepareOptions, add_augmented_copies, augment,
+from dataset import (CHUNK, FORMAT, LegacyPatchSet, PatchBlock, PatchSet, PatchSetWriter, PrepareOptions,
+                     add_augmented_copies, augment,
                      concat_runs, cut_patches, find_labelled_images, load_uint8_image, open_patch_set,
                      prepare_split, to_unit_float)
 from isonet import ISONetError, read_image
@@ -85,6 +86,26 @@ def test_prepare_data_writes_the_documented_format(tiny_data, tmp_path):
             np.testing.assert_array_equal(h5["patches"][row], want)
     with h5py.File(out / "test.h5") as h5:
         assert (h5["aug_mode"][:] == 0).all() and len(h5["patches"]) == 20
+
+
+def test_writer_shuffles_rows_across_images_keeping_each_row_whole(tmp_path):
+    """Runs of CHUNK rows are what the loader reads: each must mix images (runs of one image
+    made batches of one or two ISOs, and training stalled at the mean)."""
+    sizes = [7, 40, 1, 25, 30]
+    with h5py.File(tmp_path / "w.h5", "w") as h5:
+        writer = PatchSetWriter(h5, seed=0)
+        writer.FLUSH_ROWS = 64  # two flushes and a final one
+        for source, n in enumerate(sizes):
+            patches = np.empty((n, 3, 64, 64), np.uint8)
+            patches[:] = np.arange(n, dtype=np.uint8)[:, None, None, None]  # row k of image i holds k
+            origin = np.stack([np.full(n, source), np.arange(n)], 1).astype(np.int32)
+            writer.append(PatchBlock(patches, origin, np.zeros(n, np.uint8)), float(source), source)
+        writer.flush()
+        index, origin, metric, patches = (h5[k][:] for k in ("source_index", "origin", "iso_metric", "patches"))
+    assert writer.rows == len(index) == sum(sizes)
+    assert sorted(zip(index, origin[:, 1])) == [(i, k) for i, n in enumerate(sizes) for k in range(n)]
+    assert (origin[:, 0] == index).all() and (metric == index).all() and (patches[:, 0, 0, 0] == origin[:, 1]).all()
+    assert all(len(set(index[r:r + CHUNK])) > 1 for r in range(0, 64, CHUNK))
 
 
 def test_prepare_data_depends_on_the_seed_not_on_the_worker_count(tiny_data, tmp_path):
