@@ -388,11 +388,16 @@ def camera16_to_srgb8(camera_rgb16: np.ndarray, gains: np.ndarray, exposure: flo
     return LINEAR16_TO_SRGB8[cv2.transform(camera_rgb16, m)]
 
 
-def encode_image(rgb: np.ndarray, jpeg_quality: int | None = None) -> bytes:
-    """PNG (lossless) or JPEG bytes of an 8-bit RGB image."""
+JPEG_SUBSAMPLING = {"4:2:0": cv2.IMWRITE_JPEG_SAMPLING_FACTOR_420, "4:2:2": cv2.IMWRITE_JPEG_SAMPLING_FACTOR_422,
+                    "4:4:4": cv2.IMWRITE_JPEG_SAMPLING_FACTOR_444}
+
+
+def encode_image(rgb: np.ndarray, jpeg_quality: int | None = None, subsampling: str | None = None) -> bytes:
+    """PNG (lossless) or JPEG bytes of an 8-bit RGB image (chroma `subsampling` '4:2:0' by default)."""
     bgr = np.ascontiguousarray(rgb[:, :, ::-1])
-    ok, buf = (cv2.imencode(".png", bgr) if jpeg_quality is None
-               else cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, int(jpeg_quality)]))
+    jpeg_params = [cv2.IMWRITE_JPEG_QUALITY, int(jpeg_quality or 0),
+                   cv2.IMWRITE_JPEG_SAMPLING_FACTOR, JPEG_SUBSAMPLING[subsampling or "4:2:0"]]
+    ok, buf = cv2.imencode(".png", bgr) if jpeg_quality is None else cv2.imencode(".jpg", bgr, jpeg_params)
     if not ok:
         raise ISONetError("OpenCV could not encode the rendered image")
     return buf.tobytes()
@@ -402,14 +407,197 @@ def decode_image(data: bytes) -> np.ndarray:
     return np.ascontiguousarray(cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)[:, :, ::-1])
 
 
+# ---------------------------------------------------------------------------------------------
+# Camera ISP: what a camera does between the sensor and its JPEG
+# ---------------------------------------------------------------------------------------------
+# Real camera JPEGs carry the camera's processing, not bare sensor noise: a colour-difference
+# demosaic, noise reduction rising with ISO (it leaves 0.2-0.5 of the luma noise at high ISO),
+# sharpening after it, a tone curve, an output size below the sensor's, 4:2:x chroma. A model
+# trained on bare noise reads such photos several stops low; random_isp draws each render's
+# processing from the ranges seen in real photos (see the README's "Camera ISP").
+ISP_DEMOSAICS = ("malvar", "colour_difference", "edge_aware")
+ISP_LUMA_NR = ("off", "bilateral", "nlm", "wavelet")
+ISP_OUTPUT_SCALES = (1.0, 0.7, 0.5, 0.4)  # full size and cameras' M/S sizes, linear
+ISP_OUTPUT_SCALE_WEIGHTS = (0.45, 0.2, 0.2, 0.15)
+# Cameras rate ISO by standard output sensitivity / recommended exposure index, which put raw
+# mid-grey below ISO 12232's saturation-based point (ISO_EXPOSURE_STOPS, relative to EXPOSURE).
+ISO_EXPOSURE_STOPS = (-0.8, 0.1)
+
+
+@dataclass(frozen=True)
+class Isp:
+    """One rendered camera's processing (random_isp draws it)."""
+
+    exposure_stops: float  # raw exposure relative to ISO 12232's saturation-based point
+    demosaic: str  # one of ISP_DEMOSAICS
+    tone: float  # S-curve strength over sRGB, 0 = none
+    luma_nr: str  # one of ISP_LUMA_NR
+    luma_strength: float  # luma NR threshold, in units of the image's own noise sigma
+    luma_blend: float  # fraction of denoised luma in the output
+    chroma_blur: float  # Gaussian sigma (pixels) of the chroma noise reduction, 0 = none
+    sharpen: float  # unsharp-mask amount applied after the noise reduction
+    scale: float  # output size / sensor size, linear
+    chroma_subsampling: str  # of the JPEG, a JPEG_SUBSAMPLING key
+
+
+def random_isp(rng: np.random.Generator, iso: float) -> Isp:
+    """A plausible camera's processing at `iso`: noise reduction from nearly none at base ISO to
+    strong at ISO 6400 and above, switched off in one render of five."""
+    ramp = float(np.clip(math.log2(iso / REFERENCE_ISO) / 6.0, 0.0, 1.0))
+    luma_nr = "off" if rng.random() < 0.2 else ISP_LUMA_NR[1 + rng.integers(len(ISP_LUMA_NR) - 1)]
+    return Isp(exposure_stops=float(rng.uniform(*ISO_EXPOSURE_STOPS)),
+               demosaic=ISP_DEMOSAICS[rng.integers(len(ISP_DEMOSAICS))],
+               tone=float(rng.uniform(0.0, 0.6)),
+               luma_nr=luma_nr,
+               luma_strength=float(ramp * rng.uniform(0.5, 2.5)),
+               luma_blend=float(rng.uniform(0.5, 1.0)),
+               chroma_blur=float(ramp * rng.uniform(0.5, 3.0)) if luma_nr != "off" else 0.0,
+               sharpen=float(rng.uniform(0.0, 1.2)),
+               scale=float(rng.choice(ISP_OUTPUT_SCALES, p=ISP_OUTPUT_SCALE_WEIGHTS)),
+               chroma_subsampling=("4:2:0", "4:2:2")[rng.integers(2)])
+
+
+# Malvar, He and Cutler (ICASSP 2004), gradient-corrected bilinear demosaicing, kernels x 8.
+_MALVAR_G_AT_RB = np.array([[0, 0, -1, 0, 0], [0, 0, 2, 0, 0], [-1, 2, 4, 2, -1], [0, 0, 2, 0, 0], [0, 0, -1, 0, 0]])
+_MALVAR_AT_G_ROW = np.array([[0, 0, .5, 0, 0], [0, -1, 0, -1, 0], [-1, 4, 5, 4, -1], [0, -1, 0, -1, 0], [0, 0, .5, 0, 0]])
+_MALVAR_RB_AT_BR = np.array([[0, 0, -1.5, 0, 0], [0, 2, 0, 2, 0], [-1.5, 0, 6, 0, -1.5], [0, 2, 0, 2, 0], [0, 0, -1.5, 0, 0]])
+_BILINEAR_RB = np.array([[1, 2, 1], [2, 4, 2], [1, 2, 1]]) / 4.0
+
+
+def _filter(img: np.ndarray, kernel: np.ndarray) -> np.ndarray:
+    return cv2.filter2D(img, cv2.CV_32F, kernel.astype(np.float32), borderType=cv2.BORDER_REFLECT_101)
+
+
+def _site_mask(shape: tuple[int, int], site: tuple[int, int]) -> np.ndarray:
+    mask = np.zeros(shape, bool)
+    mask[site[0]::2, site[1]::2] = True
+    return mask
+
+
+def demosaic_malvar(raw: np.ndarray, pattern: str) -> np.ndarray:
+    """[0, 1] float mosaic -> HxWx3 float camera RGB (Malvar-He-Cutler), vectorised: four
+    convolutions of the whole mosaic, each site taking the one its position needs."""
+    g_at_rb = _filter(raw, _MALVAR_G_AT_RB / 8)
+    at_g_row, at_g_col = _filter(raw, _MALVAR_AT_G_ROW / 8), _filter(raw, _MALVAR_AT_G_ROW.T / 8)
+    rb_at_br = _filter(raw, _MALVAR_RB_AT_BR / 8)
+    out = np.empty(raw.shape + (3,), np.float32)
+    sites = dict(zip(CFA_SITES, pattern))
+    for (dy, dx), colour in sites.items():
+        here = (slice(dy, None, 2), slice(dx, None, 2))
+        row_colour, col_colour = sites[(dy, 1 - dx)], sites[(1 - dy, dx)]
+        for c, channel in enumerate("RGB"):
+            if channel == colour:
+                plane = raw
+            elif colour == "G":
+                plane = at_g_row if channel == row_colour else at_g_col
+            else:
+                plane = g_at_rb if channel == "G" else rb_at_br
+            out[here + (c,)] = plane[here]
+    return out
+
+
+def demosaic_colour_difference(raw: np.ndarray, pattern: str) -> np.ndarray:
+    """Green by Malvar's gradient-corrected interpolation, then R-G and B-G interpolated
+    bilinearly and added back: the colour-difference scheme of most raw converters."""
+    green = demosaic_malvar(raw, pattern)[:, :, GREEN]
+    out = np.empty(raw.shape + (3,), np.float32)
+    out[:, :, GREEN] = green
+    for c, channel in ((0, "R"), (2, "B")):
+        mask = _site_mask(raw.shape, CFA_SITES[pattern.index(channel)])
+        difference = np.where(mask, raw - green, 0.0).astype(np.float32)
+        out[:, :, c] = green + _filter(difference, _BILINEAR_RB)
+    return out
+
+
+def demosaic_float(raw: np.ndarray, pattern: str, method: str) -> np.ndarray:
+    """[0, 1] mosaic -> HxWx3 float32 camera RGB with one of ISP_DEMOSAICS."""
+    if method == "malvar":
+        return demosaic_malvar(raw, pattern)
+    if method == "colour_difference":
+        return demosaic_colour_difference(raw, pattern)
+    return demosaic(raw, pattern).astype(np.float32) / np.float32(65535)
+
+
+def immerkaer_sigma(grey: np.ndarray) -> float | np.ndarray:
+    """Immerkaer's fast noise sigma of a 2-D image (or of each HxW plane of a ...xHxW stack): the
+    mean absolute response to the Laplacian difference mask, which cancels smooth content."""
+    mask = np.array([[1, -2, 1], [-2, 4, -2], [1, -2, 1]], np.float32)
+    grey = np.asarray(grey, np.float32)
+    planes = grey.reshape((-1,) + grey.shape[-2:])
+    responses = np.stack([np.abs(cv2.filter2D(p, cv2.CV_32F, mask)[1:-1, 1:-1]).mean() for p in planes])
+    sigma = responses * math.sqrt(math.pi / 2) / 6
+    return float(sigma[0]) if grey.ndim == 2 else sigma.reshape(grey.shape[:-2])
+
+
+def tone_curve(srgb: np.ndarray, strength: float) -> np.ndarray:
+    """A camera's contrast S-curve over sRGB values in [0, 1] (smoothstep blended in)."""
+    return (1 - strength) * srgb + strength * srgb * srgb * (3 - 2 * srgb)
+
+
+def reduce_luma_noise(y: np.ndarray, isp: Isp) -> np.ndarray:
+    """The luma noise reduction of `isp` on a [0, 1] float plane, its threshold scaled by the
+    plane's own noise sigma as a camera scales it by ISO."""
+    if isp.luma_nr == "off" or isp.luma_strength <= 0:
+        return y
+    level = max(isp.luma_strength * immerkaer_sigma(y), 1e-4)
+    if isp.luma_nr == "bilateral":
+        denoised = cv2.bilateralFilter(y, 5, 2 * level, 1.5)
+    elif isp.luma_nr == "nlm":
+        y8 = np.clip(y * 255 + 0.5, 0, 255).astype(np.uint8)
+        denoised = cv2.fastNlMeansDenoising(y8, None, h=float(level * 255), templateWindowSize=5,
+                                            searchWindowSize=11).astype(np.float32) / 255
+    else:
+        import pywt
+
+        coeffs = pywt.wavedec2(y, "db2", level=2)
+        coeffs = [coeffs[0]] + [tuple(pywt.threshold(d, level, "soft") for d in band) for band in coeffs[1:]]
+        denoised = pywt.waverec2(coeffs, "db2")[: y.shape[0], : y.shape[1]].astype(np.float32)
+    return isp.luma_blend * denoised + (1 - isp.luma_blend) * y
+
+
+def develop_like_camera(linear: np.ndarray, isp: Isp) -> np.ndarray:
+    """Linear RGB in [0, 1] -> sRGB tone curve -> luma and chroma noise reduction -> sharpening,
+    all in YCrCb as cameras do; float32 RGB in [0, 1] out."""
+    srgb = tone_curve(linear_to_srgb(np.clip(linear, 0.0, 1.0)).astype(np.float32), isp.tone)
+    ycc = cv2.cvtColor(srgb, cv2.COLOR_RGB2YCrCb)
+    y = reduce_luma_noise(np.ascontiguousarray(ycc[:, :, 0]), isp)
+    if isp.sharpen > 0:
+        y = y + isp.sharpen * (y - cv2.GaussianBlur(y, (0, 0), 1.0))
+    ycc[:, :, 0] = y
+    if isp.chroma_blur > 0:
+        ycc[:, :, 1:] = cv2.GaussianBlur(np.ascontiguousarray(ycc[:, :, 1:]), (0, 0), isp.chroma_blur)
+    return np.clip(cv2.cvtColor(ycc, cv2.COLOR_YCrCb2RGB), 0.0, 1.0)
+
+
+def isp_render(clean: np.ndarray, pattern: str, gains: np.ndarray, a: np.ndarray, b: np.ndarray, isp: Isp,
+               rng: np.random.Generator) -> np.ndarray:
+    """The ISP path of render(): the clean photo is brought to the sensor's size (1/isp.scale
+    larger), exposed, given photosite noise, demosaiced and developed by `isp`, then resampled
+    to the photo's size by area, as a camera writes its smaller output sizes."""
+    h, w = clean.shape[:2]
+    sensor = clean if isp.scale >= 1 else cv2.resize(clean, (round(w / isp.scale), round(h / isp.scale)),
+                                                      interpolation=cv2.INTER_CUBIC)
+    exposure = np.float32(EXPOSURE * 2.0 ** isp.exposure_stops)
+    raw = mosaic(srgb8_to_camera(pad_to_even(sensor), gains), pattern) * exposure
+    camera_rgb = demosaic_float(add_sensor_noise(raw, pattern, a, b, rng), pattern, isp.demosaic)
+    m = (np.linalg.inv(CAMERA_FROM_SRGB / gains[:, None]) / exposure).astype(np.float32)
+    srgb = develop_like_camera(cv2.transform(camera_rgb, m), isp)[: sensor.shape[0], : sensor.shape[1]]
+    if isp.scale < 1:
+        srgb = cv2.resize(srgb, (w, h), interpolation=cv2.INTER_AREA)
+    return (srgb * 255 + 0.5).astype(np.uint8)
+
+
 def render(clean: np.ndarray, camera: CameraNoise, iso: float, rng: np.random.Generator,
-           jpeg_quality: int | None = None) -> np.ndarray:
+           jpeg_quality: int | None = None, isp: Isp | None = None) -> np.ndarray:
     """A clean 8-bit sRGB photo (HxWx3 RGB) as `camera` would have taken it at `iso`.
 
     sRGB -> linear -> inverse colour matrix and random white balance -> Bayer mosaic of random
     phase, exposed as ISO 12232 prescribes (EXPOSURE) -> photosite noise a*x + b per channel ->
     demosaic -> white balance, colour and development gain -> 8-bit sRGB, then JPEG at
-    `jpeg_quality` if given. The result has the input's shape and dtype uint8.
+    `jpeg_quality` if given. With an `isp` (see random_isp) the camera's own processing runs
+    instead of the plain development: its exposure, demosaic, tone curve, noise reduction,
+    sharpening, output size and JPEG chroma subsampling. The result has the input's shape and
+    dtype uint8.
     """
     if clean.dtype != np.uint8 or clean.ndim != 3 or clean.shape[2] != 3:
         raise ValueError(f"render needs an HxWx3 uint8 RGB image, got {clean.dtype} {clean.shape}")
@@ -417,11 +605,15 @@ def render(clean: np.ndarray, camera: CameraNoise, iso: float, rng: np.random.Ge
     gains = random_wb_gains(rng)
     pattern = CFA_PATTERNS[rng.integers(len(CFA_PATTERNS))]
     h, w = clean.shape[:2]
-    raw = mosaic(srgb8_to_camera(pad_to_even(clean), gains), pattern) * np.float32(EXPOSURE)
-    noisy = add_sensor_noise(raw, pattern, a, b, rng)
-    out = camera16_to_srgb8(demosaic(noisy, pattern), gains, EXPOSURE)[:h, :w]
+    if isp is None:
+        raw = mosaic(srgb8_to_camera(pad_to_even(clean), gains), pattern) * np.float32(EXPOSURE)
+        out = camera16_to_srgb8(demosaic(add_sensor_noise(raw, pattern, a, b, rng), pattern), gains, EXPOSURE)
+        out = out[:h, :w]
+    else:
+        out = isp_render(clean, pattern, gains, a, b, isp, rng)
     if jpeg_quality is not None:
-        return decode_image(encode_image(out, jpeg_quality))
+        subsampling = None if isp is None else isp.chroma_subsampling
+        return decode_image(encode_image(out, jpeg_quality, subsampling))
     return np.ascontiguousarray(out)
 
 
@@ -572,14 +764,15 @@ def jitter_source(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 def render_folder(out_root: str | os.PathLike, clean: Sequence[tuple[str, np.ndarray]], isos: Sequence[int],
                   cameras: Sequence[CameraNoise], rng: np.random.Generator,
                   jpeg_quality_range: tuple[int, int] | None = None, renders_per_image: int = 1,
-                  test_fraction: float = 0.2, jitter_train: bool = True) -> list[Path]:
+                  test_fraction: float = 0.2, jitter_train: bool = True, isp: bool = False) -> list[Path]:
     """Write the paper's folder layout, out_root/{Train,Test}/<ISO>/<name>_<k>_<camera>.png|.jpg.
 
     Train and Test come from disjoint clean sources; with `jitter_train` each Train render starts
     from a random variant of its source (jitter_source), Test renders from the source as it is.
     Each render draws a camera (among those measured near that ISO), white balance, Bayer phase
     and noise from `rng`; with `jpeg_quality_range` (lo, hi) each file is a JPEG of quality drawn
-    from lo..hi inclusive. Returns the written paths; each is written atomically.
+    from lo..hi inclusive; with `isp` each render gets a camera's processing drawn by random_isp.
+    Returns the written paths; each is written atomically.
     """
     usable = cameras_by_iso(cameras, isos)
     train, test = split_train_test(clean, test_fraction)
@@ -592,7 +785,9 @@ def render_folder(out_root: str | os.PathLike, clean: Sequence[tuple[str, np.nda
                     quality = None if jpeg_quality_range is None else int(rng.integers(jpeg_quality_range[0],
                                                                                       jpeg_quality_range[1] + 1))
                     source = jitter_source(img, rng) if jitter_train and split == "Train" else img
-                    data = encode_image(render(source, camera, iso, rng), quality)
+                    processing = random_isp(rng, iso) if isp else None
+                    data = encode_image(render(source, camera, iso, rng, isp=processing), quality,
+                                        processing and processing.chroma_subsampling)
                     suffix = "png" if quality is None else "jpg"
                     path = Path(out_root) / split / str(iso) / f"{name}_{k}_{camera_slug(camera.name)}.{suffix}"
                     with atomic_path(path) as tmp:

@@ -28,7 +28,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--aug_times", type=int, default=2, help="random rotated/flipped copies per training patch")
     add_bool_flag(p, "--gray_mode", False, "read as grayscale, replicated to 3 channels")
     p.add_argument("--size", type=int, default=64, help="patch size (ISONet needs 64)")
-    p.add_argument("--pic_type", default="tif", help="image file extension to read (default tif)")
+    p.add_argument("--pic_type", default="tif", help="image file extension to read (default tif; 'all': every image type)")
     p.add_argument("--data_path", help="folder holding Train/ and Test/ (default isonet_tif; with --render SAVE/renders)")
     p.add_argument("--save_path", default="data_64_64_aug3", help="folder for train.h5 and test.h5")
     p.add_argument("--max_patches_per_image", type=int, default=1064, help="random subset above this (paper: 1064)")
@@ -46,6 +46,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="encode renders as JPEG of a quality drawn from LO..HI (default: lossless PNG)")
     add_bool_flag(r, "--jitter", True, "render each Train photo from a random variant of its source "
                   "(scale, exposure, orientation, colour order)")
+    add_bool_flag(r, "--isp", True, "give each render a random camera's processing: demosaic, ISO-adaptive noise "
+                  "reduction, tone curve, sharpening, output size, JPEG chroma subsampling (camera_noise.random_isp)")
     r.add_argument("--clean_dir", help="clean photos to render (default: photos bundled with scikit-image/matplotlib)")
     r.add_argument("--noise_profiles", help="darktable's noiseprofiles.json (default: see scripts/fetch_noise_profiles.sh)")
     args = p.parse_args(argv)
@@ -67,7 +69,7 @@ def render_photos(args: argparse.Namespace) -> None:
     cameras = load_noise_profiles(args.noise_profiles).select(args.camera)
     written = render_folder(args.data_path, clean_images(args.clean_dir), args.isos, cameras,
                             np.random.default_rng(args.seed), args.jpeg_quality, args.renders_per_image,
-                            jitter_train=args.jitter)
+                            jitter_train=args.jitter, isp=args.isp)
     print(f"rendered {len(written)} photos into {args.data_path} ({len(cameras)} camera(s): {args.camera})")
 
 
@@ -93,7 +95,8 @@ def main(argv: list[str] | None = None) -> int:
             render_photos(args)
         root = Path(args.data_path)
         # Discover every split first, so a bad folder name fails before anything is written.
-        files = {s: find_labelled_images(root / SPLIT_FOLDERS[s], args.pic_type, args.label_from) for s in splits}
+        pic_type = None if args.pic_type == "all" else args.pic_type
+        files = {s: find_labelled_images(root / SPLIT_FOLDERS[s], pic_type, args.label_from) for s in splits}
         summaries = {}
         for split in splits:
             bar = lambda it, s=split: progress(it, total=len(files[s]), desc=s, unit="img")

@@ -373,3 +373,119 @@ def test_command_line_lists_cameras(db: cn.NoiseDatabase, capsys: pytest.Capture
     assert out[0].startswith(f"{db.path}: ") and out[1].startswith("Canon EOS 5D Mark III\tISO 100-102400")
     assert cn.main(["--noise_profiles", str(db.path), "--camera", "Canon EOS 5D Mk III"]) == 1
     assert capsys.readouterr().err.count("\n") == 1
+
+
+# ---------------------------------------------------------------------------------------------
+# Camera ISP
+# ---------------------------------------------------------------------------------------------
+def smooth_scene(h: int = 64, w: int = 64) -> np.ndarray:
+    """A linear colour ramp in each channel: every bilinear-type demosaic reproduces it exactly
+    away from the border."""
+    y, x = np.mgrid[0:h, 0:w].astype(np.float32)
+    return np.stack([0.2 + 0.004 * x, 0.3 + 0.003 * y, 0.25 + 0.002 * (x + y)], axis=2)
+
+
+@pytest.mark.parametrize("method", ["malvar", "colour_difference"])
+@pytest.mark.parametrize("pattern", cn.CFA_PATTERNS)
+def test_demosaics_rebuild_a_smooth_scene_from_its_mosaic(method, pattern):
+    scene = smooth_scene()
+    out = cn.demosaic_float(cn.mosaic(scene, pattern), pattern, method)
+    assert np.abs(out - scene)[4:-4, 4:-4].max() < 1e-5
+
+
+def test_malvar_keeps_each_sites_own_sample(camera):
+    rng = np.random.default_rng(0)
+    raw = rng.uniform(0.1, 0.9, (32, 32)).astype(np.float32)
+    out = cn.demosaic_malvar(raw, "GRBG")
+    assert np.array_equal(cn.mosaic(out, "GRBG"), raw)
+
+
+def test_colour_difference_demosaic_leaves_more_luma_noise_than_opencvs(camera):
+    """The reason the ISP draws it: OpenCV's edge-aware demosaic smooths luma noise away."""
+    grey = np.full((256, 256, 3), 118, np.uint8)
+    sigma = {}
+    for method in cn.ISP_DEMOSAICS:
+        isp = cn.Isp(0.0, method, 0.0, "off", 0.0, 1.0, 0.0, 0.0, 1.0, "4:2:0")
+        out = cn.render(grey, camera, 1600, np.random.default_rng(1), isp=isp).astype(np.float32)
+        sigma[method] = cn.immerkaer_sigma(out.mean(axis=2))
+    assert sigma["malvar"] > 2 * sigma["edge_aware"]
+    assert sigma["colour_difference"] > 2 * sigma["edge_aware"]
+
+
+def isp(**changes) -> cn.Isp:
+    base = cn.Isp(0.0, "malvar", 0.0, "off", 0.0, 1.0, 0.0, 0.0, 1.0, "4:2:0")
+    return cn.Isp(**{**base.__dict__, **changes})
+
+
+@pytest.mark.parametrize("nr", ["bilateral", "nlm", "wavelet"])
+def test_isp_noise_reduction_lowers_the_noise_and_more_with_strength(camera, nr):
+    grey = np.full((256, 256, 3), 118, np.uint8)
+
+    def sigma(processing):
+        out = cn.render(grey, camera, 3200, np.random.default_rng(2), isp=processing)
+        return cn.immerkaer_sigma(out.astype(np.float32).mean(axis=2))
+
+    off, mild, strong = sigma(isp()), sigma(isp(luma_nr=nr, luma_strength=0.7)), sigma(isp(luma_nr=nr, luma_strength=2.5))
+    assert strong < mild < off
+    assert strong < 0.7 * off
+
+
+def test_isp_sharpening_and_smaller_output_size_change_the_noise_as_cameras_do(camera):
+    grey = np.full((192, 192, 3), 118, np.uint8)
+
+    def render(processing):
+        out = cn.render(grey, camera, 1600, np.random.default_rng(3), isp=processing)
+        assert out.shape == grey.shape and out.dtype == np.uint8
+        return out.astype(np.float32)
+
+    def sigma(processing):  # fine-grain noise, what sharpening raises
+        return cn.immerkaer_sigma(render(processing).mean(axis=2))
+
+    def std(processing):  # all of the noise, whatever its grain
+        return render(processing).std(axis=(0, 1)).sum()
+
+    assert sigma(isp(sharpen=1.0)) > 1.3 * sigma(isp())
+    # Area resampling averages photosites (less noise, though demosaiced noise is too coarse to
+    # fall by the factor 2 that white noise would).
+    assert std(isp(scale=0.5)) < 0.85 * std(isp())
+    # Exposure below ISO 12232's point needs more gain: more noise in the output.
+    assert std(isp(exposure_stops=-0.8)) > 1.2 * std(isp())
+
+
+def test_random_isp_noise_reduction_rises_with_iso():
+    rng = np.random.default_rng(0)
+    draws = {iso: [cn.random_isp(rng, iso) for _ in range(400)] for iso in (100, 800, 6400)}
+    strength = {iso: np.mean([d.luma_strength for d in ds]) for iso, ds in draws.items()}
+    assert strength[100] == 0 < strength[800] < strength[6400]
+    assert all(d.demosaic in cn.ISP_DEMOSAICS and d.scale in cn.ISP_OUTPUT_SCALES for ds in draws.values() for d in ds)
+    assert 0.1 < np.mean([d.luma_nr == "off" for d in draws[6400]]) < 0.3
+    assert {d.chroma_subsampling for d in draws[800]} == {"4:2:0", "4:2:2"}
+
+
+def test_jpeg_chroma_subsampling_is_written_as_asked():
+    from PIL import Image
+    import io
+
+    rgb = np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    for subsampling, layer in (("4:2:0", 2), ("4:2:2", 1), ("4:4:4", 0)):
+        with Image.open(io.BytesIO(cn.encode_image(rgb, 90, subsampling))) as im:
+            from PIL import JpegImagePlugin
+            assert JpegImagePlugin.get_sampling(im) == layer
+
+
+def test_immerkaer_sigma_reads_white_noise_and_ignores_a_ramp():
+    rng = np.random.default_rng(0)
+    ramp = np.add.outer(np.arange(200.0), np.arange(200.0)).astype(np.float32)
+    assert cn.immerkaer_sigma(ramp) < 1e-3
+    noisy = ramp + rng.normal(0, 3.0, ramp.shape).astype(np.float32)
+    assert abs(cn.immerkaer_sigma(noisy) - 3.0) < 0.1
+    stack = np.stack([noisy, ramp])
+    assert np.allclose(cn.immerkaer_sigma(stack), [cn.immerkaer_sigma(noisy), cn.immerkaer_sigma(ramp)])
+
+
+def test_render_folder_with_isp_writes_jpegs_of_the_drawn_subsampling(tmp_path, camera):
+    clean = [("a", np.full((96, 96, 3), 120, np.uint8)), ("b", np.full((96, 96, 3), 90, np.uint8))]
+    written = cn.render_folder(tmp_path, clean, [800], [camera], np.random.default_rng(0), (90, 90),
+                               renders_per_image=3, test_fraction=0.5, jitter_train=False, isp=True)
+    assert len(written) == 6 and all(p.suffix == ".jpg" and p.is_file() for p in written)
+    assert all(read_image(p).shape == (96, 96, 3) for p in written)
