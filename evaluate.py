@@ -46,6 +46,16 @@ def print_per_iso(reports: dict[str, dict]) -> None:
         print(f"{row['iso']:>6} {row['n']:>4}{cells}")
 
 
+def print_per_camera(reports: dict[str, dict]) -> None:
+    names = [n for n in reports if "per_camera" in reports[n]]
+    print("\nper camera (MAE / bias in stops)")
+    print(f"{'camera':<30} {'n':>4} {'ISO':>11}" + "".join(f" | {n[-16:]:>16}" for n in names))
+    for k, row in enumerate(reports[names[0]]["per_camera"]):
+        cells = "".join(f" | {reports[n]['per_camera'][k]['mae']:>6.2f} {reports[n]['per_camera'][k]['bias']:>+9.2f}"
+                        for n in names)
+        print(f"{row['camera'][:30]:<30} {row['n']:>4} {row['iso_min']:>5}-{row['iso_max']:<5}{cells}")
+
+
 def save_figures(scored: list[evaluation.ScoredImage], names: list[str], out_dir: Path) -> None:
     plt = isonet.pyplot()
     true = np.array([s.true_metric for s in scored])
@@ -86,12 +96,13 @@ def evaluate_labelled(args: argparse.Namespace, nets: dict[str, isonet.ISONet]) 
     if not scored:
         isonet.fail(f"{args.data}: no labelled image could be read ({len(skipped)} skipped)")
     names = list(nets)
-    reports = {name: evaluation.model_report(scored, name) for name in names}
+    cameras = dataset.cameras_of([s.file for s in scored], args.data)
+    reports = {name: evaluation.model_report(scored, name, cameras) for name in names}
     out_dir = Path(args.out_dir)
 
     rows = []
-    for s in scored:
-        row = {"file": str(s.file), "true_iso": s.true_iso, "true_metric": s.true_metric}
+    for s, camera in zip(scored, cameras):
+        row = {"file": str(s.file), "camera": camera, "true_iso": s.true_iso, "true_metric": s.true_metric}
         for k, name in enumerate(names):
             tag = "" if k == 0 else "compare_"
             row |= {f"{tag}estimated_metric": s.estimate[name],
@@ -120,6 +131,8 @@ def evaluate_labelled(args: argparse.Namespace, nets: dict[str, isonet.ISONet]) 
     save_figures(scored, names, out_dir)
     print_model_table(reports, f"{len(scored)} images ({len(skipped)} skipped), errors in stops")
     print_per_iso(reports)
+    if len(set(cameras)) > 1:
+        print_per_camera(reports)
     if args.calibrate:
         print(f"\ncalibration of {names[0]} fitted on all {len(scored)} images: {out_dir / 'calibration.json'} "
               f"(apply with test_model.py --calibration); its figures above are {args.folds}-fold cross-validated")

@@ -47,6 +47,18 @@ def per_iso_table(estimated: np.ndarray, true_iso: np.ndarray) -> list[dict]:
     return rows
 
 
+def per_camera_table(estimated: np.ndarray, true_iso: np.ndarray, cameras: list[str]) -> list[dict]:
+    """One row per camera: count, ISO range, MAE, bias and Spearman (where it has two ISOs)."""
+    estimated, true_iso, cameras = np.asarray(estimated, float), np.asarray(true_iso), np.asarray(cameras)
+    rows = []
+    for camera in sorted(set(cameras.tolist())):
+        chosen = cameras == camera
+        figures = accuracy(estimated[chosen], isonet.iso_to_metric(true_iso[chosen].astype(float)))
+        rows.append({"camera": camera, "iso_min": int(true_iso[chosen].min()), "iso_max": int(true_iso[chosen].max()),
+                     **{k: figures[k] for k in ("n", "mae", "bias", "spearman")}})
+    return rows
+
+
 def confusion_of_full_stops(estimated: np.ndarray, true_iso: np.ndarray) -> tuple[list[int], np.ndarray]:
     """Counts of (true full stop, estimated full stop), over the stops either side uses."""
     true_stops = [isonet.nearest_full_stop(float(i)) for i in true_iso]
@@ -194,13 +206,16 @@ def score_images(nets: dict[str, isonet.ISONet], labelled: list[tuple[Path, int 
     return scored, skipped
 
 
-def model_report(scored: list[ScoredImage], name: str) -> dict:
-    """Everything a paper table shows about one model on a scored set."""
+def model_report(scored: list[ScoredImage], name: str, cameras: list[str] | None = None) -> dict:
+    """Everything a paper table shows about one model on a scored set (per camera too, when the
+    images' `cameras` are given)."""
     estimated = np.array([s.estimate[name] for s in scored])
     true_iso = np.array([s.true_iso for s in scored])
     report = accuracy(estimated, isonet.iso_to_metric(true_iso))
     report["patch_mae"] = float(np.concatenate([s.patch_abs_errors[name] for s in scored]).mean())
     report["per_iso"] = per_iso_table(estimated, true_iso)
+    if cameras is not None:
+        report["per_camera"] = per_camera_table(estimated, true_iso, cameras)
     return report
 
 

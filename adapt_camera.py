@@ -1,0 +1,186 @@
+"""Adapt ISONet to one camera from 10-30 of its photos (EXIF ISO), in one command.
+
+    python adapt_camera.py --photos my_camera/ --out models/my_camera.pth
+    python test_model.py --model_path models/my_camera.pth --pic_path new_photo.jpg
+
+ISONet's three fully connected layers have no activation between them, so the network's head is
+one affine map of the 800 trunk features of a patch. Adaptation keeps the trunk and refits that
+map on the camera's patches by ridge regression pulled towards the starting model's head (every
+photo weighs the same, whatever its patch count), so it takes seconds, cannot forget what the
+trunk learnt, and its leave-one-out figures are honest: each photo is estimated by a head fitted
+without it, the ridge strength itself chosen by a cross-validation of the others alone. The result
+is a normal ISONet state dict (the affine map written into fc, fc2 and fc3).
+
+Prints the leave-one-out estimate of every photo and the MAE; writes --out. Exit code: 0 done,
+1 some photos could not be used, 2 bad arguments or fewer than --min_photos usable photos.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+import dataset
+import isonet
+from main_train import MEMORY_FORMAT, bare_state_dict, save_atomically
+
+RIDGE_GRID = (0.01, 0.1, 1.0, 10.0)  # relative to the mean feature energy
+INNER_FOLDS = 3  # the ridge of each leave-one-out fit is chosen by this cross-validation of the others
+
+
+def photo_patches(path: Path, limit: int, rng: np.random.Generator) -> np.ndarray:
+    """Up to `limit` non-overlapping 64x64 patches of a photo, as the map reads them (Nx3x64x64 uint8)."""
+    img = dataset.load_uint8_image(path, gray=False)
+    patches, _ = dataset.cut_patches(img, isonet.PATCH, limit, rng)
+    return patches
+
+
+@torch.no_grad()
+def trunk_features(net: isonet.ISONet, patches: np.ndarray, batch_size: int = 64) -> np.ndarray:
+    """The 800 trunk features of each patch, float64 (N x 800)."""
+    out = []
+    for start in range(0, len(patches), batch_size):
+        x = torch.from_numpy(patches[start:start + batch_size]).float().div_(255)
+        out.append(net.features(x.contiguous(memory_format=MEMORY_FORMAT)).flatten(1).double().numpy())
+    return np.concatenate(out)
+
+
+def head_affine(net: isonet.ISONet) -> np.ndarray:
+    """fc3(fc2(fc(x))) as one vector (w_1..w_800, bias)."""
+    with torch.no_grad():
+        w = net.fc3.weight @ net.fc2.weight @ net.fc.weight
+        b = net.fc3.weight @ (net.fc2.weight @ net.fc.bias + net.fc2.bias) + net.fc3.bias
+    return torch.cat([w.ravel(), b]).double().numpy()
+
+
+def with_bias(features: np.ndarray) -> np.ndarray:
+    return np.hstack([features, np.ones((len(features), 1))])
+
+
+@dataclass
+class PhotoFit:
+    """What a head fit needs of one photo: its patches' mean outer product and mean feature
+    vector (so every photo weighs the same), its features and its true ISO metric."""
+
+    gram: np.ndarray
+    mean: np.ndarray
+    features: np.ndarray
+    metric: float
+
+    @classmethod
+    def of(cls, features: np.ndarray, metric: float) -> PhotoFit:
+        x = with_bias(features)
+        return cls(x.T @ x / len(x), x.mean(0), x, metric)
+
+
+def fit_head(photos: list[PhotoFit], prior: np.ndarray, ridge: float) -> np.ndarray:
+    """Affine head minimising the photos' mean patch squared error plus
+    ridge * mean feature energy * ||head - prior||^2."""
+    gram = sum(p.gram for p in photos)
+    moment = sum(p.mean * p.metric for p in photos)
+    strength = ridge * np.trace(gram) / len(prior)
+    return np.linalg.solve(gram + strength * np.eye(len(prior)), moment + strength * prior)
+
+
+def photo_estimate(head: np.ndarray, photo: PhotoFit) -> float:
+    """The global ISO metric: median of the patch estimates."""
+    return float(np.median(photo.features @ head))
+
+
+def choose_ridge(photos: list[PhotoFit], prior: np.ndarray, folds: int = INNER_FOLDS) -> float:
+    """The RIDGE_GRID value with the lowest cross-validated MAE on these photos."""
+    groups = np.arange(len(photos)) % folds
+
+    def mae(ridge: float) -> float:
+        errors = []
+        for g in range(min(folds, len(photos))):
+            head = fit_head([p for p, k in zip(photos, groups) if k != g], prior, ridge)
+            errors += [abs(photo_estimate(head, p) - p.metric) for p, k in zip(photos, groups) if k == g]
+        return float(np.mean(errors))
+
+    return min(RIDGE_GRID, key=mae)
+
+
+def leave_one_out_estimates(photos: list[PhotoFit], prior: np.ndarray) -> np.ndarray:
+    """Each photo estimated by a head fitted without it, its ridge chosen without it too."""
+    estimates = []
+    for k, photo in enumerate(photos):
+        rest = photos[:k] + photos[k + 1:]
+        estimates.append(photo_estimate(fit_head(rest, prior, choose_ridge(rest, prior)), photo))
+    return np.array(estimates)
+
+
+def adapted_state_dict(net: isonet.ISONet, head: np.ndarray) -> dict:
+    """`net`'s weights with its head replaced by the affine map `head`, kept in ISONet's layers:
+    fc's first unit carries the map, fc2 and fc3 pass that unit through."""
+    state = bare_state_dict(net)
+    w = torch.as_tensor(head, dtype=torch.float32)
+    state["fc.weight"] = torch.zeros_like(state["fc.weight"])
+    state["fc.weight"][0] = w[:-1]
+    state["fc.bias"] = torch.zeros_like(state["fc.bias"])
+    state["fc.bias"][0] = w[-1]
+    for layer in ("fc2", "fc3"):
+        state[f"{layer}.weight"] = torch.zeros_like(state[f"{layer}.weight"])
+        state[f"{layer}.weight"][0, 0] = 1.0
+        state[f"{layer}.bias"] = torch.zeros_like(state[f"{layer}.bias"])
+    return state
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--photos", required=True, nargs="+",
+                   help="the camera's photos: files and/or folders; the ISO from EXIF, else from an ISO folder name")
+    p.add_argument("--out", required=True, help="the adapted model to write (.pth)")
+    p.add_argument("--init_from", default="models/net_jpg.pth", help="starting weights (default models/net_jpg.pth)")
+    p.add_argument("--patches_per_photo", type=int, default=300, help="random patches read from each photo")
+    p.add_argument("--min_photos", type=int, default=5, help="fewest usable photos to adapt from (default 5)")
+    p.add_argument("--seed", type=int, default=0)
+    args = p.parse_args(argv)
+    if args.patches_per_photo < 1:
+        isonet.fail(f"--patches_per_photo {args.patches_per_photo}: must be at least 1")
+    try:
+        net = isonet.load_model(Path(args.init_from) if Path(args.init_from).exists()
+                                else Path(__file__).resolve().parent / args.init_from)
+    except isonet.ISONetError as e:
+        isonet.fail(str(e))
+    net = net.to(memory_format=MEMORY_FORMAT).eval()
+    rng = np.random.default_rng(args.seed)
+    paths, features, metrics, failed = [], [], [], 0
+    for path in isonet.progress(isonet.list_images(args.photos), desc="reading photos"):
+        folder_iso = dataset.ISO_FOLDER.match(path.parent.name)
+        iso = isonet.read_exif_iso(path) or (int(folder_iso.group(1)) if folder_iso else None)
+        try:
+            if not iso:
+                raise isonet.ISONetError(f"{path}: no EXIF ISO and no ISO folder (e.g. 800/)")
+            features.append(trunk_features(net, photo_patches(path, args.patches_per_photo, rng)))
+        except isonet.ISONetError as e:
+            print(f"skipped: {e}", file=sys.stderr)
+            failed += 1
+            continue
+        paths.append(path)
+        metrics.append(float(isonet.iso_to_metric(iso)))
+    if len(paths) < max(args.min_photos, 3):
+        isonet.fail(f"{len(paths)} usable photo(s): adaptation needs at least {max(args.min_photos, 3)}")
+    prior = head_affine(net)
+    photos = [PhotoFit.of(f, m) for f, m in zip(features, metrics)]
+    metrics = np.array(metrics)
+    before = np.array([photo_estimate(prior, p) for p in photos])
+    loo = leave_one_out_estimates(photos, prior)
+    ridge = choose_ridge(photos, prior)
+    save_atomically(adapted_state_dict(net, fit_head(photos, prior, ridge)), Path(args.out))
+    print(f"{'photo':<40} {'EXIF ISO':>8} {'before':>8} {'adapted (leave-one-out)':>24}")
+    for path, truth, b, e in zip(paths, metrics, before, loo):
+        print(f"{path.name[-40:]:<40} {isonet.metric_to_iso(truth):>8.0f} {isonet.metric_to_iso(b):>8.0f} "
+              f"{isonet.metric_to_iso(e):>24.0f}")
+    print(f"{len(paths)} photos, ISO {isonet.metric_to_iso(metrics.min()):.0f}-{isonet.metric_to_iso(metrics.max()):.0f}: "
+          f"MAE before {np.abs(before - metrics).mean():.2f} stops, adapted {np.abs(loo - metrics).mean():.2f} "
+          f"(leave-one-out); ridge {ridge:g}; wrote {args.out}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

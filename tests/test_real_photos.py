@@ -1,0 +1,197 @@
+"""Real labelled photos: a checkout -> the paper's layout split by camera, per-camera reports,
+and adapting a model to one camera."""
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from conftest import ROOT, assert_one_line_error, noise_image, run_script
+
+import adapt_camera  # noqa: E402
+import dataset  # noqa: E402
+import isonet  # noqa: E402
+
+
+def write_camera_jpeg(path: Path, iso: int | None, make: str = "Acme", model: str = "Cam One",
+                      software: str | None = None, seed: int = 0, size: tuple[int, int] = (160, 128)) -> Path:
+    """A JPEG with the EXIF a camera writes: make, model, ISO (and software when edited)."""
+    rng = np.random.default_rng(seed)
+    exif = Image.Exif()
+    exif[0x010F], exif[0x0110] = make, model
+    if software:
+        exif[0x0131] = software
+    if iso is not None:
+        exif.get_ifd(0x8769)[0x8827] = iso
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(noise_image(rng, iso or 100, size[1], size[0])).save(path, quality=95, exif=exif)
+    return path
+
+
+@pytest.fixture
+def checkout(tmp_path: Path) -> Path:
+    """A repository of camera files as public sample collections hold them."""
+    root = tmp_path / "checkout"
+    for k, (model, iso) in enumerate([("Cam One", 100), ("Cam One", 800), ("Cam Two", 400), ("Cam Three", 1600),
+                                      ("Cam Three", 200)]):
+        write_camera_jpeg(root / "jpg" / f"{model} ({k}).jpg", iso, model=model, seed=k)
+    write_camera_jpeg(root / "jpg" / "edited.jpg", 200, model="Cam Two", software="Adobe Photoshop 7.0")
+    write_camera_jpeg(root / "jpg" / "no_iso.jpg", None, model="Cam Two")
+    (root / "jpg" / "metadata").mkdir()
+    (root / "jpg" / "metadata" / "notes.txt").write_text("not an image")
+    return root
+
+
+def test_exif_layout_labels_by_camera_and_refuses_edited_files(checkout):
+    photos, skipped = dataset.find_real_photos(checkout, "exif")
+    assert sorted((p.camera, p.iso) for p in photos) == [
+        ("Acme Cam One", 100), ("Acme Cam One", 800), ("Acme Cam Three", 200), ("Acme Cam Three", 1600),
+        ("Acme Cam Two", 400)]
+    reasons = {p.name: r for p, r in skipped}
+    assert "Photoshop" in reasons["edited.jpg"] and reasons["no_iso.jpg"] == "no EXIF ISO"
+
+
+def test_iso_folders_and_sidd_layouts(tmp_path):
+    root = tmp_path / "crops"
+    for iso in ("iso0100", "iso3200"):
+        write_camera_jpeg(root / "sample_imgs" / iso / "a.jpg", None)
+    write_camera_jpeg(root / "other" / "b.jpg", None)
+    photos, skipped = dataset.find_real_photos(root, "iso_folders", camera="Canon EOS 600D", include="sample_imgs")
+    assert sorted((p.camera, p.iso) for p in photos) == [("Canon EOS 600D", 100), ("Canon EOS 600D", 3200)]
+    sidd = tmp_path / "sidd"
+    write_camera_jpeg(sidd / "noisy" / "0145_007_N6_03200_03200_4400_N_178.jpg", None)
+    write_camera_jpeg(sidd / "gan" / "0145_007_N6_03200_03200_4400_N_178.jpg", None)  # a fake: not included
+    photos, _ = dataset.find_real_photos(sidd, "sidd", include="/noisy/")
+    assert [(p.camera, p.iso) for p in photos] == [("Motorola Nexus 6", 3200)]
+    with pytest.raises(isonet.ISONetError, match="needs the camera"):
+        dataset.find_real_photos(root, "iso_folders")
+
+
+def test_import_keeps_each_camera_in_one_split_and_writes_a_manifest(checkout, tmp_path):
+    out = tmp_path / "real"
+    proc = run_script("import_real_photos.py", "--source", checkout, "--layout", "exif", "--out", out,
+                      "--test_cameras", "Acme Cam Three", "--test_fraction", "0", "--source_name", "samples",
+                      "--commit", "abc123", "--licence", "CC0")
+    assert proc.returncode == 0, proc.stderr
+    rows = list(csv.DictReader((out / "manifest.csv").open()))
+    assert len(rows) == 5 and all(r["source"] == "samples" and r["commit"] == "abc123" for r in rows)
+    assert {r["camera"] for r in rows if r["split"] == "Test"} == {"Acme Cam Three"}
+    for r in rows:
+        path = out / r["file"]
+        assert path.is_file() and path.parent.name == r["iso"] and path.parts[-3] == r["split"]
+        assert isonet.read_exif_iso(path) == int(r["iso"])  # the file is copied whole, EXIF included
+    # The layout is the paper's: prepare_data and evaluate read it as they read any photo set.
+    files = dataset.find_labelled_images(out / "Test", None)
+    assert sorted(iso for _, iso in files) == [200, 1600]
+    assert dataset.cameras_of([f for f, _ in files], out) == ["Acme Cam Three"] * 2
+    # Importing again replaces, never duplicates: Cam Three, no longer named, moves to Train.
+    assert run_script("import_real_photos.py", "--source", checkout, "--layout", "exif", "--out", out,
+                      "--test_fraction", "0").returncode == 0
+    rows = list(csv.DictReader((out / "manifest.csv").open()))
+    assert len(rows) == 5 and {r["split"] for r in rows} == {"Train"}
+    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*.jpg")) == sorted(r["file"] for r in rows)
+
+
+def test_camera_split_is_stable_and_follows_the_fraction():
+    cameras = [f"Maker Model {k}" for k in range(400)]
+    test = [c for c in cameras if dataset.camera_split(c, [], 0.3) == "Test"]
+    assert 0.22 < len(test) / len(cameras) < 0.38
+    assert test == [c for c in cameras if dataset.camera_split(c, [], 0.3) == "Test"]
+    assert dataset.camera_split("Maker Model 1", ["Maker Model 1"], 0.0) == "Test"
+
+
+def test_import_with_nothing_labelled_is_a_one_line_error(tmp_path):
+    (tmp_path / "empty").mkdir()
+    assert_one_line_error(run_script("import_real_photos.py", "--source", tmp_path / "empty", "--layout", "exif",
+                                     "--out", tmp_path / "out"), 2, "no labelled photo")
+
+
+def test_evaluate_reports_each_camera(checkout, tmp_path, weights_file):
+    out = tmp_path / "real"
+    run_script("import_real_photos.py", "--source", checkout, "--layout", "exif", "--out", out,
+               "--test_fraction", "1")
+    proc = run_script("evaluate.py", "--model_path", weights_file, "--data", out, "--out_dir", tmp_path / "ev")
+    assert proc.returncode == 0, proc.stderr
+    assert "per camera" in proc.stdout
+    import json
+
+    report = json.loads((tmp_path / "ev" / "report.json").read_text())
+    per_camera = {r["camera"]: r for r in report["models"][str(weights_file)]["per_camera"]}
+    assert {c: r["n"] for c, r in per_camera.items()} == {"Acme Cam One": 2, "Acme Cam Three": 2, "Acme Cam Two": 1}
+    rows = list(csv.DictReader((tmp_path / "ev" / "per_image.csv").open()))
+    for camera, r in per_camera.items():
+        errors = [float(row["error_stops"]) for row in rows if row["camera"] == camera]
+        assert r["mae"] == pytest.approx(np.mean(np.abs(errors)), abs=1e-6)
+
+
+# ---------------------------------------------------------------------------------------------
+# Adapting a model to one camera
+# ---------------------------------------------------------------------------------------------
+def test_adapted_state_dict_is_the_fitted_affine_head(random_net):
+    rng = np.random.default_rng(0)
+    head = rng.normal(0, 0.05, 801)
+    net = isonet.ISONet()
+    net.load_state_dict(adapt_camera.adapted_state_dict(random_net, head))
+    patches = rng.integers(0, 256, (6, 3, 64, 64), dtype=np.uint8)
+    features = adapt_camera.trunk_features(random_net, patches)
+    with torch.no_grad():
+        out = net(torch.from_numpy(patches).float() / 255).numpy().ravel()
+    assert np.allclose(out, adapt_camera.with_bias(features) @ head, atol=1e-4)
+    # head_affine of a network is what its head computes.
+    with torch.no_grad():
+        original = random_net(torch.from_numpy(patches).float() / 255).numpy().ravel()
+    assert np.allclose(adapt_camera.with_bias(features) @ adapt_camera.head_affine(random_net), original, atol=1e-4)
+
+
+def test_fit_head_recovers_a_linear_relation_and_ridge_pulls_to_the_prior():
+    """Photos whose patches all have their photo's metric under a known affine head (patch
+    features vary only orthogonally to it): the fit finds that head; a huge ridge keeps the prior."""
+    rng = np.random.default_rng(1)
+    truth = rng.normal(0, 1, 801)
+    direction = truth[:800] / np.linalg.norm(truth[:800])
+    photos = []
+    for _ in range(40):
+        spread = rng.normal(0, 1, (30, 800))
+        spread -= np.outer(spread @ direction, direction)
+        features = rng.normal(0, 1, 800) + spread
+        metric = float((adapt_camera.with_bias(features[:1]) @ truth)[0])
+        photos.append(adapt_camera.PhotoFit.of(features, metric))
+    loose = adapt_camera.fit_head(photos, np.zeros(801), 1e-9)
+    assert np.allclose(loose, truth, atol=1e-4)
+    assert all(abs(adapt_camera.photo_estimate(loose, p) - p.metric) < 1e-4 for p in photos)
+    prior = rng.normal(0, 1, 801)
+    assert np.allclose(adapt_camera.fit_head(photos, prior, 1e9), prior, atol=1e-3)
+
+
+def test_adapt_camera_end_to_end_writes_a_model_test_model_reads(tmp_path, weights_file):
+    photos = tmp_path / "my_camera"
+    for k, iso in enumerate([100, 200, 400, 800, 1600, 3200]):
+        write_camera_jpeg(photos / f"p{k}.jpg", iso, seed=k, size=(192, 192))
+    write_camera_jpeg(photos / "no_iso.jpg", None)
+    out = tmp_path / "adapted.pth"
+    proc = run_script("adapt_camera.py", "--photos", photos, "--out", out, "--init_from", weights_file,
+                      "--patches_per_photo", "9")
+    assert proc.returncode == 1, proc.stderr  # one photo had no ISO: reported, the others used
+    assert "no_iso.jpg" in proc.stderr and "leave-one-out" in proc.stdout and out.is_file()
+    result = run_script("test_model.py", "--model_path", out, "--pic_path", photos / "p5.jpg", "--out_dir", tmp_path / "r")
+    assert result.returncode == 0, result.stderr
+    # The adapted model reads the photos of its training set closer to their ISO than the start.
+    before = isonet.load_model(weights_file)
+    after = isonet.load_model(out)
+    errors = {name: [] for name in ("before", "after")}
+    for k, iso in enumerate([100, 200, 400, 800, 1600, 3200]):
+        img = isonet.read_image(photos / f"p{k}.jpg")
+        for name, net in (("before", before), ("after", after)):
+            errors[name].append(abs(isonet.iso_map(net, img).global_metric - isonet.iso_to_metric(iso)))
+    assert np.mean(errors["after"]) < np.mean(errors["before"])
+
+
+def test_adapt_camera_needs_enough_photos(tmp_path, weights_file):
+    photos = tmp_path / "few"
+    write_camera_jpeg(photos / "a.jpg", 100)
+    assert_one_line_error(run_script("adapt_camera.py", "--photos", photos, "--out", tmp_path / "m.pth",
+                                     "--init_from", weights_file), 2, "usable photo")
