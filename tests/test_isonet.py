@@ -1,4 +1,5 @@
 """The network, weights loading, image reading and the ISO maps."""
+import io
 import json
 import os
 import stat
@@ -199,6 +200,76 @@ def test_truncated_files_are_refused(tmp_path, suffix):
     cut.write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
     with pytest.raises(isonet.ISONetError, match="truncated"):
         isonet.read_image(cut)
+
+
+def jpeg_bytes(rgb: np.ndarray, **options) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(rgb).save(buffer, "JPEG", quality=90, **options)
+    return buffer.getvalue()
+
+
+def with_thumbnail(jpeg: bytes) -> bytes:
+    """`jpeg` with a whole small JPEG in a segment after SOI, as EXIF carries a thumbnail: an EOI
+    that comes before the image's own data."""
+    thumbnail = jpeg_bytes(noisy_image(16, 16, 5, seed=2))
+    return jpeg[:2] + b"\xff\xfe" + (len(thumbnail) + 2).to_bytes(2, "big") + thumbnail + jpeg[2:]
+
+
+def motion_photo_video(size: int) -> bytes:
+    """What a phone appends to a motion photo: an MP4 ("ftyp" box first); FF bytes galore, no EOI."""
+    body = np.random.default_rng(3).integers(0, 256, size, dtype=np.uint8).tobytes()
+    return b"\x00\x00\x00\x18ftypmp42\x00\x00\x00\x00mp42isom" + body.replace(b"\xff\xd9", b"\xff\x00")
+
+
+JPEG_ENCODINGS = {"baseline": {}, "progressive": {"progressive": True}, "restart markers": {"restart_marker_blocks": 1}}
+JPEG_EXTRAS = {
+    "zero padding": lambda jpeg: jpeg + bytes(4096),  # a BlackBerry Z10 pads ~4 KB of zeros
+    "motion photo": lambda jpeg: jpeg + motion_photo_video(8192),
+    "second image (MPO)": lambda jpeg: jpeg + jpeg_bytes(noisy_image(64, 64, 9, seed=1)),
+    "thumbnail": with_thumbnail,
+    "fill bytes before EOI": lambda jpeg: jpeg[:-2] + b"\xff\xff\xff\xd9",  # FFs may pad before any marker
+}
+
+
+@pytest.mark.parametrize("encoding", JPEG_ENCODINGS)
+@pytest.mark.parametrize("extra", JPEG_EXTRAS)
+def test_jpeg_with_padding_trailers_or_thumbnail_decodes_as_the_clean_file(tmp_path, extra, encoding):
+    clean = jpeg_bytes(noisy_image(96, 128, 12), **JPEG_ENCODINGS[encoding])
+    (tmp_path / "clean.jpg").write_bytes(clean)
+    (tmp_path / "camera.jpg").write_bytes(JPEG_EXTRAS[extra](clean))
+    np.testing.assert_array_equal(isonet.decode_image_file(tmp_path / "camera.jpg"),
+                                  isonet.decode_image_file(tmp_path / "clean.jpg"))
+
+
+def test_progressive_and_restart_marker_jpegs_decode_as_their_baseline_twin(tmp_path):
+    rgb = noisy_image(96, 128, 12)
+    progressive, restarts = jpeg_bytes(rgb, progressive=True), jpeg_bytes(rgb, restart_marker_blocks=1)
+    assert progressive.count(b"\xff\xda") > 1  # several scans, each ended by the next segment
+    assert b"\xff\xd0" in restarts  # RST0 inside the scan
+    (tmp_path / "baseline.jpg").write_bytes(jpeg_bytes(rgb))
+    baseline = isonet.decode_image_file(tmp_path / "baseline.jpg")
+    for name, data in (("progressive.jpg", progressive), ("restarts.jpg", restarts)):
+        (tmp_path / name).write_bytes(data)
+        np.testing.assert_array_equal(isonet.decode_image_file(tmp_path / name), baseline, err_msg=name)
+
+
+@pytest.mark.parametrize("thumbnail", [False, True], ids=["plain", "thumbnail"])
+@pytest.mark.parametrize("encoding", JPEG_ENCODINGS)
+def test_jpeg_cut_inside_its_image_data_is_refused(tmp_path, encoding, thumbnail):
+    image = jpeg_bytes(noisy_image(128, 128, 20), **JPEG_ENCODINGS[encoding])
+    whole = with_thumbnail(image) if thumbnail else image
+    sos = whole.index(b"\xff\xda", len(whole) - len(image))  # the image's first scan, not the thumbnail's
+    data_start, eoi = sos + 2 + int.from_bytes(whole[sos + 2:sos + 4], "big"), len(whole) - 2
+    assert whole[eoi:] == b"\xff\xd9"
+    cuts = [data_start, *np.linspace(data_start, eoi, 5, dtype=int)[1:-1], eoi - 1]
+    for cut in cuts:
+        for tail in (b"", bytes(4096)):  # a write that failed midway may leave zeros behind
+            path = tmp_path / f"cut_{cut}_{len(tail)}.jpg"
+            path.write_bytes(whole[:cut] + tail)
+            with pytest.raises(isonet.ISONetError) as info:
+                isonet.decode_image_file(path)
+            text = str(info.value)
+            assert text.startswith(str(path)) and "truncated JPEG" in text and "\n" not in text
 
 
 def test_list_images_expands_folders_sorted(tmp_path):
