@@ -20,7 +20,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator, NoReturn
+from typing import Callable, Iterator, Mapping, NoReturn
 
 import cv2
 import numpy as np
@@ -245,22 +245,56 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
     return img.astype(np.float32) / np.float32(np.iinfo(img.dtype).max)
 
 
-def read_exif_iso(path: str | os.PathLike) -> int | None:
-    """The ISO the camera wrote in EXIF (ISOSpeedRatings), or None. For comparison only."""
-    from PIL import Image  # Pillow reads EXIF; OpenCV does not expose it
+_EXIF_IFD = 0x8769
+_PHOTOGRAPHIC_SENSITIVITY = 0x8827  # ISOSpeedRatings before Exif 2.3
+_SENSITIVITY_TYPE = 0x8830
+_SOS, _REI, _ISO_SPEED = 0x8831, 0x8832, 0x8833  # the ISO 12232 values Exif 2.3 records in full
+# SensitivityType: which of those the camera recorded. Where it names several they differ little;
+# we take them in one fixed order, REI, ISO speed, SOS.
+_SENSITIVITY_TAGS = {1: (_SOS,), 2: (_REI,), 3: (_ISO_SPEED,), 4: (_REI, _SOS), 5: (_ISO_SPEED, _SOS),
+                     6: (_REI, _ISO_SPEED), 7: (_REI, _ISO_SPEED, _SOS)}
 
-    try:
-        with Image.open(path) as im:
-            exif = im.getexif()
-            value = exif.get_ifd(0x8769).get(0x8827, exif.get(0x8827))
-    except Exception:
-        return None
+
+def _first_int(value: object) -> int | None:
+    """A tag's value as a positive int: the first of a sequence; None when absent, zero or not a number."""
     if isinstance(value, (tuple, list)):
         value = value[0] if value else None
     try:
-        return int(value) if value else None
+        number = int(value)
     except (TypeError, ValueError):
         return None
+    return number if number > 0 else None
+
+
+def _iso_from_exif(exif: Mapping[int, object], exif_ifd: Mapping[int, object]) -> int | None:
+    """The ISO in a file's EXIF: PhotographicSensitivity, unless absent or 65535, the value Exif 2.3
+    writes for 'ISO 65535 or more'; then the full value of the parameter SensitivityType names
+    (REI, ISO speed or SOS), else of any of them: each beats a clipped 65535."""
+    iso = _first_int(exif_ifd.get(_PHOTOGRAPHIC_SENSITIVITY, exif.get(_PHOTOGRAPHIC_SENSITIVITY)))
+    if iso is not None and iso != 65535:
+        return iso
+    named = _SENSITIVITY_TAGS.get(_first_int(exif_ifd.get(_SENSITIVITY_TYPE)), ())
+    order = named + tuple(tag for tag in (_REI, _ISO_SPEED, _SOS) if tag not in named)
+    full = (_first_int(exif_ifd.get(tag)) for tag in order)
+    return next((value for value in full if value is not None), iso)
+
+
+def read_exif_iso(path: str | os.PathLike) -> int | None:
+    """The ISO the camera wrote in EXIF (see _iso_from_exif), or None. For comparison only.
+
+    None also for files Pillow cannot read or whose EXIF is corrupt: the ISO map does not need it."""
+    from PIL import Image  # Pillow reads EXIF; OpenCV does not expose it
+
+    # What Pillow raises for unreadable files and bad EXIF (UnidentifiedImageError is an OSError; a
+    # bad TIFF header in PNG/WebP EXIF is a SyntaxError); it refuses huge images even to read tags.
+    unreadable = (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError)
+    try:
+        with Image.open(path) as im:
+            exif = im.getexif()
+            exif_ifd = exif.get_ifd(_EXIF_IFD)
+    except unreadable:
+        return None
+    return _iso_from_exif(exif, exif_ifd)
 
 
 def progress(items, **kwargs):

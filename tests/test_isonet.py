@@ -179,6 +179,40 @@ def test_exif_orientation_is_honoured_and_iso_read(tmp_path):
     assert isonet.read_exif_iso(write_rgb(tmp_path / "plain.png", rgb)) is None
 
 
+@pytest.mark.parametrize("tags,iso", [
+    ({0x8827: 65535, 0x8830: 2, 0x8832: 102400}, 102400),  # ISO 102400: the old tag says 65535, REI holds it
+    ({0x8827: 65535, 0x8830: 3, 0x8832: 102400, 0x8833: 204800}, 204800),  # SensitivityType names ISO speed
+    ({0x8827: 65535, 0x8833: 102400}, 102400),  # no SensitivityType: whichever full value there is
+    ({0x8830: 1, 0x8831: 3200}, 3200),  # no PhotographicSensitivity at all: SOS
+    ({0x8827: 65535}, 65535),  # nothing better recorded
+    ({0x8827: 1600, 0x8830: 2, 0x8832: 1250}, 1600),  # below 65535 the old tag is the answer
+])
+def test_exif_iso_above_65535_comes_from_the_exif_2_3_tags(tmp_path, tags, iso):
+    image = Image.fromarray(noisy_image(64, 64, 2))
+    exif = image.getexif()
+    exif.get_ifd(0x8769).update(tags)
+    image.save(tmp_path / "high.jpg", exif=exif)
+    assert isonet.read_exif_iso(tmp_path / "high.jpg") == iso
+
+
+def test_exif_iso_is_none_for_unreadable_files_and_corrupt_exif(tmp_path):
+    (tmp_path / "notes.jpg").write_text("not an image")
+    Image.fromarray(noisy_image(64, 64, 2)).save(tmp_path / "bad_exif.png", exif=b"Exif\x00\x00XX\x00*junk")
+    for name in ("notes.jpg", "bad_exif.png", "absent.jpg"):
+        assert isonet.read_exif_iso(tmp_path / name) is None, name
+
+
+def test_exif_iso_lets_programming_errors_through(tmp_path, monkeypatch):
+    path = write_rgb(tmp_path / "plain.jpg", noisy_image(64, 64, 2))
+
+    def broken(self, tag):
+        raise TypeError("a bug, not a bad file")
+
+    monkeypatch.setattr(Image.Exif, "get_ifd", broken)
+    with pytest.raises(TypeError, match="a bug"):
+        isonet.read_exif_iso(path)
+
+
 @pytest.mark.parametrize("make,message", [
     (lambda p: write_rgb(p.with_suffix(".png"), noisy_image(63, 300, 1)), "63, smaller than one 64x64 patch"),
     (lambda p: (p.with_suffix(".png").write_bytes(b""), p.with_suffix(".png"))[1], "empty file"),
