@@ -94,6 +94,23 @@ def strip_prefix(state: dict, prefix: str) -> dict:
     return state
 
 
+# The function NumPy pickles arrays with (numpy.core... in NumPy 1, numpy._core... in NumPy 2).
+_NUMPY_RECONSTRUCT = np.empty(0).__reduce__()[0]
+
+
+def _checkpoint_globals() -> contextlib.AbstractContextManager:
+    """Let weights_only unpickle what main_train.py's checkpoints hold besides tensors and plain
+    Python: np.random.get_state()'s uint32 array. These globals only rebuild NumPy arrays (their
+    contents still pass the restricted unpickler), so no file can run code.
+
+    A torch too old for torch.serialization.safe_globals (2.1 has none) cannot allow them: there
+    such checkpoints stay unreadable and bare weights load as before."""
+    if not hasattr(torch.serialization, "safe_globals"):
+        return contextlib.nullcontext()
+    uint32 = type(np.dtype(np.uint32))  # the dtype's own class, which unpickling sets state on
+    return torch.serialization.safe_globals([np.ndarray, np.dtype, uint32, _NUMPY_RECONSTRUCT])
+
+
 def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> ISONet:
     """Load weights from a bare state dict or a training checkpoint (weights under "net").
 
@@ -103,7 +120,8 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> I
     if not path.is_file():
         raise ISONetError(f"{path}: no such model file")
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        with _checkpoint_globals():
+            obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises many types for a non-weights file
         raise ISONetError(f"{path}: not a PyTorch weights file ({type(e).__name__})") from None
     if isinstance(obj, dict) and isinstance(obj.get("net"), dict):

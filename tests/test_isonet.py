@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 
 import isonet
-from conftest import SHARED, needs_shared, noisy_image, write_rgb
+from conftest import SHARED, make_labelled_folder, needs_shared, noisy_image, run_script, write_rgb
 
 
 def one_patch_at_a_time(net: isonet.ISONet, img: np.ndarray, stride: int) -> np.ndarray:
@@ -138,6 +138,41 @@ def test_bad_weights_name_the_file_and_first_mismatching_key(tmp_path, random_ne
         isonet.load_model(tmp_path / "notes.pth")
     with pytest.raises(isonet.ISONetError, match=r"absent\.pth: no such model file"):
         isonet.load_model(tmp_path / "absent.pth")
+
+
+def test_loads_the_checkpoint_main_train_writes(tmp_path):
+    """checkpoint/last.pth also holds NumPy's RNG state, which a bare weights_only load refuses."""
+    photos = make_labelled_folder(tmp_path / "photos", per_iso=1, h=64, w=64)
+    prepared = run_script("prepare_data.py", "--data_path", photos, "--save_path", tmp_path / "data",
+                          "--pic_type", "png", "--stride", "64", "--aug_times", "0")
+    assert prepared.returncode == 0, prepared.stderr
+    trained = run_script("main_train.py", "--data_path", tmp_path / "data", "--out_dir", tmp_path / "models",
+                         "--epochs", "1", "--workers", "0", "--batch_size", "8", "--device", "cpu")
+    assert trained.returncode == 0, trained.stderr
+    checkpoint = tmp_path / "models" / "checkpoint" / "last.pth"
+    assert isinstance(torch.load(checkpoint, weights_only=False)["rng"]["numpy"][1], np.ndarray)
+    net = isonet.load_model(checkpoint)
+    best = isonet.load_model(tmp_path / "models" / "net.pth")  # after one epoch: the same weights, bare
+    for key, value in best.state_dict().items():
+        assert torch.equal(net.state_dict()[key], value), key
+
+
+class RunsCodeWhenUnpickled:
+    """Unpickling this opens (creates) a file: a stand-in for a checkpoint that runs code."""
+
+    def __init__(self, path):
+        self.path = path
+
+    def __reduce__(self):
+        return open, (str(self.path), "w")
+
+
+def test_weights_that_would_run_code_are_refused_unrun(tmp_path, random_net):
+    marker = tmp_path / "ran"
+    torch.save({"net": random_net.state_dict(), "extra": RunsCodeWhenUnpickled(marker)}, tmp_path / "evil.pth")
+    with pytest.raises(isonet.ISONetError, match=r"evil\.pth: not a PyTorch weights file"):
+        isonet.load_model(tmp_path / "evil.pth")
+    assert not marker.exists()
 
 
 # ---- reading images -----------------------------------------------------------------------------
