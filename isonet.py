@@ -13,13 +13,14 @@ import csv
 import json
 import math
 import os
+import re
 import sys
 import tempfile
 import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator, NoReturn
+from typing import Callable, Iterator, Mapping, NoReturn
 
 import cv2
 import numpy as np
@@ -93,6 +94,23 @@ def strip_prefix(state: dict, prefix: str) -> dict:
     return state
 
 
+# The function NumPy pickles arrays with (numpy.core... in NumPy 1, numpy._core... in NumPy 2).
+_NUMPY_RECONSTRUCT = np.empty(0).__reduce__()[0]
+
+
+def _checkpoint_globals() -> contextlib.AbstractContextManager:
+    """Let weights_only unpickle what main_train.py's checkpoints hold besides tensors and plain
+    Python: np.random.get_state()'s uint32 array. These globals only rebuild NumPy arrays (their
+    contents still pass the restricted unpickler), so no file can run code.
+
+    A torch too old for torch.serialization.safe_globals (2.1 has none) cannot allow them: there
+    such checkpoints stay unreadable and bare weights load as before."""
+    if not hasattr(torch.serialization, "safe_globals"):
+        return contextlib.nullcontext()
+    uint32 = type(np.dtype(np.uint32))  # the dtype's own class, which unpickling sets state on
+    return torch.serialization.safe_globals([np.ndarray, np.dtype, uint32, _NUMPY_RECONSTRUCT])
+
+
 def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> ISONet:
     """Load weights from a bare state dict or a training checkpoint (weights under "net").
 
@@ -102,7 +120,8 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> I
     if not path.is_file():
         raise ISONetError(f"{path}: no such model file")
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        with _checkpoint_globals():
+            obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises many types for a non-weights file
         raise ISONetError(f"{path}: not a PyTorch weights file ({type(e).__name__})") from None
     if isinstance(obj, dict) and isinstance(obj.get("net"), dict):
@@ -179,6 +198,33 @@ def _quiet_stderr() -> Iterator[None]:
             os.close(saved)
 
 
+# A JPEG marker: FF and a code that is not 00 (a stuffed FF byte in entropy-coded data), D0-D7
+# (restart markers, which belong to the scan around them) or FF (fill before the real code).
+_JPEG_MARKER = re.compile(rb"\xff[^\x00\xd0-\xd7\xff]")
+_JPEG_EOI = 0xD9
+_JPEG_NO_LENGTH = (0xD8, 0x01)  # SOI and TEM: the only other markers without a length field
+
+
+def jpeg_reaches_eoi(data: bytes) -> bool:
+    """Whether a JPEG's marker structure runs from SOI to an end-of-image marker.
+
+    Segments are stepped over by their lengths, so an EOI inside one (an EXIF thumbnail's) is never
+    taken for ours; a scan's entropy-coded data is searched for the marker that ends it, which is
+    how progressive files' later scans are reached. Stray bytes between segments are skipped, as
+    libjpeg skips them. Nothing after EOI is read: cameras pad with zeros or append trailers, a
+    second image (MPO) or a whole video (motion photos). Each search runs in C: a few ms for 10 MB.
+    """
+    pos = 2  # after SOI
+    while (found := _JPEG_MARKER.search(data, pos)) is not None:
+        pos = found.start()
+        code = data[pos + 1]
+        if code == _JPEG_EOI:
+            return True
+        # A segment cut short sends pos to (or past) the end, where the next search finds nothing.
+        pos += 2 if code in _JPEG_NO_LENGTH else 2 + int.from_bytes(data[pos + 2:pos + 4], "big")
+    return False
+
+
 def decode_image_file(path: str | os.PathLike) -> np.ndarray:
     """Decode an image file as RGB HxWx3, uint8 or uint16 as stored.
 
@@ -191,9 +237,9 @@ def decode_image_file(path: str | os.PathLike) -> np.ndarray:
     data = path.read_bytes()
     if not data:
         raise ISONetError(f"{path}: empty file")
-    if data[:2] == b"\xff\xd8" and b"\xff\xd9" not in data[-1024:]:
+    if data[:2] == b"\xff\xd8" and not jpeg_reaches_eoi(data):
         # libjpeg pads a truncated file with grey and only warns; that grey would look like ISO 0.
-        raise ISONetError(f"{path}: truncated JPEG (no end-of-image marker)")
+        raise ISONetError(f"{path}: truncated JPEG (the data ends before its end-of-image marker)")
     with _quiet_stderr():
         img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_ANYCOLOR | cv2.IMREAD_ANYDEPTH)
     if img is None:
@@ -217,22 +263,56 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
     return img.astype(np.float32) / np.float32(np.iinfo(img.dtype).max)
 
 
-def read_exif_iso(path: str | os.PathLike) -> int | None:
-    """The ISO the camera wrote in EXIF (ISOSpeedRatings), or None. For comparison only."""
-    from PIL import Image  # Pillow reads EXIF; OpenCV does not expose it
+_EXIF_IFD = 0x8769
+_PHOTOGRAPHIC_SENSITIVITY = 0x8827  # ISOSpeedRatings before Exif 2.3
+_SENSITIVITY_TYPE = 0x8830
+_SOS, _REI, _ISO_SPEED = 0x8831, 0x8832, 0x8833  # the ISO 12232 values Exif 2.3 records in full
+# SensitivityType: which of those the camera recorded. Where it names several they differ little;
+# we take them in one fixed order, REI, ISO speed, SOS.
+_SENSITIVITY_TAGS = {1: (_SOS,), 2: (_REI,), 3: (_ISO_SPEED,), 4: (_REI, _SOS), 5: (_ISO_SPEED, _SOS),
+                     6: (_REI, _ISO_SPEED), 7: (_REI, _ISO_SPEED, _SOS)}
 
-    try:
-        with Image.open(path) as im:
-            exif = im.getexif()
-            value = exif.get_ifd(0x8769).get(0x8827, exif.get(0x8827))
-    except Exception:
-        return None
+
+def _first_int(value: object) -> int | None:
+    """A tag's value as a positive int: the first of a sequence; None when absent, zero or not a number."""
     if isinstance(value, (tuple, list)):
         value = value[0] if value else None
     try:
-        return int(value) if value else None
+        number = int(value)
     except (TypeError, ValueError):
         return None
+    return number if number > 0 else None
+
+
+def _iso_from_exif(exif: Mapping[int, object], exif_ifd: Mapping[int, object]) -> int | None:
+    """The ISO in a file's EXIF: PhotographicSensitivity, unless absent or 65535, the value Exif 2.3
+    writes for 'ISO 65535 or more'; then the full value of the parameter SensitivityType names
+    (REI, ISO speed or SOS), else of any of them: each beats a clipped 65535."""
+    iso = _first_int(exif_ifd.get(_PHOTOGRAPHIC_SENSITIVITY, exif.get(_PHOTOGRAPHIC_SENSITIVITY)))
+    if iso is not None and iso != 65535:
+        return iso
+    named = _SENSITIVITY_TAGS.get(_first_int(exif_ifd.get(_SENSITIVITY_TYPE)), ())
+    order = named + tuple(tag for tag in (_REI, _ISO_SPEED, _SOS) if tag not in named)
+    full = (_first_int(exif_ifd.get(tag)) for tag in order)
+    return next((value for value in full if value is not None), iso)
+
+
+def read_exif_iso(path: str | os.PathLike) -> int | None:
+    """The ISO the camera wrote in EXIF (see _iso_from_exif), or None. For comparison only.
+
+    None also for files Pillow cannot read or whose EXIF is corrupt: the ISO map does not need it."""
+    from PIL import Image  # Pillow reads EXIF; OpenCV does not expose it
+
+    # What Pillow raises for unreadable files and bad EXIF (UnidentifiedImageError is an OSError; a
+    # bad TIFF header in PNG/WebP EXIF is a SyntaxError); it refuses huge images even to read tags.
+    unreadable = (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError)
+    try:
+        with Image.open(path) as im:
+            exif = im.getexif()
+            exif_ifd = exif.get_ifd(_EXIF_IFD)
+    except unreadable:
+        return None
+    return _iso_from_exif(exif, exif_ifd)
 
 
 def progress(items, **kwargs):

@@ -1,4 +1,5 @@
 """The network, weights loading, image reading and the ISO maps."""
+import io
 import json
 import os
 import stat
@@ -10,7 +11,7 @@ import torch
 from PIL import Image
 
 import isonet
-from conftest import SHARED, needs_shared, noisy_image, write_rgb
+from conftest import SHARED, make_labelled_folder, needs_shared, noisy_image, run_script, write_rgb
 
 
 def one_patch_at_a_time(net: isonet.ISONet, img: np.ndarray, stride: int) -> np.ndarray:
@@ -139,6 +140,41 @@ def test_bad_weights_name_the_file_and_first_mismatching_key(tmp_path, random_ne
         isonet.load_model(tmp_path / "absent.pth")
 
 
+def test_loads_the_checkpoint_main_train_writes(tmp_path):
+    """checkpoint/last.pth also holds NumPy's RNG state, which a bare weights_only load refuses."""
+    photos = make_labelled_folder(tmp_path / "photos", per_iso=1, h=64, w=64)
+    prepared = run_script("prepare_data.py", "--data_path", photos, "--save_path", tmp_path / "data",
+                          "--pic_type", "png", "--stride", "64", "--aug_times", "0")
+    assert prepared.returncode == 0, prepared.stderr
+    trained = run_script("main_train.py", "--data_path", tmp_path / "data", "--out_dir", tmp_path / "models",
+                         "--epochs", "1", "--workers", "0", "--batch_size", "8", "--device", "cpu")
+    assert trained.returncode == 0, trained.stderr
+    checkpoint = tmp_path / "models" / "checkpoint" / "last.pth"
+    assert isinstance(torch.load(checkpoint, weights_only=False)["rng"]["numpy"][1], np.ndarray)
+    net = isonet.load_model(checkpoint)
+    best = isonet.load_model(tmp_path / "models" / "net.pth")  # after one epoch: the same weights, bare
+    for key, value in best.state_dict().items():
+        assert torch.equal(net.state_dict()[key], value), key
+
+
+class RunsCodeWhenUnpickled:
+    """Unpickling this opens (creates) a file: a stand-in for a checkpoint that runs code."""
+
+    def __init__(self, path):
+        self.path = path
+
+    def __reduce__(self):
+        return open, (str(self.path), "w")
+
+
+def test_weights_that_would_run_code_are_refused_unrun(tmp_path, random_net):
+    marker = tmp_path / "ran"
+    torch.save({"net": random_net.state_dict(), "extra": RunsCodeWhenUnpickled(marker)}, tmp_path / "evil.pth")
+    with pytest.raises(isonet.ISONetError, match=r"evil\.pth: not a PyTorch weights file"):
+        isonet.load_model(tmp_path / "evil.pth")
+    assert not marker.exists()
+
+
 # ---- reading images -----------------------------------------------------------------------------
 def test_reads_rgb_in_paper_order_and_scales_8_and_16_bit(tmp_path):
     rgb = np.zeros((64, 70, 3), np.uint8)
@@ -178,6 +214,40 @@ def test_exif_orientation_is_honoured_and_iso_read(tmp_path):
     assert isonet.read_exif_iso(write_rgb(tmp_path / "plain.png", rgb)) is None
 
 
+@pytest.mark.parametrize("tags,iso", [
+    ({0x8827: 65535, 0x8830: 2, 0x8832: 102400}, 102400),  # ISO 102400: the old tag says 65535, REI holds it
+    ({0x8827: 65535, 0x8830: 3, 0x8832: 102400, 0x8833: 204800}, 204800),  # SensitivityType names ISO speed
+    ({0x8827: 65535, 0x8833: 102400}, 102400),  # no SensitivityType: whichever full value there is
+    ({0x8830: 1, 0x8831: 3200}, 3200),  # no PhotographicSensitivity at all: SOS
+    ({0x8827: 65535}, 65535),  # nothing better recorded
+    ({0x8827: 1600, 0x8830: 2, 0x8832: 1250}, 1600),  # below 65535 the old tag is the answer
+])
+def test_exif_iso_above_65535_comes_from_the_exif_2_3_tags(tmp_path, tags, iso):
+    image = Image.fromarray(noisy_image(64, 64, 2))
+    exif = image.getexif()
+    exif.get_ifd(0x8769).update(tags)
+    image.save(tmp_path / "high.jpg", exif=exif)
+    assert isonet.read_exif_iso(tmp_path / "high.jpg") == iso
+
+
+def test_exif_iso_is_none_for_unreadable_files_and_corrupt_exif(tmp_path):
+    (tmp_path / "notes.jpg").write_text("not an image")
+    Image.fromarray(noisy_image(64, 64, 2)).save(tmp_path / "bad_exif.png", exif=b"Exif\x00\x00XX\x00*junk")
+    for name in ("notes.jpg", "bad_exif.png", "absent.jpg"):
+        assert isonet.read_exif_iso(tmp_path / name) is None, name
+
+
+def test_exif_iso_lets_programming_errors_through(tmp_path, monkeypatch):
+    path = write_rgb(tmp_path / "plain.jpg", noisy_image(64, 64, 2))
+
+    def broken(self, tag):
+        raise TypeError("a bug, not a bad file")
+
+    monkeypatch.setattr(Image.Exif, "get_ifd", broken)
+    with pytest.raises(TypeError, match="a bug"):
+        isonet.read_exif_iso(path)
+
+
 @pytest.mark.parametrize("make,message", [
     (lambda p: write_rgb(p.with_suffix(".png"), noisy_image(63, 300, 1)), "63, smaller than one 64x64 patch"),
     (lambda p: (p.with_suffix(".png").write_bytes(b""), p.with_suffix(".png"))[1], "empty file"),
@@ -199,6 +269,76 @@ def test_truncated_files_are_refused(tmp_path, suffix):
     cut.write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
     with pytest.raises(isonet.ISONetError, match="truncated"):
         isonet.read_image(cut)
+
+
+def jpeg_bytes(rgb: np.ndarray, **options) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(rgb).save(buffer, "JPEG", quality=90, **options)
+    return buffer.getvalue()
+
+
+def with_thumbnail(jpeg: bytes) -> bytes:
+    """`jpeg` with a whole small JPEG in a segment after SOI, as EXIF carries a thumbnail: an EOI
+    that comes before the image's own data."""
+    thumbnail = jpeg_bytes(noisy_image(16, 16, 5, seed=2))
+    return jpeg[:2] + b"\xff\xfe" + (len(thumbnail) + 2).to_bytes(2, "big") + thumbnail + jpeg[2:]
+
+
+def motion_photo_video(size: int) -> bytes:
+    """What a phone appends to a motion photo: an MP4 ("ftyp" box first); FF bytes galore, no EOI."""
+    body = np.random.default_rng(3).integers(0, 256, size, dtype=np.uint8).tobytes()
+    return b"\x00\x00\x00\x18ftypmp42\x00\x00\x00\x00mp42isom" + body.replace(b"\xff\xd9", b"\xff\x00")
+
+
+JPEG_ENCODINGS = {"baseline": {}, "progressive": {"progressive": True}, "restart markers": {"restart_marker_blocks": 1}}
+JPEG_EXTRAS = {
+    "zero padding": lambda jpeg: jpeg + bytes(4096),  # a BlackBerry Z10 pads ~4 KB of zeros
+    "motion photo": lambda jpeg: jpeg + motion_photo_video(8192),
+    "second image (MPO)": lambda jpeg: jpeg + jpeg_bytes(noisy_image(64, 64, 9, seed=1)),
+    "thumbnail": with_thumbnail,
+    "fill bytes before EOI": lambda jpeg: jpeg[:-2] + b"\xff\xff\xff\xd9",  # FFs may pad before any marker
+}
+
+
+@pytest.mark.parametrize("encoding", JPEG_ENCODINGS)
+@pytest.mark.parametrize("extra", JPEG_EXTRAS)
+def test_jpeg_with_padding_trailers_or_thumbnail_decodes_as_the_clean_file(tmp_path, extra, encoding):
+    clean = jpeg_bytes(noisy_image(96, 128, 12), **JPEG_ENCODINGS[encoding])
+    (tmp_path / "clean.jpg").write_bytes(clean)
+    (tmp_path / "camera.jpg").write_bytes(JPEG_EXTRAS[extra](clean))
+    np.testing.assert_array_equal(isonet.decode_image_file(tmp_path / "camera.jpg"),
+                                  isonet.decode_image_file(tmp_path / "clean.jpg"))
+
+
+def test_progressive_and_restart_marker_jpegs_decode_as_their_baseline_twin(tmp_path):
+    rgb = noisy_image(96, 128, 12)
+    progressive, restarts = jpeg_bytes(rgb, progressive=True), jpeg_bytes(rgb, restart_marker_blocks=1)
+    assert progressive.count(b"\xff\xda") > 1  # several scans, each ended by the next segment
+    assert b"\xff\xd0" in restarts  # RST0 inside the scan
+    (tmp_path / "baseline.jpg").write_bytes(jpeg_bytes(rgb))
+    baseline = isonet.decode_image_file(tmp_path / "baseline.jpg")
+    for name, data in (("progressive.jpg", progressive), ("restarts.jpg", restarts)):
+        (tmp_path / name).write_bytes(data)
+        np.testing.assert_array_equal(isonet.decode_image_file(tmp_path / name), baseline, err_msg=name)
+
+
+@pytest.mark.parametrize("thumbnail", [False, True], ids=["plain", "thumbnail"])
+@pytest.mark.parametrize("encoding", JPEG_ENCODINGS)
+def test_jpeg_cut_inside_its_image_data_is_refused(tmp_path, encoding, thumbnail):
+    image = jpeg_bytes(noisy_image(128, 128, 20), **JPEG_ENCODINGS[encoding])
+    whole = with_thumbnail(image) if thumbnail else image
+    sos = whole.index(b"\xff\xda", len(whole) - len(image))  # the image's first scan, not the thumbnail's
+    data_start, eoi = sos + 2 + int.from_bytes(whole[sos + 2:sos + 4], "big"), len(whole) - 2
+    assert whole[eoi:] == b"\xff\xd9"
+    cuts = [data_start, *np.linspace(data_start, eoi, 5, dtype=int)[1:-1], eoi - 1]
+    for cut in cuts:
+        for tail in (b"", bytes(4096)):  # a write that failed midway may leave zeros behind
+            path = tmp_path / f"cut_{cut}_{len(tail)}.jpg"
+            path.write_bytes(whole[:cut] + tail)
+            with pytest.raises(isonet.ISONetError) as info:
+                isonet.decode_image_file(path)
+            text = str(info.value)
+            assert text.startswith(str(path)) and "truncated JPEG" in text and "\n" not in text
 
 
 def test_list_images_expands_folders_sorted(tmp_path):
