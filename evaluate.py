@@ -4,9 +4,14 @@
     python evaluate.py --model_path M --data DIR --label_from exif           # flat folder, EXIF ISO as truth
     python evaluate.py --model_path M --data DIR --compare M2 --calibrate    # two models; fit a calibration
     python evaluate.py --model_path M --splice 40 --stride 16                # rendered splices, AUC and F1
+    python evaluate.py --model_path M --splice 40 --stride 16 --data REAL    # splices of real photos, same metrics
+    python evaluate.py --noise_stats --data REAL                             # real photos' noise vs the renders'
+
+Labelled sets from import_real_photos.py are reported per camera (their manifest.csv); splices
+are scored beside the classical baseline, Immerkaer's per-patch noise sigma.
 
 Writes per_image.csv, report.json, scatter.png and confusion.png (splice mode: splice.csv and
-report.json) to --out_dir. Exit code: 0 done, 2 bad arguments or no labelled image.
+report.json; --noise_stats: noise_statistics.csv and .png) to --out_dir. Exit code: 0 done, 2 bad arguments or no labelled image.
 """
 import argparse
 import sys
@@ -140,25 +145,39 @@ def evaluate_labelled(args: argparse.Namespace, nets: dict[str, isonet.ISONet]) 
     return 0
 
 
+def make_splices(args: argparse.Namespace) -> list[evaluation.Splice]:
+    """Rendered splices of held-out sources, or with --data real photos of one camera pasted
+    into each other (their cameras from the photo set's manifest, else EXIF)."""
+    rng = np.random.default_rng(args.seed)
+    if args.data:
+        labelled = [(p, iso) for p, iso in labelled_images(args.data, args.label_from) if iso]
+        cameras = dataset.cameras_of([p for p, _ in labelled], args.data)
+        return evaluation.real_splices([(p, iso, c) for (p, iso), c in zip(labelled, cameras)], args.splice, rng)
+    cameras = camera_noise.load_noise_profiles(args.noise_profiles).select(args.camera)
+    _, held_out = camera_noise.split_train_test(camera_noise.clean_images(args.clean_dir))
+    return evaluation.random_splices(args.splice, [img for _, img in held_out], cameras, rng)
+
+
 def evaluate_splices(args: argparse.Namespace, nets: dict[str, isonet.ISONet]) -> int:
     try:
-        cameras = camera_noise.load_noise_profiles(args.noise_profiles).select(args.camera)
-        _, held_out = camera_noise.split_train_test(camera_noise.clean_images(args.clean_dir))
-        splices = evaluation.random_splices(args.splice, [img for _, img in held_out], cameras,
-                                            np.random.default_rng(args.seed))
+        splices = make_splices(args)
     except isonet.ISONetError as e:
         isonet.fail(str(e))
     strides = sorted({isonet.PATCH, args.stride}, reverse=True)
     rows = []
     for k, splice in enumerate(isonet.progress(splices)):
-        for name, net in nets.items():
-            for stride in strides:
+        for stride in strides:
+            baseline = evaluation.noise_sigma_map(splice.image, stride)
+            rows.append({"splice": k, "gap_stops": splice.gap, "camera": splice.camera, "model": NOISE_SIGMA_BASELINE,
+                         "stride": stride, **evaluation.splice_quality(baseline, stride, splice.mask)})
+            for name, net in nets.items():
                 rows.append({"splice": k, "gap_stops": splice.gap, "camera": splice.camera, "model": name,
                              "stride": stride, **evaluation.score_splice(net, splice, stride, args.batch_size)})
     table = []
-    print(f"\n{len(splices)} rendered splices: pixel AUC and best F1 of |patch metric - image median|")
+    kind = f"real splices ({args.data})" if args.data else "rendered splices"
+    print(f"\n{len(splices)} {kind}: pixel AUC and best F1 of |patch value - image median|")
     print(f"{'model':<28} {'stride':>6} {'gap':>4} {'n':>4} {'AUC':>6} {'F1':>6}")
-    for name in nets:
+    for name in [NOISE_SIGMA_BASELINE, *nets]:
         for stride in strides:
             for gap in ["all", 1, 2, 3, 4]:
                 chosen = [r for r in rows if r["model"] == name and r["stride"] == stride
@@ -177,6 +196,67 @@ def evaluate_splices(args: argparse.Namespace, nets: dict[str, isonet.ISONet]) -
     return 0
 
 
+NOISE_SIGMA_BASELINE = "noise sigma (Immerkaer)"  # the classical per-patch estimate, scored beside the models
+NOISE_STATISTICS = ("sigma_1x", "sigma_2x", "sigma_4x", "std_ratio")
+
+
+def evaluate_noise_statistics(args: argparse.Namespace) -> int:
+    """Flat-region noise statistics of the labelled real photos against plain and ISP renders,
+    per full stop: the check that the renderer's camera processing looks like real cameras'."""
+    try:
+        labelled = [(p, iso) for p, iso in labelled_images(args.data, args.label_from) if iso]
+        cameras = camera_noise.load_noise_profiles(args.noise_profiles).select(args.camera)
+        sources = [img for _, img in camera_noise.clean_images(args.clean_dir)]
+    except isonet.ISONetError as e:
+        isonet.fail(str(e))
+    real: dict[int, list[dict]] = {}
+    for path, iso in isonet.progress(labelled, desc="real photos"):
+        try:
+            real.setdefault(isonet.nearest_full_stop(iso), []).append(
+                evaluation.flat_noise_statistics(isonet.decode_image_file(path)))
+        except isonet.ISONetError as e:
+            print(f"skipped: {e}", file=sys.stderr)
+    isos = sorted(iso for iso in real if camera_noise.DEFAULT_ISOS[0] <= iso <= camera_noise.DEFAULT_ISOS[-1])
+    if not isos:
+        isonet.fail(f"{args.data}: no readable photo between ISO 100 and 6400")
+    rng = np.random.default_rng(args.seed)
+    sets = {"real": real, "renders, plain": evaluation.rendered_noise_statistics(sources, cameras, isos, rng, False),
+            "renders, camera ISP": evaluation.rendered_noise_statistics(sources, cameras, isos, rng, True)}
+    rows = []
+    for iso in isos:
+        for name, stats in sets.items():
+            values = {k: np.array([s.get(k, np.nan) for s in stats[iso]], float) for k in NOISE_STATISTICS}
+            rows.append({"iso": iso, "set": name, "n": len(stats[iso]),
+                         **{f"{k}_{q}": float(np.nanpercentile(v, p)) if np.isfinite(v).any() else float("nan")
+                            for k, v in values.items() for q, p in (("p25", 25), ("median", 50), ("p75", 75))}})
+    print(f"\nflat-region luma noise (8-bit levels), median [quartiles], per full stop")
+    print(f"{'ISO':>5} {'set':<20} {'n':>4}" + "".join(f" {k:>19}" for k in NOISE_STATISTICS))
+    for r in rows:
+        print(f"{r['iso']:>5} {r['set']:<20} {r['n']:>4}" + "".join(
+            f" {r[k + '_median']:>5.2f} [{r[k + '_p25']:>4.2f}-{r[k + '_p75']:>5.2f}]" for k in NOISE_STATISTICS))
+    out_dir = Path(args.out_dir)
+    isonet.write_csv(out_dir / "noise_statistics.csv", rows, list(rows[0]))
+    plt = isonet.pyplot()
+    fig, axes = plt.subplots(1, len(NOISE_STATISTICS), figsize=(4.5 * len(NOISE_STATISTICS), 4))
+    for ax, key in zip(axes, NOISE_STATISTICS):
+        for k, name in enumerate(sets):
+            chosen = [r for r in rows if r["set"] == name]
+            x = np.log2([r["iso"] / 100 for r in chosen]) + (k - 1) * 0.08
+            median = np.array([r[key + "_median"] for r in chosen])
+            ax.errorbar(x, median, yerr=[median - [r[key + "_p25"] for r in chosen],
+                                         np.array([r[key + "_p75"] for r in chosen]) - median],
+                        marker="o", capsize=3, label=name)
+        ax.set_xticks(np.log2(np.array(isos) / 100), isos)
+        ax.set_xlabel("ISO")
+        ax.set_title(key.replace("_", " "))
+        ax.set_yscale("log")
+    axes[0].legend()
+    fig.suptitle(f"flattest 10% of 32x32 blocks: real photos ({args.data}) vs renders")
+    isonet.save_figure(fig, out_dir / "noise_statistics.png")
+    print(f"outputs in {out_dir}/")
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     isonet.add_inference_args(parser, "models/net_tif.pth", None)
@@ -187,14 +267,20 @@ def main() -> int:
     parser.add_argument("--calibrate", action="store_true",
                         help="fit a monotone estimated->true mapping, save calibration.json, report it cross-validated")
     parser.add_argument("--folds", type=int, default=5, help="cross-validation folds for --calibrate")
-    parser.add_argument("--splice", type=int, metavar="N", help="render N spliced images from held-out sources and score localisation")
+    parser.add_argument("--splice", type=int, metavar="N",
+                        help="score splice localisation on N splices: rendered from held-out sources, or with --data "
+                             "made of real photos (a region of one pasted into another of its camera 1-4 stops apart)")
     parser.add_argument("--camera", default="reference", help="splice cameras: " + camera_noise.CAMERA_HELP)
     parser.add_argument("--clean_dir", help="clean photos for the splices (default: scikit-image's bundled photos)")
     parser.add_argument("--noise_profiles", help="darktable's noiseprofiles.json (default: see scripts/fetch_noise_profiles.sh)")
+    parser.add_argument("--noise_stats", action="store_true",
+                        help="compare the flat-region noise of the --data photos with plain and camera-ISP renders")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
-    if (args.data is None) == (args.splice is None):
-        isonet.fail("pass either --data DIR (labelled photos) or --splice N (rendered splices)")
+    if args.data is None and args.splice is None:
+        isonet.fail("pass --data DIR (labelled photos), --splice N (rendered splices) or both (real splices)")
+    if args.noise_stats:
+        return evaluate_noise_statistics(args)
     if args.splice is not None and args.splice < 1:
         isonet.fail(f"--splice {args.splice}: must be at least 1")
     if args.folds < 2:

@@ -220,6 +220,66 @@ def model_report(scored: list[ScoredImage], name: str, cameras: list[str] | None
 
 
 # ---------------------------------------------------------------------------------------------
+# Noise statistics of flat regions: do renders look like real photos?
+# ---------------------------------------------------------------------------------------------
+LUMA = np.array([0.299, 0.587, 0.114], np.float32)
+FLAT_BLOCK = 32
+FLAT_PERCENTILE = 10  # the flattest tenth of the blocks: noise, little texture
+
+
+def flat_noise_statistics(rgb: np.ndarray) -> dict[str, float]:
+    """Immerkaer's luma sigma (8-bit levels) of an image's flattest 32x32 blocks at 1x, 2x and 4x
+    area downscale, and std / Immerkaer sigma there (about 1 for white noise, larger for the
+    coarse noise that demosaicing and noise reduction leave)."""
+    import cv2
+
+    import camera_noise
+
+    rgb8 = rgb.astype(np.float32) * (255.0 / np.iinfo(rgb.dtype).max)
+    luma = rgb8 @ LUMA
+    # A channel clipped at black or white is flat for want of noise, not of texture.
+    clipped = ((rgb8 <= 2) | (rgb8 >= 253)).any(axis=2).astype(np.float32)
+    stats = {}
+    for factor in (1, 2, 4):
+        planes = [p if factor == 1 else cv2.resize(p, (p.shape[1] // factor, p.shape[0] // factor),
+                                                    interpolation=cv2.INTER_AREA) for p in (luma, clipped)]
+        h, w = (planes[0].shape[0] // FLAT_BLOCK) * FLAT_BLOCK, (planes[0].shape[1] // FLAT_BLOCK) * FLAT_BLOCK
+        if h == 0 or w == 0:
+            stats[f"sigma_{factor}x"] = float("nan")
+            continue
+        blocks, clipped_blocks = (p[:h, :w].reshape(h // FLAT_BLOCK, FLAT_BLOCK, w // FLAT_BLOCK, FLAT_BLOCK)
+                                  .transpose(0, 2, 1, 3).reshape(-1, FLAT_BLOCK, FLAT_BLOCK) for p in planes)
+        sigma = np.asarray(camera_noise.immerkaer_sigma(blocks))
+        exposed = clipped_blocks.mean(axis=(1, 2)) < 0.02
+        if not exposed.any():
+            stats[f"sigma_{factor}x"] = float("nan")
+            continue
+        flat = exposed & (sigma <= np.percentile(sigma[exposed], FLAT_PERCENTILE))
+        stats[f"sigma_{factor}x"] = float(np.median(sigma[flat]))
+        if factor == 1:
+            stats["std_ratio"] = float(np.median(blocks[flat].std(axis=(1, 2)) / np.maximum(sigma[flat], 1e-6)))
+    return stats
+
+
+def rendered_noise_statistics(sources: list[np.ndarray], cameras: list, isos: list[int], rng: np.random.Generator,
+                              isp: bool, renders: int = 2) -> dict[int, list[dict[str, float]]]:
+    """flat_noise_statistics of `renders` renders of every source per ISO: plain development
+    (lossless) or, with `isp`, random camera processing and a camera JPEG (quality 85-98)."""
+    import camera_noise
+
+    usable = camera_noise.cameras_by_iso(cameras, isos)
+    out: dict[int, list[dict[str, float]]] = {iso: [] for iso in isos}
+    for iso in isos:
+        for source in sources:
+            for _ in range(renders):
+                camera = usable[iso][rng.integers(len(usable[iso]))]
+                processing = camera_noise.random_isp(rng, iso) if isp else None
+                quality = int(rng.integers(85, 99)) if isp else None
+                out[iso].append(flat_noise_statistics(camera_noise.render(source, camera, iso, rng, quality, processing)))
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
 # Splices rendered from held-out sources
 # ---------------------------------------------------------------------------------------------
 @dataclass
@@ -253,8 +313,67 @@ def random_splices(count: int, sources: list[np.ndarray], cameras: list, rng: np
     return splices
 
 
+def real_splices(photos: list[tuple[Path, int, str]], count: int, rng: np.random.Generator) -> list[Splice]:
+    """`count` splices of real photos: a random region of one photo pasted at the same place into
+    a photo of the same camera and size taken 1-4 stops apart (gaps cycling 1..4 where the
+    photos allow). `photos` are (file, ISO, camera); unreadable files are passed over."""
+    import camera_noise
+
+    images: dict[Path, np.ndarray] = {}
+
+    def image(path: Path) -> np.ndarray | None:
+        if path not in images:
+            try:
+                images[path] = isonet.decode_image_file(path)
+            except isonet.ISONetError:
+                images[path] = None
+        return images[path]
+
+    pairs: dict[int, list[tuple[int, int]]] = {gap: [] for gap in range(1, 5)}
+    for i, (_, iso_i, camera_i) in enumerate(photos):
+        for j, (_, iso_j, camera_j) in enumerate(photos):
+            gap = round(abs(float(isonet.iso_to_metric(iso_i) - isonet.iso_to_metric(iso_j))))
+            if camera_i == camera_j and i != j and gap in pairs:
+                pairs[gap].append((i, j))
+    if not any(pairs.values()):
+        raise isonet.ISONetError("no two photos of one camera 1-4 stops apart: no real splice can be made")
+    splices, gaps = [], [g for g in range(1, 5) if pairs[g]]
+    for attempt in range(count * 20):
+        if len(splices) == count:
+            break
+        gap = gaps[len(splices) % len(gaps)]
+        i, j = pairs[gap][rng.integers(len(pairs[gap]))]
+        background, region = image(photos[i][0]), image(photos[j][0])
+        if background is None or region is None or background.shape != region.shape:
+            continue
+        mask = camera_noise.random_region_mask(*background.shape[:2], rng)
+        splices.append(Splice(np.where(mask[:, :, None], region, background), mask, gap, photos[i][2]))
+    if len(splices) < count:
+        raise isonet.ISONetError(f"only {len(splices)} real splices could be made of same-sized photos (asked {count})")
+    return splices
+
+
+def noise_sigma_map(img: np.ndarray, stride: int) -> np.ndarray:
+    """The classical baseline: log2 of Immerkaer's luma noise sigma of every 64x64 patch on the
+    `stride` grid (the map's layout), from one convolution and a box filter."""
+    import cv2
+
+    luma = img.astype(np.float32) @ LUMA
+    response = np.abs(cv2.filter2D(luma, cv2.CV_32F, np.array([[1, -2, 1], [-2, 4, -2], [1, -2, 1]], np.float32)))
+    window = cv2.boxFilter(response, -1, (isonet.PATCH, isonet.PATCH), anchor=(0, 0), normalize=True,
+                           borderType=cv2.BORDER_CONSTANT)
+    rows, cols = isonet.grid_shape(*luma.shape, stride)
+    sigma = window[: rows * stride : stride, : cols * stride : stride] * np.sqrt(np.pi / 2) / 6
+    return np.log2(np.maximum(sigma, 1e-3))
+
+
+def splice_quality(values: np.ndarray, stride: int, mask: np.ndarray) -> dict:
+    """Pixel AUC and best F1 of the distance of each patch's value from the image's median."""
+    scores = map_to_pixels(splice_scores(values), stride, mask.shape)
+    return {"auc": pixel_auc(scores, mask), "f1": best_f1(scores, mask)}
+
+
 def score_splice(net: isonet.ISONet, splice: Splice, stride: int, batch_size: int | None = None) -> dict:
     """Pixel AUC and best F1 of the distance of each patch's metric from the image's median."""
-    values = isonet.iso_map(net, splice.image.astype(np.float32) / 255, stride, batch_size).map
-    scores = map_to_pixels(splice_scores(values), stride, splice.mask.shape)
-    return {"auc": pixel_auc(scores, splice.mask), "f1": best_f1(scores, splice.mask)}
+    image = splice.image.astype(np.float32) / np.float32(np.iinfo(splice.image.dtype).max)
+    return splice_quality(isonet.iso_map(net, image, stride, batch_size).map, stride, splice.mask)

@@ -1,4 +1,5 @@
 """Scoring functions against figures computed by hand."""
+import cv2
 import numpy as np
 import pytest
 
@@ -71,3 +72,54 @@ def test_map_to_pixels_takes_the_nearest_patch_centre():
     dense = evaluation.map_to_pixels(np.arange(3.0)[None, :], 16, (64, 96))
     # patch centres at 32, 48, 64: pixel 40 lies nearer 48
     assert dense[0, 40] == 1 and dense[0, 39] == 0 and dense[0, 95] == 2
+
+
+def test_noise_sigma_map_finds_the_noisier_region():
+    """The classical baseline: a patch's Immerkaer sigma, on the map's grid, ranks the noisier
+    pasted region above the rest (and matches the per-patch computation)."""
+    import camera_noise
+
+    rng = np.random.default_rng(0)
+    img = np.clip(120 + rng.normal(0, 2, (256, 320, 3)), 0, 255).astype(np.uint8)
+    mask = np.zeros((256, 320), bool)
+    mask[64:192, 128:256] = True
+    img[mask] = np.clip(120 + rng.normal(0, 8, (mask.sum(), 3)), 0, 255).astype(np.uint8)
+    values = evaluation.noise_sigma_map(img, 32)
+    assert values.shape == isonet.grid_shape(256, 320, 32)
+    # The patch at (64, 128) with its one-pixel ring: Immerkaer's mask answers on the 64x64 inside.
+    around = img[63:129, 127:193].astype(np.float32) @ evaluation.LUMA
+    assert 2 ** values[2, 4] == pytest.approx(camera_noise.immerkaer_sigma(around), rel=1e-4)
+    assert evaluation.splice_quality(values, 32, mask)["auc"] > 0.9
+
+
+def test_flat_noise_statistics_read_white_noise_at_every_scale():
+    rng = np.random.default_rng(1)
+    y, x = np.mgrid[0:256, 0:256]
+    scene = np.stack([60 + 0.3 * x, 90 + 0.2 * y, 100 + 0.1 * (x + y)], axis=2)
+    noisy = np.clip(scene + rng.normal(0, 4, scene.shape), 0, 255).astype(np.uint8)
+    stats = evaluation.flat_noise_statistics(noisy)
+    luma_sigma = 4 * np.sqrt((evaluation.LUMA ** 2).sum())
+    assert stats["sigma_1x"] == pytest.approx(luma_sigma, rel=0.15)
+    assert stats["sigma_2x"] == pytest.approx(luma_sigma / 2, rel=0.2)  # white noise halves per 2x2 average
+    assert stats["sigma_4x"] == pytest.approx(luma_sigma / 4, rel=0.25)
+    clipped = np.zeros_like(noisy)
+    assert np.isnan(evaluation.flat_noise_statistics(clipped)["sigma_1x"])  # black: no noise to read
+
+
+def test_real_splices_pair_photos_of_one_camera_and_size(tmp_path):
+    rng = np.random.default_rng(2)
+    photos = []
+    for k, (iso, camera) in enumerate([(100, "A"), (400, "A"), (800, "A"), (100, "B"), (1600, "B")]):
+        path = tmp_path / f"{k}.png"
+        size = (128, 128) if camera == "A" else (128, 160)
+        assert cv2.imwrite(str(path), np.full(size + (3,), 40 * k, np.uint8))
+        photos.append((path, iso, camera))
+    splices = evaluation.real_splices(photos, 12, rng)
+    assert len(splices) == 12 and {s.gap for s in splices} == {1, 2, 3, 4}
+    for s in splices:
+        values = set(np.unique(s.image[s.mask])) | set(np.unique(s.image[~s.mask]))
+        assert len(np.unique(s.image[s.mask])) == 1 and len(np.unique(s.image[~s.mask])) == 1
+        inside, outside = s.image[s.mask][0, 0] // 40, s.image[~s.mask][0, 0] // 40
+        assert photos[inside][2] == photos[outside][2] == s.camera and inside != outside and len(values) == 2
+    with pytest.raises(isonet.ISONetError, match="1-4 stops"):
+        evaluation.real_splices([photos[0], photos[3]], 1, rng)
