@@ -4,7 +4,7 @@ Input layout (the paper's): DATA/Train/<ISO>/*.<pic_type> and DATA/Test/<ISO>/*.
 folder name being the ISO; or flat folders DATA/Train/*.<pic_type> labelled by each file's EXIF ISO.
 
 Output, one file per split in save_path (`train.h5`, `test.h5`):
-  patches       uint8   N x 3 x 64 x 64  chunked CHUNK rows; rows shuffled within blocks of ~4096
+  patches       uint8   N x 3 x 64 x 64  chunked CHUNK rows; rows in one random order over the whole split
   iso_metric    float32 N                log2(ISO / 100)
   source_index  int32   N                row of `sources` the patch was cut from
   origin        int32   N x 2            (y, x) of the patch's top-left corner in that image
@@ -24,6 +24,7 @@ import json
 import os
 import re
 import shutil
+import tempfile
 from collections import Counter, deque
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
@@ -195,53 +196,87 @@ def image_patch_block(path: Path, opts: PrepareOptions, augment_copies: bool, rn
 # ---------------------------------------------------------------------------------------------
 # Writing a patch set
 # ---------------------------------------------------------------------------------------------
-class PatchSetWriter:
-    """Appends rows to growable chunked datasets in blocks of about FLUSH_ROWS (resize + one slice write).
+PATCH_SHAPE = (3, PATCH, PATCH)
+BLOCK_ROWS = 4096  # rows per gather of staged patches and per HDF5 write: 48 MiB
 
-    Memory stays bounded by one block plus one image's patches, whatever the data set's size.
+
+class StagedPatches:
+    """Patches appended to an anonymous temporary file (gone on close, even after a crash), read
+    back by row number."""
+
+    def __init__(self, directory: Path) -> None:
+        self.file = tempfile.TemporaryFile(dir=directory)
+        self.rows = 0
+
+    def append(self, patches: np.ndarray) -> None:
+        self.file.write(np.ascontiguousarray(patches))
+        self.rows += len(patches)
+
+    def reader(self) -> np.ndarray:
+        """Every staged row, memory-mapped (indexing one reads only those rows)."""
+        self.file.flush()
+        if self.rows == 0:
+            return np.empty((0,) + PATCH_SHAPE, np.uint8)
+        return np.memmap(self.file, np.uint8, "r", shape=(self.rows,) + PATCH_SHAPE)
+
+    def close(self) -> None:
+        self.file.close()
+
+
+class PatchSetWriter:
+    """Writes a split's rows in one uniformly random order over the whole split, in bounded memory.
+
+    The loader reads contiguous runs of CHUNK rows and a batch is a few such runs, so rows must be
+    mixed across the whole split: runs of one image (one ISO, one scene) made batches of one or two
+    ISOs, and training stalled at the mean. Shuffling within blocks of ~4096 rows was not enough
+    for full-size photos (3,192 rows each at the paper's defaults: a block held 1-2 photos of one
+    ISO folder). So `append` stages the patches in input order in a temporary file beside the
+    output, and `write` draws a permutation of all rows and writes the file BLOCK_ROWS rows at a
+    time, each block gathered from the staged rows (HDF5 sees only contiguous slab writes).
+
+    RAM: one block of patches, plus the permutation and the small columns (about 40 bytes a row,
+    0.3% of a 12 KiB patch). Disk: the staged patches, as much again as the output, until `close`.
     """
 
-    FLUSH_ROWS = 4096  # 48 MiB of patches
+    def __init__(self, scratch_dir: Path, seed: int) -> None:
+        self.seed = seed
+        self.patches = StagedPatches(scratch_dir)
+        self.columns: dict[str, list[np.ndarray]] = {"iso_metric": [], "source_index": [], "origin": [], "aug_mode": []}
 
-    def __init__(self, h5: h5py.File, seed: int) -> None:
-        self.h5 = h5
-        self.rng = np.random.default_rng([seed, 1])
-        self.rows = 0
-        self.pending: list[dict[str, np.ndarray]] = []
-        self.pending_rows = 0
-        shapes = {"patches": ((3, PATCH, PATCH), np.uint8), "iso_metric": ((), np.float32),
-                  "source_index": ((), np.int32), "origin": ((2,), np.int32), "aug_mode": ((), np.uint8)}
-        for name, (shape, dtype) in shapes.items():
-            h5.create_dataset(name, (0,) + shape, dtype, maxshape=(None,) + shape, chunks=(CHUNK,) + shape)
+    @property
+    def rows(self) -> int:
+        return self.patches.rows
 
     def append(self, block: PatchBlock, metric: float, source_index: int) -> None:
         n = len(block.patches)
-        self.pending.append({"patches": block.patches, "iso_metric": np.full(n, metric, np.float32),
-                             "source_index": np.full(n, source_index, np.int32), "origin": block.origin,
-                             "aug_mode": block.aug_mode})
-        self.pending_rows += n
-        if self.pending_rows >= self.FLUSH_ROWS:
-            self.flush()
+        self.patches.append(block.patches)
+        for name, values in (("iso_metric", np.full(n, metric, np.float32)),
+                             ("source_index", np.full(n, source_index, np.int32)),
+                             ("origin", block.origin), ("aug_mode", block.aug_mode)):
+            self.columns[name].append(values)
 
-    def flush(self) -> None:
-        if not self.pending:
-            return
-        # The loader reads contiguous runs of rows; shuffling each block (about a hundred images)
-        # makes a run a mix of images. Runs of one image (one ISO, one scene) made batches of 32
-        # hold just two images, and training stalled at the mean.
-        # Each image's rows are scattered straight to their shuffled places: one copy, where
-        # concatenating and then permuting made two.
-        destinations = np.split(self.rng.permutation(self.pending_rows),
-                                np.cumsum([len(columns["patches"]) for columns in self.pending])[:-1])
-        for name, first in self.pending[0].items():
-            shuffled = np.empty((self.pending_rows,) + first.shape[1:], first.dtype)
-            for columns, rows in zip(self.pending, destinations):
-                shuffled[rows] = columns[name]
-            ds = self.h5[name]
-            ds.resize(self.rows + self.pending_rows, axis=0)
-            ds[self.rows:] = shuffled
-        self.rows += self.pending_rows
-        self.pending, self.pending_rows = [], 0
+    def write(self, h5: h5py.File) -> None:
+        """Every staged row into `h5`, in the seed's random order."""
+        order = np.random.default_rng([self.seed, 1]).permutation(self.rows)
+        # maxshape None lets a set of fewer than CHUNK rows keep CHUNK-row chunks.
+        for name, parts in self.columns.items():
+            values = np.concatenate(parts)[order]
+            h5.create_dataset(name, data=values, maxshape=(None,) + values.shape[1:],
+                              chunks=(CHUNK,) + values.shape[1:])
+        patches = h5.create_dataset("patches", (self.rows,) + PATCH_SHAPE, np.uint8,
+                                    maxshape=(None,) + PATCH_SHAPE, chunks=(CHUNK,) + PATCH_SHAPE)
+        staged = self.patches.reader()
+        for start in range(0, self.rows, BLOCK_ROWS):
+            patches[start:start + BLOCK_ROWS] = staged[order[start:start + BLOCK_ROWS]]
+
+    def close(self) -> None:
+        self.patches.close()
+
+    def __enter__(self) -> PatchSetWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def ordered_map(fn: Callable, items: Iterable, workers: int) -> Iterator:
@@ -295,8 +330,8 @@ def prepare_split(files: list[tuple[Path, int | None]], out_path: Path, opts: Pr
     summary = SplitSummary(Path(out_path))
     load = partial(load_block, opts=opts, augment_copies=split == "train")
 
-    with atomic_path(out_path) as tmp, h5py.File(tmp, "w") as h5:
-        writer = PatchSetWriter(h5, opts.seed)
+    with (atomic_path(out_path) as tmp, h5py.File(tmp, "w") as h5,
+          PatchSetWriter(tmp.parent, opts.seed) as writer):
         for index, iso, block in progress(ordered_map(load, enumerate(files), workers)):
             if isinstance(block, str):
                 summary.skipped.append(block)
@@ -305,9 +340,9 @@ def prepare_split(files: list[tuple[Path, int | None]], out_path: Path, opts: Pr
             writer.append(block, float(iso_to_metric(iso)), index)
             summary.images[iso] += 1
             summary.patches[iso] += len(block.patches)
-        writer.flush()
         if writer.rows == 0:
             raise ISONetError(f"{root}: no patches written for the {split} split (every image was skipped)")
+        writer.write(h5)
         h5.create_dataset("sources", data=[os.path.relpath(p, root) for p, _ in files], dtype=h5py.string_dtype())
         h5.create_dataset("source_iso", data=[iso or 0 for _, iso in files], dtype=np.int32)
         h5.attrs.update({"format": FORMAT, "split": split, "args": json.dumps(attrs), **asdict(opts)})
@@ -325,8 +360,8 @@ def to_unit_float(x: torch.Tensor) -> torch.Tensor:
 class PatchRuns(Dataset):
     """Item i is the contiguous run of rows [i*run, (i+1)*run) as (run x 3 x 64 x 64 float in [0, 1], run labels).
 
-    Reading runs keeps HDF5 access sequential; shuffle the runs (rows are already shuffled
-    within blocks of many images) and concatenate them with `concat_runs`. Files are opened lazily in each
+    Reading runs keeps HDF5 access sequential; shuffle the runs (prepare_split already shuffled
+    the rows over the whole split) and concatenate them with `concat_runs`. Files are opened lazily in each
     worker process, since an h5py handle must not cross a fork. With keep_uint8, uint8 patches
     stay uint8 (4x fewer bytes between worker processes and to the GPU); see `to_unit_float`.
     """

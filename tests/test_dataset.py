@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import cv2
@@ -92,20 +93,44 @@ def test_writer_shuffles_rows_across_images_keeping_each_row_whole(tmp_path):
     """Runs of CHUNK rows are what the loader reads: each must mix images (runs of one image
     made batches of one or two ISOs, and training stalled at the mean)."""
     sizes = [7, 40, 1, 25, 30]
-    with h5py.File(tmp_path / "w.h5", "w") as h5:
-        writer = PatchSetWriter(h5, seed=0)
-        writer.FLUSH_ROWS = 64  # two flushes and a final one
+    with h5py.File(tmp_path / "w.h5", "w") as h5, PatchSetWriter(tmp_path, seed=0) as writer:
         for source, n in enumerate(sizes):
             patches = np.empty((n, 3, 64, 64), np.uint8)
             patches[:] = np.arange(n, dtype=np.uint8)[:, None, None, None]  # row k of image i holds k
             origin = np.stack([np.full(n, source), np.arange(n)], 1).astype(np.int32)
             writer.append(PatchBlock(patches, origin, np.zeros(n, np.uint8)), float(source), source)
-        writer.flush()
+        writer.write(h5)
         index, origin, metric, patches = (h5[k][:] for k in ("source_index", "origin", "iso_metric", "patches"))
     assert writer.rows == len(index) == sum(sizes)
     assert sorted(zip(index, origin[:, 1])) == [(i, k) for i, n in enumerate(sizes) for k in range(n)]
     assert (origin[:, 0] == index).all() and (metric == index).all() and (patches[:, 0, 0, 0] == origin[:, 1]).all()
     assert all(len(set(index[r:r + CHUNK])) > 1 for r in range(0, 64, CHUNK))
+    assert list(tmp_path.iterdir()) == [tmp_path / "w.h5"]  # the staged rows leave no file
+
+
+def test_every_loader_run_mixes_the_whole_split(tmp_path):
+    """Full-size photos give thousands of rows each, so shuffling within blocks of ~4096 rows
+    left runs of one or two photos of one ISO folder. Each aligned run must look like CHUNK rows
+    drawn at random from the whole split."""
+    root = tmp_path / "photos"
+    rng = np.random.default_rng(0)
+    for iso in (100, 800):
+        (root / "Train" / str(iso)).mkdir(parents=True)
+        for i in range(4):  # 663 rows each at stride 16 with 2 augmented copies: 5,304 in all
+            assert cv2.imwrite(str(root / "Train" / str(iso) / f"{i}.png"), noise_image(rng, iso, 256, 320))
+    path = tmp_path / "train.h5"
+    prepare_split(find_labelled_images(root / "Train", "png"), path, PrepareOptions(stride=16), "train", root, {})
+    with h5py.File(path) as h5:
+        index, metric = h5["source_index"][:], h5["iso_metric"][:]
+    runs = len(index) // CHUNK
+    distinct = np.mean([len(set(index[r * CHUNK:(r + 1) * CHUNK])) for r in range(runs)])
+    single_iso = np.mean([len(set(metric[r * CHUNK:(r + 1) * CHUNK])) == 1 for r in range(runs)])
+    # Distinct images among CHUNK rows drawn without replacement: sum over images of P(image drawn).
+    n = len(index)
+    expected = sum(1 - math.comb(n - count, CHUNK) / math.comb(n, CHUNK) for count in np.bincount(index))
+    assert expected > 7  # 8 images of equal size
+    assert abs(distinct - expected) < 0.15, (distinct, expected)
+    assert single_iso < 0.01  # at random 2 * 2**-16 of runs are one ISO
 
 
 def test_prepare_data_depends_on_the_seed_not_on_the_worker_count(tiny_data, tmp_path):
