@@ -5,6 +5,7 @@ folder name being the ISO; or flat folders DATA/Train/*.<pic_type> labelled by e
 
 Output, one file per split in save_path (`train.h5`, `test.h5`):
   patches       uint8   N x 3 x 64 x 64  chunked CHUNK rows; rows in one random order over the whole split
+                (uint16 if any source file is 16-bit; 8-bit sources then scaled by 257)
   iso_metric    float32 N                log2(ISO / 100)
   source_index  int32   N                row of `sources` the patch was cut from
   origin        int32   N x 2            (y, x) of the patch's top-left corner in that image
@@ -129,13 +130,11 @@ class PrepareOptions:
             raise ISONetError(f"--aug_times {self.aug_times}: must be 0..{AUG_MODES - 1} (distinct non-identity modes)")
 
 
-def load_uint8_image(path: Path, gray: bool) -> np.ndarray:
-    """HxWx3 uint8 RGB (16-bit files rounded to 8); gray mode converts to luma and replicates it
-    (the net takes 3 channels). Integer all the way: a float copy of the image cost more than
-    decoding it."""
+def load_image(path: Path, gray: bool) -> np.ndarray:
+    """HxWx3 RGB as stored, uint8 or uint16: inference (isonet.read_image) feeds a 16-bit file's
+    16 bits, so training keeps them too. Gray mode converts to luma and replicates it (the net
+    takes 3 channels). Integer all the way: a float copy of the image cost more than decoding it."""
     img = decode_image_file(path)
-    if img.dtype == np.uint16:
-        img = ((img.astype(np.uint32) + 128) // 257).astype(np.uint8)  # round(x * 255 / 65535)
     if gray:
         img = np.repeat(cv2.cvtColor(np.ascontiguousarray(img), cv2.COLOR_RGB2GRAY)[:, :, None], 3, axis=2)
     return img
@@ -187,7 +186,7 @@ class PatchBlock:
 
 def image_patch_block(path: Path, opts: PrepareOptions, augment_copies: bool, rng: np.random.Generator) -> PatchBlock:
     """Read, cut and augment one image's patches (PatchSetWriter shuffles rows across images)."""
-    patches, origin = cut_patches(load_uint8_image(path, opts.gray_mode), opts.stride, opts.max_patches_per_image, rng)
+    patches, origin = cut_patches(load_image(path, opts.gray_mode), opts.stride, opts.max_patches_per_image, rng)
     aug_times = opts.aug_times if augment_copies else 0
     patches, modes = add_augmented_copies(patches, aug_times, rng)
     return PatchBlock(patches, np.repeat(origin, 1 + aug_times, axis=0), modes)
@@ -197,27 +196,45 @@ def image_patch_block(path: Path, opts: PrepareOptions, augment_copies: bool, rn
 # Writing a patch set
 # ---------------------------------------------------------------------------------------------
 PATCH_SHAPE = (3, PATCH, PATCH)
-BLOCK_ROWS = 4096  # rows per gather of staged patches and per HDF5 write: 48 MiB
+BLOCK_ROWS = 4096  # rows per copy of staged patches and per HDF5 write: 48 MiB of 8-bit patches
+WIDEN_8_TO_16 = 257  # 255 * 257 = 65535: an 8-bit value scaled to 16 bits exactly
 
 
 class StagedPatches:
     """Patches appended to an anonymous temporary file (gone on close, even after a crash), read
-    back by row number."""
+    back by row number.
+
+    One sample type for all rows: 8-bit until a 16-bit image arrives, then 16-bit (the rows
+    staged so far are rewritten once, scaled by 257), so a split may mix 8- and 16-bit files.
+    """
 
     def __init__(self, directory: Path) -> None:
+        self.directory = directory
         self.file = tempfile.TemporaryFile(dir=directory)
+        self.dtype = np.dtype(np.uint8)
         self.rows = 0
 
     def append(self, patches: np.ndarray) -> None:
+        if patches.dtype.itemsize > self.dtype.itemsize:
+            self._widen(patches.dtype)
+        elif patches.dtype != self.dtype:
+            patches = patches.astype(self.dtype) * WIDEN_8_TO_16
         self.file.write(np.ascontiguousarray(patches))
         self.rows += len(patches)
+
+    def _widen(self, dtype: np.dtype) -> None:
+        narrow = self.reader()
+        self.file.close()  # the map keeps the data readable until it is dropped
+        self.file, self.dtype = tempfile.TemporaryFile(dir=self.directory), np.dtype(dtype)
+        for start in range(0, self.rows, BLOCK_ROWS):
+            self.file.write(narrow[start:start + BLOCK_ROWS].astype(dtype) * WIDEN_8_TO_16)
 
     def reader(self) -> np.ndarray:
         """Every staged row, memory-mapped (indexing one reads only those rows)."""
         self.file.flush()
         if self.rows == 0:
-            return np.empty((0,) + PATCH_SHAPE, np.uint8)
-        return np.memmap(self.file, np.uint8, "r", shape=(self.rows,) + PATCH_SHAPE)
+            return np.empty((0,) + PATCH_SHAPE, self.dtype)
+        return np.memmap(self.file, self.dtype, "r", shape=(self.rows,) + PATCH_SHAPE)
 
     def close(self) -> None:
         self.file.close()
@@ -263,7 +280,7 @@ class PatchSetWriter:
             values = np.concatenate(parts)[order]
             h5.create_dataset(name, data=values, maxshape=(None,) + values.shape[1:],
                               chunks=(CHUNK,) + values.shape[1:])
-        patches = h5.create_dataset("patches", (self.rows,) + PATCH_SHAPE, np.uint8,
+        patches = h5.create_dataset("patches", (self.rows,) + PATCH_SHAPE, self.patches.dtype,
                                     maxshape=(None,) + PATCH_SHAPE, chunks=(CHUNK,) + PATCH_SHAPE)
         staged = self.patches.reader()
         for start in range(0, self.rows, BLOCK_ROWS):
@@ -352,9 +369,13 @@ def prepare_split(files: list[tuple[Path, int | None]], out_path: Path, opts: Pr
 # ---------------------------------------------------------------------------------------------
 # Reading patch sets
 # ---------------------------------------------------------------------------------------------
+INTEGER_MAX = {torch.uint8: 255, torch.uint16: 65535}
+
+
 def to_unit_float(x: torch.Tensor) -> torch.Tensor:
-    """Patches as float in [0, 1], from uint8 (our files) or float (the original layout)."""
-    return x.float().div_(255) if x.dtype == torch.uint8 else x.float()
+    """Patches as float in [0, 1]: our files' uint8 or uint16 divided by 255 or 65535, as
+    isonet.read_image does; float patches (the original layout) as they are."""
+    return x.float().div_(INTEGER_MAX[x.dtype]) if x.dtype in INTEGER_MAX else x.float()
 
 
 class PatchRuns(Dataset):
@@ -362,13 +383,13 @@ class PatchRuns(Dataset):
 
     Reading runs keeps HDF5 access sequential; shuffle the runs (prepare_split already shuffled
     the rows over the whole split) and concatenate them with `concat_runs`. Files are opened lazily in each
-    worker process, since an h5py handle must not cross a fork. With keep_uint8, uint8 patches
-    stay uint8 (4x fewer bytes between worker processes and to the GPU); see `to_unit_float`.
+    worker process, since an h5py handle must not cross a fork. With keep_integers, uint8 or uint16
+    patches stay as stored (2-4x fewer bytes between worker processes and to the GPU); see `to_unit_float`.
     """
 
-    def __init__(self, run: int = 1, keep_uint8: bool = False) -> None:
+    def __init__(self, run: int = 1, keep_integers: bool = False) -> None:
         self.run = run
-        self.keep_uint8 = keep_uint8
+        self.keep_integers = keep_integers
         self.rows = 0
         self._handles: tuple | None = None
         self._pid = -1
@@ -389,7 +410,7 @@ class PatchRuns(Dataset):
             self._handles, self._pid = self._open(), os.getpid()
         x, y = self._read(self._handles, i * self.run, min((i + 1) * self.run, self.rows))
         x = torch.from_numpy(x)
-        return (x if self.keep_uint8 else to_unit_float(x)), torch.from_numpy(np.asarray(y, np.float32))
+        return (x if self.keep_integers else to_unit_float(x)), torch.from_numpy(np.asarray(y, np.float32))
 
     def __getstate__(self) -> dict:
         return {**self.__dict__, "_handles": None, "_pid": -1}
@@ -405,8 +426,8 @@ def _open_h5(path: Path) -> h5py.File:
 class PatchSet(PatchRuns):
     """A patch set written by prepare_split."""
 
-    def __init__(self, path: str | os.PathLike, run: int = 1, keep_uint8: bool = False) -> None:
-        super().__init__(run, keep_uint8)
+    def __init__(self, path: str | os.PathLike, run: int = 1, keep_integers: bool = False) -> None:
+        super().__init__(run, keep_integers)
         self.path = Path(path)
         with _open_h5(self.path) as h5:
             if h5.attrs.get("format") != FORMAT or "patches" not in h5:
@@ -425,8 +446,8 @@ class LegacyPatchSet(PatchRuns):
     """The original scripts' layout: datasets '0', '1', ... of float32 3x64x64 patches in one file, labels in another."""
 
     def __init__(self, data_path: str | os.PathLike, label_path: str | os.PathLike, run: int = 1,
-                 keep_uint8: bool = False) -> None:
-        super().__init__(run, keep_uint8)
+                 keep_integers: bool = False) -> None:
+        super().__init__(run, keep_integers)
         self.data_path, self.label_path = Path(data_path), Path(label_path)
         with _open_h5(self.data_path) as data, _open_h5(self.label_path) as labels:
             self.rows = len(data)
@@ -442,17 +463,17 @@ class LegacyPatchSet(PatchRuns):
         return np.stack([data[k][()] for k in keys]), np.array([labels[k][()] for k in keys], np.float32)
 
 
-def open_patch_set(data_path: str | os.PathLike, split: str, run: int = 1, keep_uint8: bool = False) -> PatchRuns:
+def open_patch_set(data_path: str | os.PathLike, split: str, run: int = 1, keep_integers: bool = False) -> PatchRuns:
     """The split's patch set in data_path: `train.h5`/`test.h5`, else the original `train_rgb.h5` (or gray) pair."""
     data_path = Path(data_path)
     new = data_path / FILE_NAMES[split]
     if new.is_file():
-        return PatchSet(new, run, keep_uint8)
+        return PatchSet(new, run, keep_integers)
     stem = LEGACY_STEMS[split]
     for kind in ("rgb", "gray"):
         data, labels = data_path / f"{stem}_{kind}.h5", data_path / f"{stem}_{kind}_label.h5"
         if data.is_file() and labels.is_file():
-            return LegacyPatchSet(data, labels, run, keep_uint8)
+            return LegacyPatchSet(data, labels, run, keep_integers)
     raise ISONetError(f"{data_path}: no {split} patch set (expected {new.name}, or {stem}_rgb.h5 "
                       f"and {stem}_rgb_label.h5); run prepare_data.py first")
 

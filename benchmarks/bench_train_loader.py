@@ -99,7 +99,7 @@ def main() -> None:
     print(f"{'source':<40} {'train patches/s':>16} {'load-only patches/s':>20}")
     ideal = patches_per_second(memory_batches(x, y, args.batch_size), args.steps, True)
     print(f"{'in-memory tensors':<40} {ideal:>16.0f} {'-':>20}")
-    uint8_set = PatchSet(path, run, keep_uint8=True)  # as main_train.py reads it
+    uint8_set = PatchSet(path, run, keep_integers=True)  # as main_train.py reads it
     for workers in args.workers:
         trained = patches_per_second(hdf5_batches(uint8_set, args.batch_size, workers), args.steps, True)
         loaded = patches_per_second(hdf5_batches(uint8_set, args.batch_size, workers), 4 * args.steps, False)
@@ -107,7 +107,7 @@ def main() -> None:
               f"({trained / ideal:.0%} of in-memory)")
         loaded = patches_per_second(hdf5_batches(dataset, args.batch_size, workers), 4 * args.steps, False)
         print(f"{f'train.h5, {workers} workers, float in workers':<40} {'-':>16} {loaded:>20.0f}")
-    legacy = LegacyPatchSet(path.parent / "train_rgb.h5", path.parent / "train_rgb_label.h5", run, keep_uint8=True)
+    legacy = LegacyPatchSet(path.parent / "train_rgb.h5", path.parent / "train_rgb_label.h5", run, keep_integers=True)
     loaded = patches_per_second(hdf5_batches(legacy, args.batch_size, 0), 4 * args.steps, False)
     print(f"{'original layout (dataset/patch), 0 workers':<40} {'-':>16} {loaded:>20.0f}")
 
