@@ -63,6 +63,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
+# Flags that may differ from the checkpoint's on resume: where and how often outputs are written,
+# how data is loaded, the device, and how far to train. They change no epoch's weights (a device
+# changes the arithmetic, not the run); every other flag defines the run, a new one too until listed here.
+FREE_ON_RESUME = {"epochs", "workers", "device", "cuda", "out_dir", "best_model_name", "save_every_epochs",
+                  "resume_training", "init_from"}
+
+
 def init_weights(net: nn.Module) -> None:
     """The paper's init: Kaiming-normal convolutions, zero biases."""
     for m in net.modules():
@@ -107,6 +114,24 @@ def load_checkpoint(path: str) -> dict:
     if not isinstance(ckpt, dict) or not {"net", "optimizer", "scheduler", "epoch", "rng"} <= set(ckpt):
         raise ISONetError(f"{path}: not a training checkpoint of main_train.py (a bare model cannot resume)")
     return ckpt
+
+
+def comparable(name: str, value: object) -> object:
+    """A flag's value as the run sees it: the same data folder may be spelled differently."""
+    return os.path.realpath(value) if name == "data_path" else value
+
+
+def check_resume(ckpt: dict, args: argparse.Namespace, path: str) -> None:
+    """Refuse a resume that could not end with the uninterrupted run's weights."""
+    saved = ckpt.get("args", {})
+    changed = [f"--{name} {saved[name]} -> {value}" for name, value in sorted(vars(args).items())
+               if name not in FREE_ON_RESUME and name in saved
+               and comparable(name, saved[name]) != comparable(name, value)]
+    if changed:
+        raise ISONetError(f"{path}: flags differ from the checkpoint's run ({', '.join(changed)}); repeat them "
+                          "to continue it, or start a new run with --init_from")
+    if args.epochs <= ckpt["epoch"]:
+        raise ISONetError(f"--epochs {args.epochs}: {path} has finished epoch {ckpt['epoch']} already")
 
 
 @torch.no_grad()
@@ -159,6 +184,10 @@ class Progress:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    ckpt = None
+    if args.resume_training:  # checked first: a refused resume should cost nothing
+        ckpt = load_checkpoint(args.resume_training)
+        check_resume(ckpt, args, args.resume_training)
 
     # -- processes and device ------------------------------------------------------------
     distributed = "RANK" in os.environ  # set by torchrun
@@ -203,8 +232,7 @@ def main(argv: list[str] | None = None) -> int:
     optimizer = torch.optim.Adam(net.parameters(), lr=args.lr)
     scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=args.milestones, gamma=0.1)
     start_epoch, best_loss = 1, math.inf
-    if args.resume_training:
-        ckpt = load_checkpoint(args.resume_training)
+    if ckpt is not None:
         net.load_state_dict(ckpt["net"])
         optimizer.load_state_dict(ckpt["optimizer"])
         scheduler.load_state_dict(ckpt["scheduler"])
@@ -284,9 +312,9 @@ def main(argv: list[str] | None = None) -> int:
 if __name__ == "__main__":
     try:
         sys.exit(main())
-    except ISONetError as e:
+    except ISONetError as e:  # every one names a flag's value: data, checkpoint, weights or device
         print(f"error: {e}", file=sys.stderr)
-        sys.exit(1)
+        sys.exit(2)
     except KeyboardInterrupt:
         print("interrupted: continue with --resume_training <out_dir>/checkpoint/last.pth", file=sys.stderr)
         sys.exit(130)
