@@ -11,7 +11,9 @@ Labelled sets from import_real_photos.py are reported per camera (their manifest
 are scored beside the classical baseline, Immerkaer's per-patch noise sigma.
 
 Writes per_image.csv, report.json, scatter.png and confusion.png (splice mode: splice.csv and
-report.json; --noise_stats: noise_statistics.csv and .png) to --out_dir. Exit code: 0 done, 2 bad arguments or no labelled image.
+report.json; --noise_stats: noise_statistics.csv and .png) to --out_dir. Exit code: 0 every image
+scored, 1 some could not be read or labelled (listed on stderr and in report.json; the rest are
+scored) or none could, 2 bad arguments or no images.
 """
 import argparse
 import sys
@@ -99,7 +101,7 @@ def evaluate_labelled(args: argparse.Namespace, nets: dict[str, isonet.ISONet]) 
     for path, reason in skipped:
         print(f"skipped: {path}: {reason}", file=sys.stderr)
     if not scored:
-        isonet.fail(f"{args.data}: no labelled image could be read ({len(skipped)} skipped)")
+        isonet.fail(f"{args.data}: no labelled image could be read ({len(skipped)} skipped)", 1)
     names = list(nets)
     cameras = dataset.cameras_of([s.file for s in scored], args.data)
     reports = {name: evaluation.model_report(scored, name, cameras) for name in names}
@@ -142,7 +144,7 @@ def evaluate_labelled(args: argparse.Namespace, nets: dict[str, isonet.ISONet]) 
         print(f"\ncalibration of {names[0]} fitted on all {len(scored)} images: {out_dir / 'calibration.json'} "
               f"(apply with test_model.py --calibration); its figures above are {args.folds}-fold cross-validated")
     print(f"outputs in {out_dir}/")
-    return 0
+    return 1 if skipped else 0
 
 
 def make_splices(args: argparse.Namespace) -> list[evaluation.Splice]:

@@ -3,6 +3,9 @@
     python prepare_data.py --data_path photos --save_path data_64_64_aug3 --pic_type tif
     python prepare_data.py --data_path photos --save_path data --label_from exif --pic_type jpg  # photos/Train/*.jpg
     python prepare_data.py --render --save_path data_render --camera reference     # photos rendered from sensor noise
+
+Exit code: 0 every image was used, 1 some were skipped (named on stderr; the rest are written) or
+every image of a split was, 2 bad arguments (options, folders, layout).
 """
 from __future__ import annotations
 
@@ -83,35 +86,49 @@ def print_table(summaries: dict[str, SplitSummary]) -> None:
               f"   -> {s.path} ({size_mib:.1f} MiB), {len(s.skipped)} image(s) skipped")
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
+def discover(args: argparse.Namespace, opts: PrepareOptions, splits: list[str]) -> dict[str, list]:
+    """Check the options, render if asked, and list every split's labelled files. Its errors are
+    about what the command line named, found before anything is written."""
+    opts.check()
+    if not splits:
+        raise ISONetError("nothing to do: both --train and --test are off")
+    if args.render:
+        render_photos(args)
+    root = Path(args.data_path)
+    pic_type = None if args.pic_type == "all" else args.pic_type
+    return {s: find_labelled_images(root / SPLIT_FOLDERS[s], pic_type, args.label_from) for s in splits}
+
+
+def prepare(args: argparse.Namespace) -> int:
     opts = PrepareOptions(args.size, args.stride, args.aug_times, args.max_patches_per_image, args.gray_mode, args.seed)
     splits = [s for s in ("train", "test") if getattr(args, s)]
     try:
-        opts.check()
-        if not splits:
-            raise ISONetError("nothing to do: both --train and --test are off")
-        if args.render:
-            render_photos(args)
-        root = Path(args.data_path)
-        # Discover every split first, so a bad folder name fails before anything is written.
-        pic_type = None if args.pic_type == "all" else args.pic_type
-        files = {s: find_labelled_images(root / SPLIT_FOLDERS[s], pic_type, args.label_from) for s in splits}
-        summaries = {}
+        files = discover(args, opts, splits)
+    except ISONetError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    summaries = {}
+    try:
         for split in splits:
             bar = lambda it, s=split: progress(it, total=len(files[s]), desc=s, unit="img")
             warn = lambda msg: tqdm.write(f"warning: skipped {msg}", file=sys.stderr)
             summaries[split] = prepare_split(files[split], Path(args.save_path) / FILE_NAMES[split], opts, split,
-                                             root, vars(args), on_skip=warn, progress=bar,
+                                             Path(args.data_path), vars(args), on_skip=warn, progress=bar,
                                              workers=args.workers)
-    except ISONetError as e:
+    except ISONetError as e:  # every image of a split was skipped
         print(f"error: {e}", file=sys.stderr)
         return 1
+    print_table(summaries)
+    return 1 if any(s.skipped for s in summaries.values()) else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        return prepare(args)
     except KeyboardInterrupt:
         print("interrupted: the split being written was discarded", file=sys.stderr)
         return 130
-    print_table(summaries)
-    return 0
 
 
 if __name__ == "__main__":

@@ -188,8 +188,8 @@ def test_patches_hold_what_inference_reads_from_8_and_16_bit_files(tmp_path):
         assert torch.equal(ds[row][0][0], expected), row
 
 
-def one_error_line(r) -> str:
-    assert r.returncode != 0
+def one_error_line(r, code: int = 2) -> str:
+    assert r.returncode == code, r.stderr
     assert "Traceback" not in r.stderr
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1, r.stderr
@@ -224,7 +224,7 @@ def test_unreadable_and_too_small_images_are_skipped_and_counted(tiny_data, tmp_
     cv2.imwrite(str(tiny_data / "Train" / "100" / "tiny.png"), np.zeros((32, 500, 3), np.uint8))
     out = tmp_path / "o"
     r = run_script(PREPARE, "--data_path", str(tiny_data), "--save_path", str(out), "--pic_type", "png", "--no-test")
-    assert r.returncode == 0, r.stderr
+    assert r.returncode == 1, r.stderr  # some inputs failed; the others are written
     warnings = r.stderr.strip().splitlines()
     assert len(warnings) == 2
     assert any("corrupt.png" in w and "not a readable image" in w for w in warnings)
@@ -245,10 +245,32 @@ def test_exif_labels_for_flat_folders(tmp_path):
         Image.fromarray(noise_image(rng, iso or 100)).save(root / "Train" / name, exif=exif.tobytes(), quality=95)
     r = run_script(PREPARE, "--data_path", str(root), "--save_path", str(tmp_path / "o"), "--pic_type", "jpg",
                    "--label_from", "exif", "--no-test", "--aug_times", "0")
-    assert r.returncode == 0, r.stderr
+    assert r.returncode == 1, r.stderr  # one file skipped
     assert "no_exif.jpg" in r.stderr and "no ISO in EXIF" in r.stderr
     with h5py.File(tmp_path / "o" / "train.h5") as h5:
         assert sorted(set(np.round(h5["iso_metric"][:], 5))) == [2.0, 4.0]
+
+
+@pytest.mark.parametrize("args,fragment", [
+    (["--stride", "0"], "--stride"),
+    (["--aug_times", "8"], "--aug_times 8"),
+    (["--no-train", "--no-test"], "nothing to do"),
+    (["--data_path", "nowhere"], "no such folder"),
+])
+def test_bad_arguments_exit_2(tiny_data, tmp_path, args, fragment):
+    r = run_script(PREPARE, "--data_path", str(tiny_data), "--save_path", str(tmp_path / "o"), "--pic_type", "png",
+                   *args)
+    assert fragment in one_error_line(r, 2)
+    assert not (tmp_path / "o").exists()
+
+
+def test_every_image_skipped_exits_1(tiny_data, tmp_path):
+    for image in (tiny_data / "Test").rglob("*.png"):
+        image.write_bytes(b"not an image")
+    r = run_script(PREPARE, "--data_path", str(tiny_data), "--save_path", str(tmp_path / "o"), "--pic_type", "png",
+                   "--no-train")
+    assert "every image was skipped" in r.stderr.strip().splitlines()[-1] and r.returncode == 1, r.stderr
+    assert not (tmp_path / "o" / "test.h5").exists()
 
 
 def test_an_interrupted_prepare_leaves_no_file(tiny_data, tmp_path):

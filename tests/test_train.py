@@ -120,6 +120,14 @@ def test_missing_data_and_bad_checkpoint_are_one_line_errors(patch_data, tmp_pat
     assert not (tmp_path / "o" / "net.pth").exists()
 
 
+@pytest.mark.parametrize("args,fragment", [
+    (["--batch_size", "0"], "must be positive"),
+    (["--init_from", "a.pth", "--resume_training", "b.pth"], "pass one of them"),
+])
+def test_bad_flags_are_one_line_errors(args, fragment):
+    assert_one_line_error(run_script(TRAIN, *args), 2, fragment)
+
+
 def test_paper_defaults_and_init():
     args = parse_args([])
     assert (args.lr, args.milestones, args.epochs, args.batch_size) == (1e-3, [10, 30], 50, 128)
