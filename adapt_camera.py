@@ -33,8 +33,9 @@ INNER_FOLDS = 3  # the ridge of each leave-one-out fit is chosen by this cross-v
 
 
 def photo_patches(path: Path, limit: int, rng: np.random.Generator) -> np.ndarray:
-    """Up to `limit` non-overlapping 64x64 patches of a photo, as the map reads them (Nx3x64x64 uint8)."""
-    img = dataset.load_uint8_image(path, gray=False)
+    """Up to `limit` non-overlapping 64x64 patches of a photo, as the map reads them (Nx3x64x64
+    uint8, or uint16 from a 16-bit file)."""
+    img = dataset.load_image(path, gray=False)
     patches, _ = dataset.cut_patches(img, isonet.PATCH, limit, rng)
     return patches
 
@@ -44,7 +45,7 @@ def trunk_features(net: isonet.ISONet, patches: np.ndarray, batch_size: int = 64
     """The 800 trunk features of each patch, float64 (N x 800)."""
     out = []
     for start in range(0, len(patches), batch_size):
-        x = torch.from_numpy(patches[start:start + batch_size]).float().div_(255)
+        x = dataset.to_unit_float(torch.from_numpy(patches[start:start + batch_size]))
         out.append(net.features(x.contiguous(memory_format=MEMORY_FORMAT)).flatten(1).double().numpy())
     return np.concatenate(out)
 

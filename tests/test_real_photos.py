@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -145,6 +146,17 @@ def test_adapted_state_dict_is_the_fitted_affine_head(random_net):
     with torch.no_grad():
         original = random_net(torch.from_numpy(patches).float() / 255).numpy().ravel()
     assert np.allclose(adapt_camera.with_bias(features) @ adapt_camera.head_affine(random_net), original, atol=1e-4)
+
+
+def test_adapt_camera_reads_16_bit_photos_whole(tmp_path, random_net):
+    """The adapted head must see what the map feeds the network: all 16 bits of a 16-bit file."""
+    path = tmp_path / "deep.png"
+    assert cv2.imwrite(str(path), np.random.default_rng(0).integers(0, 65536, (128, 128, 3), dtype=np.uint16))
+    patches = adapt_camera.photo_patches(path, 4, np.random.default_rng(0))
+    as_mapped = np.ascontiguousarray(isonet.image_to_patches(isonet.read_image(path)))  # the same 4 patches
+    assert patches.dtype == np.uint16
+    np.testing.assert_allclose(adapt_camera.trunk_features(random_net, patches),
+                               adapt_camera.trunk_features(random_net, as_mapped), rtol=0, atol=1e-6)
 
 
 def test_fit_head_recovers_a_linear_relation_and_ridge_pulls_to_the_prior():
