@@ -147,9 +147,10 @@ def evaluate_labelled(args: argparse.Namespace, nets: dict[str, isonet.ISONet]) 
     return 1 if skipped else 0
 
 
-def make_splices(args: argparse.Namespace) -> list[evaluation.Splice]:
+def make_splices(args: argparse.Namespace) -> tuple[list[evaluation.Splice], list[str]]:
     """Rendered splices of held-out sources, or with --data real photos of one camera pasted
-    into each other (their cameras from the photo set's manifest, else EXIF)."""
+    into each other (their cameras from the photo set's manifest, else EXIF); and the reasons
+    of the photos that could not be read."""
     rng = np.random.default_rng(args.seed)
     if args.data:
         labelled = [(p, iso) for p, iso in labelled_images(args.data, args.label_from) if iso]
@@ -157,14 +158,16 @@ def make_splices(args: argparse.Namespace) -> list[evaluation.Splice]:
         return evaluation.real_splices([(p, iso, c) for (p, iso), c in zip(labelled, cameras)], args.splice, rng)
     cameras = camera_noise.load_noise_profiles(args.noise_profiles).select(args.camera)
     _, held_out = camera_noise.split_train_test(camera_noise.clean_images(args.clean_dir))
-    return evaluation.random_splices(args.splice, [img for _, img in held_out], cameras, rng)
+    return evaluation.random_splices(args.splice, [img for _, img in held_out], cameras, rng), []
 
 
 def evaluate_splices(args: argparse.Namespace, nets: dict[str, isonet.ISONet]) -> int:
     try:
-        splices = make_splices(args)
+        splices, unreadable = make_splices(args)
     except isonet.ISONetError as e:
         isonet.fail(str(e))
+    for reason in unreadable:
+        print(f"skipped: {reason}", file=sys.stderr)
     strides = sorted({isonet.PATCH, args.stride}, reverse=True)
     rows = []
     for k, splice in enumerate(isonet.progress(splices)):
@@ -195,7 +198,7 @@ def evaluate_splices(args: argparse.Namespace, nets: dict[str, isonet.ISONet]) -
     isonet.write_csv(out_dir / "splice.csv", rows, list(rows[0]))
     isonet.write_json(out_dir / "report.json", {"splices": len(splices), "seed": args.seed, "table": table})
     print(f"outputs in {out_dir}/")
-    return 0
+    return 1 if unreadable else 0
 
 
 NOISE_SIGMA_BASELINE = "noise sigma (Immerkaer)"  # the classical per-patch estimate, scored beside the models
@@ -212,15 +215,17 @@ def evaluate_noise_statistics(args: argparse.Namespace) -> int:
     except isonet.ISONetError as e:
         isonet.fail(str(e))
     real: dict[int, list[dict]] = {}
+    skipped = 0
     for path, iso in isonet.progress(labelled, desc="real photos"):
         try:
             real.setdefault(isonet.nearest_full_stop(iso), []).append(
                 evaluation.flat_noise_statistics(isonet.decode_image_file(path)))
         except isonet.ISONetError as e:
             print(f"skipped: {e}", file=sys.stderr)
+            skipped += 1
     isos = sorted(iso for iso in real if camera_noise.DEFAULT_ISOS[0] <= iso <= camera_noise.DEFAULT_ISOS[-1])
     if not isos:
-        isonet.fail(f"{args.data}: no readable photo between ISO 100 and 6400")
+        isonet.fail(f"{args.data}: no readable photo between ISO 100 and 6400", 1 if skipped else 2)
     rng = np.random.default_rng(args.seed)
     sets = {"real": real, "renders, plain": evaluation.rendered_noise_statistics(sources, cameras, isos, rng, False),
             "renders, camera ISP": evaluation.rendered_noise_statistics(sources, cameras, isos, rng, True)}
@@ -256,7 +261,7 @@ def evaluate_noise_statistics(args: argparse.Namespace) -> int:
     fig.suptitle(f"flattest 10% of 32x32 blocks: real photos ({args.data}) vs renders")
     isonet.save_figure(fig, out_dir / "noise_statistics.png")
     print(f"outputs in {out_dir}/")
-    return 0
+    return 1 if skipped else 0
 
 
 def main() -> int:

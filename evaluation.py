@@ -313,20 +313,24 @@ def random_splices(count: int, sources: list[np.ndarray], cameras: list, rng: np
     return splices
 
 
-def real_splices(photos: list[tuple[Path, int, str]], count: int, rng: np.random.Generator) -> list[Splice]:
+def real_splices(photos: list[tuple[Path, int, str]], count: int,
+                 rng: np.random.Generator) -> tuple[list[Splice], list[str]]:
     """`count` splices of real photos: a random region of one photo pasted at the same place into
     a photo of the same camera and size taken 1-4 stops apart (gaps cycling 1..4 where the
-    photos allow). `photos` are (file, ISO, camera); unreadable files are passed over."""
+    photos allow). `photos` are (file, ISO, camera); unreadable files are passed over, and
+    returned as one-line reasons beside the splices."""
     import camera_noise
 
-    images: dict[Path, np.ndarray] = {}
+    images: dict[Path, np.ndarray | None] = {}
+    unreadable: list[str] = []
 
     def image(path: Path) -> np.ndarray | None:
         if path not in images:
             try:
                 images[path] = isonet.decode_image_file(path)
-            except isonet.ISONetError:
+            except isonet.ISONetError as e:
                 images[path] = None
+                unreadable.append(str(e))
         return images[path]
 
     pairs: dict[int, list[tuple[int, int]]] = {gap: [] for gap in range(1, 5)}
@@ -350,7 +354,7 @@ def real_splices(photos: list[tuple[Path, int, str]], count: int, rng: np.random
         splices.append(Splice(np.where(mask[:, :, None], region, background), mask, gap, photos[i][2]))
     if len(splices) < count:
         raise isonet.ISONetError(f"only {len(splices)} real splices could be made of same-sized photos (asked {count})")
-    return splices
+    return splices, unreadable
 
 
 def noise_sigma_map(img: np.ndarray, stride: int) -> np.ndarray:

@@ -114,7 +114,9 @@ def test_real_splices_pair_photos_of_one_camera_and_size(tmp_path):
         size = (128, 128) if camera == "A" else (128, 160)
         assert cv2.imwrite(str(path), np.full(size + (3,), 40 * k, np.uint8))
         photos.append((path, iso, camera))
-    splices = evaluation.real_splices(photos, 12, rng)
+    (tmp_path / "broken.png").write_bytes(b"\x89PNG broken")
+    splices, unreadable = evaluation.real_splices(photos + [(tmp_path / "broken.png", 200, "A")], 12, rng)
+    assert all("broken.png" in reason for reason in unreadable)
     assert len(splices) == 12 and {s.gap for s in splices} == {1, 2, 3, 4}
     for s in splices:
         values = set(np.unique(s.image[s.mask])) | set(np.unique(s.image[~s.mask]))
