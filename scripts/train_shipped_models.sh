@@ -58,3 +58,31 @@ python main_train.py --data_path "$data/jit_5d3" --out_dir "$out/jit_5d3" --init
 python evaluate.py --model_path "$out/jit_5d3/net_5d3.pth" --compare "$out/jit_tif/net_tif.pth" \
     --data "$data/eval_Canon_EOS_5D_Mark_III/renders/Test" --out_dir "$out/eval_5d3"
 echo "models: $out/jit_tif/net_tif.pth $out/jit_jpg/net_jpg.pth (copy them to models/)"
+
+# 5. net_jpg.pth as shipped now: step 2's net_jpg fine-tuned on camera-ISP JPEG renders plus the
+#    real photos of the Train cameras (REAL: a photo set from import_real_photos.py, see the README's
+#    "Real photos"; its Test cameras are never trained on, nor validated on).
+#        REAL=data/real bash scripts/train_shipped_models.sh
+if [ -n "${REAL:-}" ]; then
+    python prepare_data.py --render --isp --jpeg_quality 75 98 --renders_per_image 40 --save_path "$data/isp_jpg" \
+        --train --no-test --seed 1
+    mix=$data/mix_jpg
+    rm -rf "$mix"
+    for split in Train Test; do
+        for folder in "$data/isp_jpg/renders/$split"/*; do
+            mkdir -p "$mix/$split/$(basename "$folder")"
+            ln -s "$(realpath "$folder")"/* "$mix/$split/$(basename "$folder")/"
+        done
+    done
+    for folder in "$REAL/Train"/*; do
+        mkdir -p "$mix/Train/$(basename "$folder")"
+        ln -s "$(realpath "$folder")"/* "$mix/Train/$(basename "$folder")/"
+    done
+    python prepare_data.py --data_path "$mix" --save_path "$data/mix_jpg_h5" --pic_type all \
+        --max_patches_per_image 120 --seed 2 || [ $? -eq 1 ]   # exit 1: a few files skipped, named
+    python main_train.py --data_path "$data/mix_jpg_h5" --out_dir "$out/mix_jpg" --init_from "$out/jit_jpg/net_jpg.pth" \
+        --batch_size 32 --epochs 4 --milestones 3 4 --lr 3e-4 --seed 7 --best_model_name net_jpg.pth --workers 1
+    python evaluate.py --model_path "$out/mix_jpg/net_jpg.pth" --compare "$out/jit_jpg/net_jpg.pth" --data "$REAL" \
+        --out_dir "$out/eval_real_jpg" || [ $? -eq 1 ]
+    echo "net_jpg.pth (ISP renders + real photos): $out/mix_jpg/net_jpg.pth"
+fi
