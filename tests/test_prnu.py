@@ -1,11 +1,13 @@
 """PRNU: the renderer's sensor patterns, fingerprints, NCC/PCE, block maps, the correlation
-predictor, forgery localisation and the Fig. 7 scenario."""
+predictor, forgery localisation, the Fig. 7 scenario and Fig7.py on a user's folder."""
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
+
 import numpy as np
 import pytest
-from conftest import write_rgb
+from conftest import assert_one_line_error, run_script, write_rgb
 from scipy.stats import norm
 
 import camera_noise as cn
@@ -249,6 +251,59 @@ def test_scenario_scores_every_scheme_and_draws_its_figure(random_net, tmp_path)
     assert any(line.split()[0] == "3200" for line in lines) and "false alarm" in lines[1]
     prnu.save_scenario_figure(result, tmp_path / "f.png")
     assert (tmp_path / "f.png").stat().st_size > 0
+
+
+@pytest.fixture
+def fingerprint_folder(tmp_path, cameras, photos) -> Path:
+    """Four flat fields (what forensic practice shoots for a fingerprint) and two photos."""
+    rng = np.random.default_rng(6)
+    folder = tmp_path / "camera"
+    folder.mkdir()
+    scenes = [prnu.flat_field(H, W, rng) for _ in range(4)] + photos[:3:2]
+    for i, img in enumerate(scenes):
+        write_rgb(folder / f"{i}.png", camera_render(img, cameras[0], rng))
+    return folder
+
+
+def test_fig7_with_a_fingerprint_folder(tmp_path, weights_file, fingerprint_folder, cameras, photos):
+    rng = np.random.default_rng(7)
+    chelsea = photos[PHOTO_NAMES.index("chelsea")]
+    probe = write_rgb(tmp_path / "probe.png", camera_render(chelsea, cameras[0], rng))
+    stranger = write_rgb(tmp_path / "stranger.png", camera_render(chelsea, cameras[1], rng))
+    common = ("--model_path", weights_file, "--fingerprint_dir", fingerprint_folder, "--block", 64, "--block_stride", 32)
+    proc = run_script("Fig7.py", *common, "--pic_path", probe, "--out_dir", tmp_path / "a")
+    assert proc.returncode == 0, proc.stderr
+    assert "Estimated ISO metric:" in proc.stdout and "-> same camera" in proc.stdout, proc.stdout
+    assert "fingerprint: 6 images" in proc.stdout and (tmp_path / "a" / "Fig7_forgery.png").stat().st_size > 0
+    proc = run_script("Fig7.py", *common, "--pic_path", stranger, "--out_dir", tmp_path / "b", "--band", "single")
+    assert proc.returncode == 0 and "-> not this camera" in proc.stdout and "one predictor for all" in proc.stdout
+
+
+def test_fig7_fingerprint_inputs_that_fail(tmp_path, weights_file, fingerprint_folder):
+    probe = next(fingerprint_folder.iterdir())
+    write_rgb(fingerprint_folder / "small.png", np.zeros((64, 64, 3), np.uint8))
+    proc = run_script("Fig7.py", "--model_path", weights_file, "--pic_path", probe, "--fingerprint_dir",
+                      fingerprint_folder, "--out_dir", tmp_path, "--block", 64)
+    assert proc.returncode == 1 and "PCE" in proc.stdout
+    assert_one_line_error(proc, 1, "small.png", "the probe is 256x192")
+    proc = run_script("Fig7.py", "--model_path", weights_file, "--pic_path", probe, "--fingerprint_dir",
+                      fingerprint_folder, "--out_dir", tmp_path, "--band", "exif")
+    assert_one_line_error(proc, 1, "0 usable fingerprint image(s)", "no EXIF ISO")
+
+
+@pytest.mark.parametrize("extra, fragments", [
+    (("--fingerprint_dir", "{folder}"), ("--fingerprint_dir needs --pic_path",)),
+    (("--pic_path", "{probe}", "--fingerprint_dir", "{probe}"), ("is not a folder",)),
+    (("--pic_path", "{probe}", "--fingerprint_dir", "{empty}"), ("0 image(s)",)),
+    (("--pic_path", "{probe}", "--false_alarm", "0"), ("--false_alarm 0",)),
+])
+def test_fig7_bad_prnu_arguments_exit_2(tmp_path, weights_file, extra, fragments):
+    probe = write_rgb(tmp_path / "p.png", np.zeros((64, 64, 3), np.uint8))
+    (tmp_path / "empty").mkdir()
+    names = {"folder": tmp_path, "probe": probe, "empty": tmp_path / "empty"}
+    args = [a.format(**names) for a in extra]
+    proc = run_script("Fig7.py", "--model_path", weights_file, *args, "--out_dir", tmp_path)
+    assert_one_line_error(proc, 2, *fragments)
 
 
 def test_iso_band_choice_by_exif_isonet_or_single(tmp_path):
