@@ -86,6 +86,17 @@ def test_fingerprint_is_found_in_its_cameras_renders_and_not_in_anothers(cameras
         assert other_pce.value < 10, other_pce
 
 
+def test_per_channel_residuals_find_the_fingerprint_too(cameras, photos, fingerprint):
+    img = camera_render(photos[0], cameras[0], np.random.default_rng(8))
+    luma, rgb = prnu.observe(img), prnu.observe(img, "rgb")
+    assert np.array_equal(rgb.intensity, luma.intensity) and 0.5 < prnu.ncc(rgb.residual, luma.residual) < 0.99
+    per_channel = [prnu.noise_residual(img[:, :, c].astype(np.float32)) for c in range(3)]  # R, G, B
+    assert np.allclose(rgb.residual, sum(w * r for w, r in zip(prnu.LUMA_WEIGHTS, per_channel)), atol=1e-4)
+    assert prnu.pce(rgb.residual, prnu.expected_prnu(rgb, fingerprint)).value > 2 * prnu.PCE_THRESHOLD
+    with pytest.raises(ValueError, match="'luma' or 'rgb'"):
+        prnu.observe(img, "green")
+
+
 # ---------------------------------------------------------------------------------------------
 # Residual and fingerprint cleaning
 # ---------------------------------------------------------------------------------------------
