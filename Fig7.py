@@ -1,24 +1,97 @@
-"""The paper's Fig. 7 scenario: the global ISO metric of a JPEG image (median of its patch map).
+"""The paper's Fig. 7 scenario: the global ISO metric of a JPEG image (median of its patch map)
+picks the PRNU correlation predictor for tampering localisation.
 
-The global estimate picks the PRNU correlation predictor for tampering localisation. Prints the
-global ISO metric and writes the map figure to <out_dir>/Fig7.png.
+Prints the global ISO metric and writes the map figure to <out_dir>/Fig7.png. Then:
 
+    python Fig7.py              # embedded demo (a camera JPEG rendered at ISO 800), then the PRNU
+                                # scenario on renders of held-out photos at ISO 100-6400:
+                                # predicted against measured correlation -> <out_dir>/Fig7_prnu.png
     python Fig7.py --model_path models/net_jpg.pth --pic_path photo.jpg
-    python Fig7.py              # embedded demo: a camera JPEG (quality 90) rendered at ISO 800
+    python Fig7.py --pic_path probe.jpg --fingerprint_dir my_camera/
+                                # PCE of the probe against my_camera/'s fingerprint, the ISO band
+                                # ISONet picks, and the forgery map -> <out_dir>/Fig7_forgery.png
+
+Exit code: 0 done, 1 an input failed (unreadable probe, fingerprint images left out), 2 bad arguments.
 """
 import argparse
+import dataclasses
 import sys
 from pathlib import Path
 
 import camera_noise
 import isonet
+import prnu
+
+
+def add_prnu_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--fingerprint_dir", help="images of one camera, of the probe's size: its PRNU fingerprint "
+                                                  "(and the predictor's training blocks)")
+    parser.add_argument("--band", choices=prnu.BAND_CHOICES, default="isonet",
+                        help="what picks the correlation predictor's ISO band: ISONet's global estimate (default), "
+                             "the EXIF ISO, or one predictor for all")
+    parser.add_argument("--block", type=int, default=prnu.BLOCK, help="block size of the forgery map (default 128)")
+    parser.add_argument("--block_stride", type=int, default=prnu.BLOCK // 2, help="block step (default 64)")
+    parser.add_argument("--false_alarm", type=float, default=prnu.FALSE_ALARM,
+                        help="share of genuine blocks allowed to be flagged (default 0.01)")
+    parser.add_argument("--channels", choices=("luma", "rgb"), default="luma",
+                        help="noise residual of the luma, or of each colour channel combined (3x slower)")
+    parser.add_argument("--plain", action="store_true",
+                        help="scenario renders without the camera's processing (no noise reduction)")
+
+
+def check_prnu_args(args: argparse.Namespace) -> list[Path]:
+    """The fingerprint images, or exit 2 with one line."""
+    if args.block < 16 or args.block_stride < 1:
+        isonet.fail(f"--block {args.block} / --block_stride {args.block_stride}: at least 16 and 1")
+    if not 0 < args.false_alarm < 0.5:
+        isonet.fail(f"--false_alarm {args.false_alarm}: must lie between 0 and 0.5")
+    if args.fingerprint_dir is None:
+        return []
+    if not args.pic_path:
+        isonet.fail("--fingerprint_dir needs --pic_path, the probe to test against the fingerprint")
+    if not Path(args.fingerprint_dir).is_dir():
+        isonet.fail(f"{args.fingerprint_dir}: --fingerprint_dir is not a folder")
+    images = isonet.list_images([args.fingerprint_dir])
+    if len(images) < 2:
+        isonet.fail(f"{args.fingerprint_dir}: {len(images)} image(s); a fingerprint needs at least 2 (half a dozen or more is better)")
+    return images
+
+
+def run_scenario(args: argparse.Namespace, net: isonet.ISONet) -> None:
+    config = dataclasses.replace(prnu.ScenarioConfig(), camera_processing=not args.plain,
+                                 false_alarm=args.false_alarm)
+    try:
+        result = prnu.run_scenario(net, config)
+    except isonet.ISONetError as e:
+        isonet.fail(f"the PRNU scenario could not be rendered: {e}", 1)
+    print("\n".join(prnu.scenario_report(result)))
+    out = Path(args.out_dir) / "Fig7_prnu.png"
+    prnu.save_scenario_figure(result, out)
+    print(f"figure: {out}")
+
+
+def analyse_probe(args: argparse.Namespace, net: isonet.ISONet, path: Path, img, fingerprint_images: list[Path]) -> int:
+    try:
+        report = prnu.analyse_probe(path, fingerprint_images, net, args.band, args.block, args.block_stride,
+                                    args.false_alarm, args.channels)
+    except isonet.ISONetError as e:
+        isonet.fail(str(e), 1)
+    for line in report.failed:
+        print(f"error: {line}", file=sys.stderr)
+    print("\n".join(prnu.probe_report_lines(report)))
+    out = Path(args.out_dir) / "Fig7_forgery.png"
+    prnu.save_forgery_figure(img, report, out)
+    print(f"figure: {out}")
+    return 1 if report.failed else 0
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    isonet.add_inference_args(parser, "models/net_jpg.pth", "the (JPEG) image to estimate")
+    isonet.add_inference_args(parser, "models/net_jpg.pth", "the (JPEG) image to estimate, and the PRNU probe")
+    add_prnu_args(parser)
     args = parser.parse_args()
     net = isonet.setup_inference(args)
+    fingerprint_images = check_prnu_args(args)
     demo = isonet.demo_if_no_pic(args, lambda out: camera_noise.write_demo(out, 800, jpeg_quality=90))
     path, img, result, record = isonet.map_one_image(args, net)
     out = Path(args.out_dir) / "Fig7.png"
@@ -30,6 +103,10 @@ def main() -> int:
     if demo is not None:
         print(isonet.describe_truth(demo, result.global_metric))
     print(f"figure: {out}")
+    if demo is not None:
+        run_scenario(args, net)
+    if fingerprint_images:
+        return analyse_probe(args, net, path, img, fingerprint_images)
     return 0
 
 

@@ -19,7 +19,7 @@ import os
 import re
 import sys
 from dataclasses import dataclass
-from functools import cached_property
+from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import Sequence
 
@@ -408,6 +408,36 @@ def decode_image(data: bytes) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------------------------------
+# PRNU: each sensor's fixed photo-response pattern
+# ---------------------------------------------------------------------------------------------
+# Photosites differ in sensitivity by about 1% (Lukas, Fridrich and Goljan, "Digital camera
+# identification from sensor pattern noise", IEEE TIFS 2006): the multiplicative pattern that
+# identifies a camera and that prnu.py estimates and looks for.
+PRNU_STD = 0.01
+
+
+@lru_cache(maxsize=4)
+def prnu_pattern(camera_name: str, height: int, width: int, strength: float = PRNU_STD) -> np.ndarray:
+    """The photo-response factor 1 + K of `camera_name`'s sensor at `height` x `width` photosites,
+    K white Gaussian of std `strength`; read-only float32.
+
+    Seeded from the name and the size, never from the render's rng: every render of one size by
+    one camera shares it, and renders without PRNU draw exactly what they drew before.
+    """
+    seed = int.from_bytes(hashlib.sha256(camera_name.encode()).digest()[:8], "little")
+    rng = np.random.default_rng([seed, height, width])
+    pattern = 1.0 + strength * rng.standard_normal((height, width), dtype=np.float32)
+    pattern.setflags(write=False)
+    return pattern
+
+
+def apply_prnu(raw: np.ndarray, camera: CameraNoise, sensor_shape: tuple[int, int]) -> np.ndarray:
+    """An even-padded mosaic of a `sensor_shape` sensor times the camera's PRNU pattern, which
+    is padded as the mosaic was."""
+    return raw * pad_to_even(prnu_pattern(camera.name, *sensor_shape))
+
+
+# ---------------------------------------------------------------------------------------------
 # Camera ISP: what a camera does between the sensor and its JPEG
 # ---------------------------------------------------------------------------------------------
 # Real camera JPEGs carry the camera's processing, not bare sensor noise: a colour-difference
@@ -456,6 +486,16 @@ def random_isp(rng: np.random.Generator, iso: float) -> Isp:
                scale=float(rng.choice(ISP_OUTPUT_SCALES, p=ISP_OUTPUT_SCALE_WEIGHTS)),
                chroma_subsampling=("4:2:0", "4:2:2")[rng.integers(2)])
 
+
+
+def typical_isp(iso: float) -> Isp:
+    """One fixed camera's processing at `iso`: the middle of every range random_isp draws from,
+    wavelet luma noise reduction, at full size (a PRNU fingerprint only matches photos of the
+    sensor's own geometry). Its noise reduction rises with ISO as random_isp's does."""
+    ramp = float(np.clip(math.log2(iso / REFERENCE_ISO) / 6.0, 0.0, 1.0))
+    return Isp(exposure_stops=float(np.mean(ISO_EXPOSURE_STOPS)), demosaic="colour_difference", tone=0.3,
+               luma_nr="wavelet", luma_strength=1.5 * ramp, luma_blend=0.75, chroma_blur=1.75 * ramp,
+               sharpen=0.6, scale=1.0, chroma_subsampling="4:2:0")
 
 # Malvar, He and Cutler (ICASSP 2004), gradient-corrected bilinear demosaicing, kernels x 8.
 _MALVAR_G_AT_RB = np.array([[0, 0, -1, 0, 0], [0, 0, 2, 0, 0], [-1, 2, 4, 2, -1], [0, 0, 2, 0, 0], [0, 0, -1, 0, 0]])
@@ -570,15 +610,18 @@ def develop_like_camera(linear: np.ndarray, isp: Isp) -> np.ndarray:
 
 
 def isp_render(clean: np.ndarray, pattern: str, gains: np.ndarray, a: np.ndarray, b: np.ndarray, isp: Isp,
-               rng: np.random.Generator) -> np.ndarray:
+               rng: np.random.Generator, prnu_of: CameraNoise | None = None) -> np.ndarray:
     """The ISP path of render(): the clean photo is brought to the sensor's size (1/isp.scale
-    larger), exposed, given photosite noise, demosaiced and developed by `isp`, then resampled
-    to the photo's size by area, as a camera writes its smaller output sizes."""
+    larger), exposed, given `prnu_of`'s PRNU (if given) and photosite noise, demosaiced and
+    developed by `isp`, then resampled to the photo's size by area, as a camera writes its
+    smaller output sizes."""
     h, w = clean.shape[:2]
     sensor = clean if isp.scale >= 1 else cv2.resize(clean, (round(w / isp.scale), round(h / isp.scale)),
                                                       interpolation=cv2.INTER_CUBIC)
     exposure = np.float32(EXPOSURE * 2.0 ** isp.exposure_stops)
     raw = mosaic(srgb8_to_camera(pad_to_even(sensor), gains), pattern) * exposure
+    if prnu_of is not None:
+        raw = apply_prnu(raw, prnu_of, sensor.shape[:2])
     camera_rgb = demosaic_float(add_sensor_noise(raw, pattern, a, b, rng), pattern, isp.demosaic)
     m = (np.linalg.inv(CAMERA_FROM_SRGB / gains[:, None]) / exposure).astype(np.float32)
     srgb = develop_like_camera(cv2.transform(camera_rgb, m), isp)[: sensor.shape[0], : sensor.shape[1]]
@@ -588,7 +631,7 @@ def isp_render(clean: np.ndarray, pattern: str, gains: np.ndarray, a: np.ndarray
 
 
 def render(clean: np.ndarray, camera: CameraNoise, iso: float, rng: np.random.Generator,
-           jpeg_quality: int | None = None, isp: Isp | None = None) -> np.ndarray:
+           jpeg_quality: int | None = None, isp: Isp | None = None, prnu: bool = False) -> np.ndarray:
     """A clean 8-bit sRGB photo (HxWx3 RGB) as `camera` would have taken it at `iso`.
 
     sRGB -> linear -> inverse colour matrix and random white balance -> Bayer mosaic of random
@@ -596,8 +639,9 @@ def render(clean: np.ndarray, camera: CameraNoise, iso: float, rng: np.random.Ge
     demosaic -> white balance, colour and development gain -> 8-bit sRGB, then JPEG at
     `jpeg_quality` if given. With an `isp` (see random_isp) the camera's own processing runs
     instead of the plain development: its exposure, demosaic, tone curve, noise reduction,
-    sharpening, output size and JPEG chroma subsampling. The result has the input's shape and
-    dtype uint8.
+    sharpening, output size and JPEG chroma subsampling. With `prnu` the photosites respond with
+    the camera's own PRNU pattern at the sensor's size (prnu_pattern) before the noise; without
+    it the output is what it always was. The result has the input's shape and dtype uint8.
     """
     if clean.dtype != np.uint8 or clean.ndim != 3 or clean.shape[2] != 3:
         raise ValueError(f"render needs an HxWx3 uint8 RGB image, got {clean.dtype} {clean.shape}")
@@ -607,10 +651,12 @@ def render(clean: np.ndarray, camera: CameraNoise, iso: float, rng: np.random.Ge
     h, w = clean.shape[:2]
     if isp is None:
         raw = mosaic(srgb8_to_camera(pad_to_even(clean), gains), pattern) * np.float32(EXPOSURE)
+        if prnu:
+            raw = apply_prnu(raw, camera, (h, w))
         out = camera16_to_srgb8(demosaic(add_sensor_noise(raw, pattern, a, b, rng), pattern), gains, EXPOSURE)
         out = out[:h, :w]
     else:
-        out = isp_render(clean, pattern, gains, a, b, isp, rng)
+        out = isp_render(clean, pattern, gains, a, b, isp, rng, camera if prnu else None)
     if jpeg_quality is not None:
         subsampling = None if isp is None else isp.chroma_subsampling
         return decode_image(encode_image(out, jpeg_quality, subsampling))
@@ -646,6 +692,36 @@ def render_splice(clean: np.ndarray, camera: CameraNoise, iso_background: float,
     if jpeg_quality is not None:
         spliced = decode_image(encode_image(spliced, jpeg_quality))
     return spliced, mask
+
+
+def forge_from_camera(clean: np.ndarray, camera: CameraNoise, donor: CameraNoise, iso: float,
+                      rng: np.random.Generator, jpeg_quality: int | None = None,
+                      isp: Isp | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """A forgery only PRNU gives away: `clean` rendered by `camera` with its PRNU, a random region
+    of it replaced by `donor`'s render of the same scene at the same ISO and processing (same
+    content, same noise, another sensor's pattern). Returns (image, region mask)."""
+    mask = random_region_mask(*clean.shape[:2], rng)
+    genuine = render(clean, camera, iso, rng, isp=isp, prnu=True)
+    foreign = render(clean, donor, iso, rng, isp=isp, prnu=True)
+    return compose_forgery(genuine, foreign, mask, jpeg_quality), mask
+
+
+def forge_copy_move(clean: np.ndarray, camera: CameraNoise, iso: float, rng: np.random.Generator,
+                    jpeg_quality: int | None = None, isp: Isp | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """A copy-move forgery: a random region of `camera`'s render (with PRNU) covered by content
+    from elsewhere in the same render, moved by a quarter to three quarters of the image each way,
+    so the region carries the camera's pattern, but misaligned. Returns (image, region mask)."""
+    h, w = clean.shape[:2]
+    mask = random_region_mask(h, w, rng)
+    genuine = render(clean, camera, iso, rng, isp=isp, prnu=True)
+    shift = (int(rng.integers(h // 4, 3 * h // 4 + 1)), int(rng.integers(w // 4, 3 * w // 4 + 1)))
+    return compose_forgery(genuine, np.roll(genuine, shift, axis=(0, 1)), mask, jpeg_quality), mask
+
+
+def compose_forgery(image: np.ndarray, pasted: np.ndarray, mask: np.ndarray, jpeg_quality: int | None) -> np.ndarray:
+    """`pasted` inside `mask`, `image` elsewhere, saved once as the forger saves it."""
+    forged = np.where(mask[:, :, None], pasted, image)
+    return forged if jpeg_quality is None else decode_image(encode_image(forged, jpeg_quality))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,0 +1,833 @@
+"""PRNU, the paper's second application: camera fingerprints and tampering localisation with
+correlation predictors chosen by ISO (Zeng et al.'s Fig. 7).
+
+A camera's photosites differ in sensitivity by about 1%; that pattern K survives in every photo
+it takes, I * K, buried in random noise. Its pieces:
+
+- noise_residual: what a wavelet denoiser removes (Mihcak et al.; Lukas, Fridrich and Goljan,
+  IEEE TIFS 2006): db8, 4 levels, local Wiener variance from 3..9 windows, sigma0 = 3 levels.
+- estimate_fingerprint: the maximum-likelihood K = sum(W_i I_i) / sum(I_i^2) from one camera's
+  images, then zero-meaned by rows and columns and Wiener-filtered in the Fourier domain.
+- ncc, pce: is K in this photo? PCE > 60 is the usual camera decision.
+- block_correlation: correlation of W and I * K over every block of a grid, all blocks at once
+  from integral images.
+- block_features, fit_predictor: Chen, Fridrich, Goljan and Lukas (IEEE TIFS 2008) predict the
+  correlation a genuine block should show from its intensity, texture and flattening; a block
+  far below its prediction (a Neyman-Pearson threshold at a chosen false-alarm rate) is forged.
+  The correlation falls with ISO, so a predictor per ISO band, chosen by EXIF or by ISONet's
+  global estimate, may predict better than one for all: run_scenario measures it on renders.
+"""
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import cv2
+import numpy as np
+import pywt
+from scipy.stats import norm
+
+import camera_noise
+import isonet
+from isonet import ISONetError
+
+SIGMA0 = 3.0  # the denoiser's assumed noise std, in 8-bit levels (Lukas et al.)
+WIENER_WINDOWS = (3, 5, 7, 9)
+WAVELET = "db8"
+LEVELS = 4
+LUMA_WEIGHTS = np.array([0.299, 0.587, 0.114], np.float32)  # ITU-R BT.601, as OpenCV's RGB2GRAY
+
+PCE_THRESHOLD = 60.0  # the usual camera-identification decision (Goljan, Fridrich and Filler 2009)
+PCE_EXCLUDE = 5  # the peak's neighbourhood (11x11) left out of the correlation energy
+
+# Chen et al. 2008's predictor features and their constants: the intensity attenuation's knee
+# Ic and width tau (saturation destroys PRNU), and the "flat" test std(3x3) < c * I.
+ATTENUATION_KNEE = 250.0
+ATTENUATION_TAU = 6.0
+FLAT_C = 0.03
+BLOCK = 128  # Chen et al.'s block size
+FALSE_ALARM = 0.01
+
+
+# ---------------------------------------------------------------------------------------------
+# Noise residual
+# ---------------------------------------------------------------------------------------------
+def in_levels(img: np.ndarray) -> np.ndarray:
+    """uint8, or float in [0, 1] as isonet.read_image gives -> float32 in 8-bit levels, where the
+    denoiser's SIGMA0 is defined."""
+    return img.astype(np.float32) * np.float32(1.0 if img.dtype == np.uint8 else 255.0)
+
+
+def luma_levels(img: np.ndarray) -> np.ndarray:
+    """HxWx3 RGB or HxW (see in_levels) -> HxW float32 luma in 8-bit levels."""
+    levels = in_levels(img)
+    return levels if levels.ndim == 2 else cv2.transform(levels, LUMA_WEIGHTS[None])
+
+
+def noise_kept_by_wiener(coeffs: np.ndarray, noise_var: float, windows: Sequence[int] = WIENER_WINDOWS) -> np.ndarray:
+    """The part of `coeffs` a local Wiener filter takes for noise: c * s0^2 / (s^2 + s0^2).
+
+    The signal variance s^2 is the smallest over the windows of max(0, local mean of c^2 - s0^2)
+    (Mihcak et al.'s MAP estimate): the smallest window that still looks flat wins, so edges keep
+    their detail out of the residual."""
+    energy = coeffs * coeffs
+    local = cv2.boxFilter(energy, -1, (windows[0], windows[0]), borderType=cv2.BORDER_REFLECT)
+    for w in windows[1:]:
+        np.minimum(local, cv2.boxFilter(energy, -1, (w, w), borderType=cv2.BORDER_REFLECT), out=local)
+    signal_var = np.maximum(local - noise_var, 0.0)
+    return coeffs * (noise_var / (signal_var + noise_var))
+
+
+def noise_residual(grey: np.ndarray, sigma0: float = SIGMA0, wavelet: str = WAVELET, levels: int = LEVELS) -> np.ndarray:
+    """W = I - F(I) of an HxW image in 8-bit levels, F the wavelet-domain Wiener denoiser.
+
+    The transform is linear and reconstructs perfectly, so W is the inverse transform of what the
+    filter removes from each detail subband, with the approximation set to zero. Borders are
+    mirrored (a wrap-around would put a false edge there). Fewer levels on images too small for
+    `levels` (PyWavelets' maximum for the size)."""
+    grey = np.asarray(grey, np.float32)
+    h, w = grey.shape
+    levels = max(1, min(levels, pywt.dwt_max_level(min(h, w), wavelet)))
+    coeffs = pywt.wavedec2(grey, wavelet, mode="symmetric", level=levels)
+    noise_var = sigma0 * sigma0
+    details = [tuple(noise_kept_by_wiener(d, noise_var) for d in band) for band in coeffs[1:]]
+    residual = pywt.waverec2([np.zeros_like(coeffs[0]), *details], wavelet, mode="symmetric")
+    return residual[:h, :w].astype(np.float32)
+
+
+@dataclass
+class Observation:
+    """One image as PRNU sees it: its luma I and its noise residual W (8-bit levels, HxW)."""
+
+    intensity: np.ndarray
+    residual: np.ndarray
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.intensity.shape
+
+
+def observe(img: np.ndarray, channels: str = "luma") -> Observation:
+    """The residual of the luma ('luma', one denoising) or the luma-weighted sum of the three
+    channels' residuals ('rgb', three denoisings: PRNU sits in every photosite, so each channel
+    adds evidence)."""
+    if channels not in ("luma", "rgb"):
+        raise ValueError(f"channels must be 'luma' or 'rgb', got {channels!r}")
+    intensity = luma_levels(img)
+    if channels == "luma" or img.ndim == 2:
+        return Observation(intensity, noise_residual(intensity))
+    levels = in_levels(img)
+    planes = [noise_residual(levels[:, :, c]) for c in range(3)]
+    return Observation(intensity, sum(wc * p for wc, p in zip(LUMA_WEIGHTS, planes)).astype(np.float32))
+
+
+# ---------------------------------------------------------------------------------------------
+# Fingerprint
+# ---------------------------------------------------------------------------------------------
+def zero_mean_rows_and_columns(k: np.ndarray) -> np.ndarray:
+    """Row and column means removed in each of the four 2x2 (Bayer) sub-lattices: readout
+    artefacts and demosaicing's periodic traces are common to many cameras, not a sensor's own."""
+    out = np.array(k, np.float32)
+    for dy in (0, 1):
+        for dx in (0, 1):
+            lattice = out[dy::2, dx::2]
+            lattice -= lattice.mean(axis=0, keepdims=True)
+            lattice -= lattice.mean(axis=1, keepdims=True)
+    return out
+
+
+def flatten_spectrum(k: np.ndarray) -> np.ndarray:
+    """Wiener filtering in the Fourier domain: spectral magnitudes standing above their
+    neighbourhood (periodic patterns: JPEG blocks, demosaicing) are brought down to the flat
+    level a white PRNU has, phases kept."""
+    spectrum = np.fft.rfft2(k)
+    magnitude = (np.abs(spectrum) / math.sqrt(k.size)).astype(np.float32)
+    flat_level = float(np.mean(np.square(k, dtype=np.float64)))  # Parseval: the mean of magnitude^2
+    kept = noise_kept_by_wiener(magnitude, flat_level)
+    gain = np.divide(kept, magnitude, out=np.zeros_like(magnitude), where=magnitude > 0)
+    return np.fft.irfft2(spectrum * gain, s=k.shape).astype(np.float32)
+
+
+def clean_fingerprint(k: np.ndarray) -> np.ndarray:
+    return flatten_spectrum(zero_mean_rows_and_columns(k))
+
+
+def fingerprint_sums(observations: Iterable[Observation]) -> tuple[np.ndarray, np.ndarray]:
+    """(sum of W_i I_i, sum of I_i^2): the maximum-likelihood estimate's numerator and denominator."""
+    numerator = denominator = None
+    for obs in observations:
+        if numerator is None:
+            numerator, denominator = np.zeros(obs.shape, np.float64), np.zeros(obs.shape, np.float64)
+        elif obs.shape != numerator.shape:
+            raise ValueError(f"fingerprint images differ in size: {obs.shape} and {numerator.shape}")
+        numerator += obs.residual * obs.intensity
+        denominator += np.square(obs.intensity, dtype=np.float64)
+    if numerator is None:
+        raise ValueError("a fingerprint needs at least one image")
+    return numerator, denominator
+
+
+def fingerprint_from_sums(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
+    """K = numerator / denominator (0 where every image was black), cleaned."""
+    k = np.divide(numerator, denominator, out=np.zeros_like(numerator), where=denominator > 0)
+    return clean_fingerprint(k.astype(np.float32))
+
+
+def estimate_fingerprint(observations: Iterable[Observation]) -> np.ndarray:
+    """The camera's PRNU K (HxW float32) from observations of its images, all of one size."""
+    return fingerprint_from_sums(*fingerprint_sums(observations))
+
+
+def expected_prnu(obs: Observation, fingerprint: np.ndarray) -> np.ndarray:
+    """I * K: the PRNU term the residual of a genuine image contains."""
+    if obs.shape != fingerprint.shape:
+        raise ValueError(f"image {obs.shape[1]}x{obs.shape[0]} and fingerprint "
+                         f"{fingerprint.shape[1]}x{fingerprint.shape[0]} differ in size")
+    return obs.intensity * fingerprint
+
+
+# ---------------------------------------------------------------------------------------------
+# Detection statistics
+# ---------------------------------------------------------------------------------------------
+def ncc(a: np.ndarray, b: np.ndarray) -> float:
+    """Normalised cross-correlation of two same-shaped signals (0 when either is constant)."""
+    a0 = np.asarray(a, np.float64).ravel()
+    b0 = np.asarray(b, np.float64).ravel()
+    a0, b0 = a0 - a0.mean(), b0 - b0.mean()
+    norm_ab = math.sqrt(float(a0 @ a0) * float(b0 @ b0))
+    return float(a0 @ b0) / norm_ab if norm_ab > 0 else 0.0
+
+
+@dataclass(frozen=True)
+class Pce:
+    value: float  # signed peak^2 / energy of the cross-correlation away from the peak
+    shift: tuple[int, int]  # (dy, dx) of the peak: a is b moved by it, circularly
+    peak: float
+
+
+def circular_cross_correlation(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """c[s] = sum_x a[x] b[x - s] for every circular shift s, of the zero-meaned signals, by FFT."""
+    a0 = np.asarray(a, np.float32) - np.float32(np.mean(a))
+    b0 = np.asarray(b, np.float32) - np.float32(np.mean(b))
+    return np.fft.irfft2(np.fft.rfft2(a0) * np.conj(np.fft.rfft2(b0)), s=a0.shape)
+
+
+def pce(a: np.ndarray, b: np.ndarray, search: int = 0, exclude: int = PCE_EXCLUDE) -> Pce:
+    """Peak-to-correlation energy: the peak of the circular cross-correlation among shifts
+    |dy|, |dx| <= `search` (0: aligned images only), squared and signed, over the mean square of
+    the correlation outside the (2*exclude+1)^2 square around the peak."""
+    if np.shape(a) != np.shape(b):
+        raise ValueError(f"PCE of differently shaped signals {np.shape(a)} and {np.shape(b)}")
+    xc = circular_cross_correlation(a, b)
+    h, w = xc.shape
+    offsets = np.arange(-search, search + 1)
+    window = xc[np.ix_(offsets % h, offsets % w)]
+    iy, ix = np.unravel_index(np.argmax(window), window.shape)
+    dy, dx = int(offsets[iy]), int(offsets[ix])
+    peak = float(window[iy, ix])
+    around = np.arange(-exclude, exclude + 1)
+    near = xc[np.ix_(np.unique((dy + around) % h), np.unique((dx + around) % w))]
+    total = float(np.sum(np.square(xc, dtype=np.float64)))
+    energy = (total - float(np.sum(np.square(near, dtype=np.float64)))) / (xc.size - near.size)
+    return Pce(math.copysign(peak * peak / energy, peak) if energy > 0 else 0.0, (dy, dx), peak)
+
+
+# ---------------------------------------------------------------------------------------------
+# Block maps
+# ---------------------------------------------------------------------------------------------
+def block_grid(height: int, width: int, block: int, stride: int) -> tuple[int, int]:
+    """Rows and columns of `block` x `block` windows every `stride` pixels inside the image;
+    [i, j] is the window whose top-left corner is (stride*i, stride*j), as in ISO maps."""
+    if block < 2 or stride < 1:
+        raise ValueError(f"block {block} and stride {stride} must be at least 2 and 1")
+    if height < block or width < block:
+        raise ValueError(f"a {width}x{height} image holds no {block}x{block} block")
+    return (height - block) // stride + 1, (width - block) // stride + 1
+
+
+def block_sums(plane: np.ndarray, block: int, stride: int) -> np.ndarray:
+    """The sum of `plane` over every block of the grid, from one integral image (float64)."""
+    rows, cols = block_grid(*plane.shape, block, stride)
+    table = cv2.integral(np.asarray(plane, np.float32), sdepth=cv2.CV_64F)
+    top = np.arange(rows) * stride
+    left = np.arange(cols) * stride
+    return (table[np.ix_(top + block, left + block)] - table[np.ix_(top, left + block)]
+            - table[np.ix_(top + block, left)] + table[np.ix_(top, left)])
+
+
+def block_means(plane: np.ndarray, block: int, stride: int) -> np.ndarray:
+    return block_sums(plane, block, stride) / (block * block)
+
+
+def block_correlation(x: np.ndarray, y: np.ndarray, block: int = BLOCK, stride: int = BLOCK // 2) -> np.ndarray:
+    """Pearson correlation of x and y over every block: (Sxy - Sx Sy / n) / sqrt((Sxx - Sx^2/n)
+    (Syy - Sy^2/n)), each sum from an integral image, so any stride costs five passes over the
+    image. 0 where either is constant over the block."""
+    n = block * block
+    sx, sy = block_sums(x, block, stride), block_sums(y, block, stride)
+    sxy = block_sums(x * y, block, stride) - sx * sy / n
+    sxx = block_sums(x * x, block, stride) - sx * sx / n
+    syy = block_sums(y * y, block, stride) - sy * sy / n
+    denominator = np.sqrt(np.maximum(sxx, 0) * np.maximum(syy, 0))
+    return np.divide(sxy, denominator, out=np.zeros_like(sxy), where=denominator > 1e-12 * n)
+
+
+def block_coverage(mask: np.ndarray, block: int, stride: int) -> np.ndarray:
+    """The share of each block inside a boolean mask (a known forged region)."""
+    return block_means(mask.astype(np.float32), block, stride)
+
+
+# ---------------------------------------------------------------------------------------------
+# The correlation predictor (Chen, Fridrich, Goljan and Lukas 2008)
+# ---------------------------------------------------------------------------------------------
+FEATURES = ("intensity", "texture", "flattening", "texture x intensity")
+
+
+def local_variance(x: np.ndarray, window: int) -> np.ndarray:
+    mean = cv2.boxFilter(x, -1, (window, window), borderType=cv2.BORDER_REFLECT)
+    mean_sq = cv2.boxFilter(x * x, -1, (window, window), borderType=cv2.BORDER_REFLECT)
+    return np.maximum(mean_sq - mean * mean, 0.0)
+
+
+def attenuation(intensity: np.ndarray) -> np.ndarray:
+    """How much PRNU a pixel of this luma can show: I / Ic below the knee Ic (PRNU is
+    multiplicative), then falling to nothing as it saturates."""
+    below = intensity / np.float32(ATTENUATION_KNEE)
+    above = np.exp(-np.square(intensity - np.float32(ATTENUATION_KNEE)) / np.float32(ATTENUATION_TAU))
+    return np.where(intensity < ATTENUATION_KNEE, below, above).astype(np.float32)
+
+
+def texture_weight(intensity: np.ndarray) -> np.ndarray:
+    """1 / (1 + local variance (5x5) of the high-passed image, here the image minus its 3x3
+    mean): texture leaks into the residual and drowns the PRNU there."""
+    high_pass = intensity - cv2.boxFilter(intensity, -1, (3, 3), borderType=cv2.BORDER_REFLECT)
+    return 1.0 / (1.0 + local_variance(high_pass, 5))
+
+
+def flat_pixels(intensity: np.ndarray) -> np.ndarray:
+    """Pixels whose 3x3 std is below FLAT_C of their value: flattened (saturated, or smoothed by
+    the camera), where PRNU is lost."""
+    return (np.sqrt(local_variance(intensity, 3)) < FLAT_C * intensity).astype(np.float32)
+
+
+def block_features(intensity: np.ndarray, block: int = BLOCK, stride: int = BLOCK // 2) -> np.ndarray:
+    """rows x cols x 4: each block's mean intensity attenuation, texture weight, share of flat
+    pixels and attenuation x texture weight (FEATURES)."""
+    intensity = np.asarray(intensity, np.float32)
+    att, tex = attenuation(intensity), texture_weight(intensity)
+    planes = (att, tex, flat_pixels(intensity), att * tex)
+    return np.stack([block_means(p, block, stride) for p in planes], axis=-1)
+
+
+@dataclass(frozen=True)
+class CorrelationPredictor:
+    """rho_hat = coef[0] + coef[1:] . features, and the spread of genuine blocks around it."""
+
+    coef: np.ndarray  # intercept, then one weight per FEATURES entry
+    residual_mean: float
+    residual_std: float
+    samples: int
+
+    def predict(self, features: np.ndarray) -> np.ndarray:
+        return self.coef[0] + features @ self.coef[1:]
+
+    def threshold(self, false_alarm: float = FALSE_ALARM) -> float:
+        """Neyman-Pearson: flag a block when rho - rho_hat falls below this; genuine blocks'
+        prediction errors, taken as Gaussian, fall below it with probability `false_alarm`."""
+        return self.residual_mean + self.residual_std * float(norm.ppf(false_alarm))
+
+    def forged(self, rho: np.ndarray, features: np.ndarray, false_alarm: float = FALSE_ALARM) -> np.ndarray:
+        return rho - self.predict(features) < self.threshold(false_alarm)
+
+
+def fit_predictor(features: np.ndarray, rho: np.ndarray) -> CorrelationPredictor:
+    """Least squares of measured correlations of genuine blocks (n) on their features (n x 4)."""
+    features = np.asarray(features, np.float64).reshape(-1, len(FEATURES))
+    rho = np.asarray(rho, np.float64).ravel()
+    if len(rho) <= features.shape[1] + 1:
+        raise ValueError(f"{len(rho)} blocks cannot fit {features.shape[1] + 1} coefficients")
+    design = np.column_stack([np.ones(len(rho)), features])
+    coef, *_ = np.linalg.lstsq(design, rho, rcond=None)
+    errors = rho - design @ coef
+    return CorrelationPredictor(coef, float(errors.mean()), float(errors.std(ddof=design.shape[1])), len(rho))
+
+
+@dataclass
+class BandedPredictors:
+    """One predictor per ISO band (keyed by ISO metric) and one fitted on every band together."""
+
+    bands: dict[float, CorrelationPredictor]
+    single: CorrelationPredictor
+
+    def band_for(self, metric: float | None) -> float | None:
+        """The band nearest in stops to `metric` (an EXIF ISO's or ISONet's); None for the single
+        predictor: no metric, or no band has a predictor of its own."""
+        if metric is None or not self.bands:
+            return None
+        return nearest_band(self.bands, metric)
+
+    def for_metric(self, metric: float | None) -> CorrelationPredictor:
+        band = self.band_for(metric)
+        return self.single if band is None else self.bands[band]
+
+
+def nearest_band(bands: Iterable[float], metric: float) -> float:
+    return min(bands, key=lambda band: abs(band - metric))
+
+
+def fit_banded(samples: dict[float | None, tuple[np.ndarray, np.ndarray]], min_blocks: int = 0) -> BandedPredictors:
+    """Predictors from genuine blocks' (features, rho) per ISO metric band, and one from all of
+    them; blocks under None, or in a band with fewer than `min_blocks`, only feed the single one."""
+    features = np.concatenate([f.reshape(-1, len(FEATURES)) for f, _ in samples.values()])
+    rho = np.concatenate([r.ravel() for _, r in samples.values()])
+    enough = max(min_blocks, len(FEATURES) + 2)
+    bands = {band: fit_predictor(f, r) for band, (f, r) in samples.items() if band is not None and r.size >= enough}
+    return BandedPredictors(bands, fit_predictor(features, rho))
+
+
+# ---------------------------------------------------------------------------------------------
+# The Fig. 7 scenario on renders: predictors per ISO band against one for all
+# ---------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ScenarioConfig:
+    camera: str = camera_noise.DEMO_CAMERA
+    donor: str = "Nikon D7000"  # the camera whose render is pasted in: another reference sensor
+    isos: tuple[int, ...] = camera_noise.DEFAULT_ISOS
+    height: int = 384
+    width: int = 512
+    block: int = BLOCK
+    stride: int = 32
+    flat_fields: int = 32  # fingerprint images: featureless scenes, as forensic practice takes them
+    test_renders: int = 1  # per held-out photo, ISO and kind (genuine, other camera, copy-move)
+    jpeg_quality: int | None = 95  # the camera's own compression ("fine")
+    camera_processing: bool = True  # camera_noise.typical_isp (noise reduction rising with ISO); False: plain development
+    false_alarm: float = FALSE_ALARM
+    forged_coverage: float = 0.75  # a block this much inside the forged region counts as forged
+    seed: int = 0
+
+
+GENUINE, OTHER_CAMERA, COPY_MOVE = "genuine", "other camera", "copy-move"
+SCHEMES = ("single", "ISO (true)", "ISO (ISONet)")
+
+
+@dataclass
+class Probe:
+    """One suspect image's blocks, with what each band-selection scheme needs."""
+
+    iso: int
+    kind: str  # GENUINE, OTHER_CAMERA or COPY_MOVE
+    isonet_metric: float
+    rho: np.ndarray  # measured correlation of W and I * K per block
+    features: np.ndarray  # n x 4
+    coverage: np.ndarray  # share of each block inside the forged region (0 for genuine images)
+
+    def band_metric(self, scheme: str) -> float | None:
+        """The ISO metric that picks this probe's predictor: none, the truth (EXIF) or ISONet's."""
+        return {"single": None, "ISO (true)": isonet.iso_to_metric(self.iso), "ISO (ISONet)": self.isonet_metric}[scheme]
+
+
+@dataclass
+class SchemeScore:
+    scheme: str
+    rmse_by_iso: dict[int, float]
+    rmse: float
+    detection_by_iso: dict[int, float]  # share of forged blocks flagged, both kinds of forgery
+    detection: float
+    detection_by_kind: dict[str, float]
+    false_alarm_rate: float  # share of genuine test blocks flagged
+    predicted: np.ndarray  # genuine test blocks, for the figure
+    measured: np.ndarray
+    iso: np.ndarray
+
+
+@dataclass
+class ScenarioResult:
+    config: ScenarioConfig
+    scores: list[SchemeScore]
+    isonet_iso_by_iso: dict[int, float]  # median global ISO ISONet read on the probes of each ISO
+    isonet_right_band: dict[int, float]  # share of probes whose ISONet band is the true one
+    blocks: dict[str, int] = field(default_factory=dict)  # how many blocks each set has
+
+
+def cover_fit(img: np.ndarray, height: int, width: int) -> np.ndarray:
+    """`img` scaled to cover height x width (area resampling when shrinking) and centre-cropped."""
+    h, w = img.shape[:2]
+    scale = max(height / h, width / w)
+    size = (max(width, round(w * scale)), max(height, round(h * scale)))
+    resized = cv2.resize(img, size, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_CUBIC)
+    y, x = (resized.shape[0] - height) // 2, (resized.shape[1] - width) // 2
+    return np.ascontiguousarray(resized[y:y + height, x:x + width])
+
+
+def flat_field(height: int, width: int, rng: np.random.Generator) -> np.ndarray:
+    """A featureless, smoothly shaded scene of random colour (sky, a wall), kept off saturation."""
+    y, x = np.mgrid[0:height, 0:width].astype(np.float32)
+    base = rng.uniform(90, 170, 3)
+    slope_x, slope_y = rng.uniform(-40, 40, 3), rng.uniform(-40, 40, 3)
+    scene = base + slope_x * (x / width)[:, :, None] + slope_y * (y / height)[:, :, None]
+    return np.clip(scene + 0.5, 0, 255).astype(np.uint8)
+
+
+def flipped_variant(img: np.ndarray, k: int) -> np.ndarray:
+    """The k-th of four orientations (as shot, mirrored, upside down, both): the same photo puts
+    other content over each photosite."""
+    if k % 2:
+        img = img[:, ::-1]
+    if (k // 2) % 2:
+        img = img[::-1]
+    return np.ascontiguousarray(img)
+
+
+def unit_float(img: np.ndarray) -> np.ndarray:
+    """RGB in [0, 1] as ISONet reads it: 8-bit renders divided by 255, read_image's floats as they are."""
+    return img.astype(np.float32) / np.float32(255.0) if img.dtype == np.uint8 else img
+
+
+def isonet_metric_of(net: isonet.ISONet, img: np.ndarray) -> float:
+    """ISONet's global ISO metric of an image: the median of its stride-64 map."""
+    return isonet.iso_map(net, unit_float(img)).global_metric
+
+
+def measure_blocks(obs: Observation, fingerprint: np.ndarray, block: int, stride: int) -> tuple[np.ndarray, np.ndarray]:
+    """(rho, features) of every block: the residual's correlation with I * K (rows x cols) and
+    the predictor's features (rows x cols x 4)."""
+    rho = block_correlation(obs.residual, expected_prnu(obs, fingerprint), block, stride)
+    return rho, block_features(obs.intensity, block, stride)
+
+
+def scenario_sources(config: ScenarioConfig) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """The bundled clean photos, split as the renderer splits them (Train fits the predictors,
+    Test gives the probes), each fitted to the scenario's image size."""
+    train, test = camera_noise.split_train_test(camera_noise.clean_images())
+    fit = lambda photos: [cover_fit(img, config.height, config.width) for _, img in photos]  # noqa: E731
+    return fit(train), fit(test)
+
+
+def scenario_isp(iso: int, config: ScenarioConfig) -> camera_noise.Isp | None:
+    return camera_noise.typical_isp(iso) if config.camera_processing else None
+
+
+def scenario_render(img: np.ndarray, camera: camera_noise.CameraNoise, iso: int, rng: np.random.Generator,
+                    config: ScenarioConfig) -> np.ndarray:
+    return camera_noise.render(img, camera, iso, rng, config.jpeg_quality, scenario_isp(iso, config), prnu=True)
+
+
+def scenario_fingerprint(camera: camera_noise.CameraNoise, config: ScenarioConfig, rng: np.random.Generator) -> np.ndarray:
+    """The camera's fingerprint from flat fields shot at its lowest ISO."""
+    renders = (scenario_render(flat_field(config.height, config.width, rng), camera, config.isos[0], rng, config)
+               for _ in range(config.flat_fields))
+    return estimate_fingerprint(observe(img) for img in renders)
+
+
+def train_predictors(sources: Sequence[np.ndarray], camera: camera_noise.CameraNoise, fingerprint: np.ndarray,
+                     config: ScenarioConfig, rng: np.random.Generator) -> BandedPredictors:
+    """One predictor per ISO from genuine renders of the Train photos, and one for all."""
+    samples = {}
+    for iso in config.isos:
+        measured = [measure_blocks(observe(scenario_render(img, camera, iso, rng, config)), fingerprint,
+                                   config.block, config.stride) for img in sources]
+        samples[isonet.iso_to_metric(iso)] = (np.concatenate([f.reshape(-1, len(FEATURES)) for _, f in measured]),
+                                              np.concatenate([r.ravel() for r, _ in measured]))
+    return fit_banded(samples)
+
+
+def make_probe(img: np.ndarray, mask: np.ndarray | None, iso: int, kind: str, fingerprint: np.ndarray,
+               net: isonet.ISONet, config: ScenarioConfig) -> Probe:
+    rho, features = measure_blocks(observe(img), fingerprint, config.block, config.stride)
+    coverage = np.zeros(rho.size) if mask is None else block_coverage(mask, config.block, config.stride).ravel()
+    return Probe(iso, kind, isonet_metric_of(net, img), rho.ravel(), features.reshape(-1, len(FEATURES)), coverage)
+
+
+def scenario_probes(sources: Sequence[np.ndarray], camera: camera_noise.CameraNoise, donor: camera_noise.CameraNoise,
+                    fingerprint: np.ndarray, net: isonet.ISONet, config: ScenarioConfig,
+                    rng: np.random.Generator) -> list[Probe]:
+    """Genuine renders of the Test photos, the same photos with a region from the donor camera,
+    and with a region copied from elsewhere in the image, at every ISO."""
+    probes, quality = [], config.jpeg_quality
+    for photo in sources:
+        for iso in config.isos:
+            isp = scenario_isp(iso, config)
+            for k in range(config.test_renders):
+                img = flipped_variant(photo, k)
+                genuine = scenario_render(img, camera, iso, rng, config)
+                probes.append(make_probe(genuine, None, iso, GENUINE, fingerprint, net, config))
+                forged, mask = camera_noise.forge_from_camera(img, camera, donor, iso, rng, quality, isp)
+                probes.append(make_probe(forged, mask, iso, OTHER_CAMERA, fingerprint, net, config))
+                forged, mask = camera_noise.forge_copy_move(img, camera, iso, rng, quality, isp)
+                probes.append(make_probe(forged, mask, iso, COPY_MOVE, fingerprint, net, config))
+    return probes
+
+
+def flagged_share(parts: Sequence[np.ndarray]) -> float:
+    """The share of True among boolean arrays together; NaN when they hold nothing."""
+    total = sum(p.size for p in parts)
+    return float(sum(int(p.sum()) for p in parts) / total) if total else float("nan")
+
+
+def score_scheme(scheme: str, predictors: BandedPredictors, probes: Sequence[Probe], config: ScenarioConfig) -> SchemeScore:
+    """Prediction error on genuine probes' blocks, false alarms on them, and detection of the
+    forged probes' blocks, each probe judged by the predictor its scheme chooses."""
+    genuine: list[tuple[int, np.ndarray, np.ndarray, np.ndarray]] = []  # iso, rho, rho_hat, flagged
+    detected: list[tuple[int, str, np.ndarray]] = []  # iso, kind, flags of the forged blocks
+    for probe in probes:
+        predictor = predictors.for_metric(probe.band_metric(scheme))
+        rho_hat = predictor.predict(probe.features)
+        flagged = probe.rho - rho_hat < predictor.threshold(config.false_alarm)
+        if probe.kind == GENUINE:
+            genuine.append((probe.iso, probe.rho, rho_hat, flagged))
+        else:
+            detected.append((probe.iso, probe.kind, flagged[probe.coverage >= config.forged_coverage]))
+    iso = np.concatenate([np.full(rho.shape, i) for i, rho, _, _ in genuine])
+    measured = np.concatenate([rho for _, rho, _, _ in genuine])
+    predicted = np.concatenate([rho_hat for _, _, rho_hat, _ in genuine])
+    error = measured - predicted
+    return SchemeScore(
+        scheme,
+        rmse_by_iso={i: float(np.sqrt(np.mean(error[iso == i] ** 2))) for i in config.isos},
+        rmse=float(np.sqrt(np.mean(error ** 2))),
+        detection_by_iso={i: flagged_share([f for j, _, f in detected if j == i]) for i in config.isos},
+        detection=flagged_share([f for _, _, f in detected]),
+        detection_by_kind={kind: flagged_share([f for _, k, f in detected if k == kind]) for kind in (OTHER_CAMERA, COPY_MOVE)},
+        false_alarm_rate=flagged_share([f for _, _, _, f in genuine]),
+        predicted=predicted, measured=measured, iso=iso)
+
+
+def run_scenario(net: isonet.ISONet, config: ScenarioConfig = ScenarioConfig(),
+                 noise_profiles: str | os.PathLike | None = None) -> ScenarioResult:
+    """Fig. 7 on renders: a fingerprint from flat fields, predictors fitted on Train photos,
+    then genuine and forged renders of the held-out Test photos judged by each scheme."""
+    db = camera_noise.load_noise_profiles(noise_profiles)
+    camera, donor = db.select(config.camera)[0], db.select(config.donor)[0]
+    camera_noise.cameras_by_iso([camera], config.isos)
+    camera_noise.cameras_by_iso([donor], config.isos)
+    rng = np.random.default_rng(config.seed)
+    train, test = scenario_sources(config)
+    fingerprint = scenario_fingerprint(camera, config, rng)
+    predictors = train_predictors(train, camera, fingerprint, config, rng)
+    probes = scenario_probes(test, camera, donor, fingerprint, net, config, rng)
+    readings = {iso: [p.isonet_metric for p in probes if p.iso == iso] for iso in config.isos}
+    right = {iso: float(np.mean([predictors.band_for(m) == isonet.iso_to_metric(iso) for m in ms]))
+             for iso, ms in readings.items()}
+    forged = sum(int((p.coverage >= config.forged_coverage).sum()) for p in probes if p.kind != GENUINE)
+    blocks = {"training": predictors.single.samples,
+              "genuine test": sum(p.rho.size for p in probes if p.kind == GENUINE), "forged test": forged}
+    return ScenarioResult(config, [score_scheme(s, predictors, probes, config) for s in SCHEMES],
+                          {iso: float(isonet.metric_to_iso(np.median(ms))) for iso, ms in readings.items()}, right,
+                          blocks)
+
+
+def scenario_report(result: ScenarioResult) -> list[str]:
+    """The scenario's tables as printed lines: RMSE and detection per ISO for each scheme."""
+    config, scores = result.config, result.scores
+    names = " ".join(f"{s.scheme:>12}" for s in scores)
+    processing = "camera processing (noise reduction rising with ISO)" if config.camera_processing else "plain development"
+    lines = [f"PRNU scenario: {config.camera}, fingerprint from {config.flat_fields} flat fields; forgeries: a region "
+             f"from a {config.donor} and copy-move; {config.height}x{config.width} renders, {processing}, JPEG "
+             f"{config.jpeg_quality or 'off'}; {config.block}x{config.block} blocks every {config.stride} px; blocks: "
+             + ", ".join(f"{n} {k}" for k, n in result.blocks.items()),
+             f"{'':29}RMSE of the correlation prediction{'':6}| detection of forged blocks at "
+             f"{config.false_alarm:.0%} false alarm",
+             f"{'ISO':>5} {'ISONet reads':>12} {'right band':>10} {names} | {names}"]
+    for iso in config.isos:
+        rmse = " ".join(f"{s.rmse_by_iso[iso]:12.4f}" for s in scores)
+        detection = " ".join(f"{s.detection_by_iso[iso]:12.1%}" for s in scores)
+        lines.append(f"{iso:>5} {result.isonet_iso_by_iso[iso]:>12.0f} {result.isonet_right_band[iso]:>10.0%} "
+                     f"{rmse} | {detection}")
+    lines.append(f"{'all':>5} {'':>12} {'':>10} " + " ".join(f"{s.rmse:12.4f}" for s in scores) + " | "
+                 + " ".join(f"{s.detection:12.1%}" for s in scores))
+    for kind in (OTHER_CAMERA, COPY_MOVE):
+        lines.append(f"detection, {kind} forgeries: "
+                     + ", ".join(f"{s.scheme} {s.detection_by_kind[kind]:.1%}" for s in scores))
+    lines.append("false alarms measured on genuine held-out blocks: "
+                 + ", ".join(f"{s.scheme} {s.false_alarm_rate:.2%}" for s in scores))
+    return lines
+
+
+def save_scenario_figure(result: ScenarioResult, path: str | os.PathLike) -> None:
+    """Predicted against measured correlation for each scheme, and RMSE per ISO."""
+    plt = isonet.pyplot()
+    scores, isos = result.scores, result.config.isos
+    fig, axes = plt.subplots(1, len(scores) + 1, figsize=(5 * (len(scores) + 1), 4.6), layout="constrained")
+    low = min(min(s.predicted.min(), s.measured.min()) for s in scores)
+    high = max(max(s.predicted.max(), s.measured.max()) for s in scores)
+    for ax, score in zip(axes, scores):
+        shown = ax.scatter(score.predicted, score.measured, c=np.log2(score.iso / 100.0), s=4, cmap="viridis",
+                           vmin=0, vmax=math.log2(max(isos) / 100.0))
+        ax.plot([low, high], [low, high], color="black", lw=1)
+        ax.set_title(f"{score.scheme}: RMSE {score.rmse:.4f}")
+        ax.set_xlabel("predicted correlation")
+        ax.set_ylabel("measured correlation")
+    bar = fig.colorbar(shown, ax=list(axes[:-1]))
+    bar.set_ticks(np.log2(np.array(isos) / 100.0))
+    bar.set_ticklabels([str(i) for i in isos])
+    bar.set_label("ISO")
+    for score in scores:
+        axes[-1].plot(isos, [score.rmse_by_iso[i] for i in isos], marker="o", label=score.scheme)
+    axes[-1].set_xscale("log", base=2)
+    axes[-1].set_xticks(isos, [str(i) for i in isos])
+    axes[-1].set_xlabel("ISO")
+    axes[-1].set_ylabel("RMSE of the prediction")
+    axes[-1].legend()
+    fig.suptitle(f"PRNU correlation predictors on held-out renders ({result.config.camera}, "
+                 f"{result.config.block}x{result.config.block} blocks)")
+    isonet.save_figure(fig, path)
+
+
+# ---------------------------------------------------------------------------------------------
+# A user's photos: a fingerprint from a folder, then one probe
+# ---------------------------------------------------------------------------------------------
+BAND_CHOICES = ("isonet", "exif", "single")
+
+
+@dataclass
+class FingerprintImage:
+    path: Path
+    observation: Observation
+    band: float | None  # whole stops of ISO metric, or None for the single predictor
+
+
+@dataclass
+class ProbeReport:
+    probe: Path
+    used: list[Path]  # the fingerprint images
+    failed: list[str]  # one line per image left out
+    pce: Pce
+    isonet_metric: float
+    exif_iso: int | None
+    band: float | None  # the predictor's ISO band (metric), None: fitted on every band
+    predictor: CorrelationPredictor
+    rho: np.ndarray  # rows x cols
+    predicted: np.ndarray
+    forged: np.ndarray
+    block: int
+    stride: int
+    false_alarm: float
+
+    @property
+    def same_camera(self) -> bool:
+        return self.pce.value > PCE_THRESHOLD
+
+
+def band_of(path: Path, band_by: str, isonet_metric: float | None) -> float | None:
+    """The whole-stop ISO band (metric) an image's predictor comes from: ISONet's global estimate
+    (`isonet_metric`), the EXIF ISO (an ISONetError naming the file if it has none) or None (one
+    predictor for all)."""
+    if band_by == "single":
+        return None
+    if band_by == "exif":
+        iso = isonet.read_exif_iso(path)
+        if iso is None:
+            raise ISONetError(f"{path}: no EXIF ISO (--band exif needs it in every image; try --band isonet)")
+        return float(round(isonet.iso_to_metric(iso)))
+    return float(round(isonet_metric))
+
+
+def read_fingerprint_images(paths: Sequence[Path], shape: tuple[int, int], net: isonet.ISONet, band_by: str,
+                            channels: str) -> tuple[list[FingerprintImage], list[str]]:
+    """Each image read, checked against the probe's size and observed; (the usable, one line per
+    image left out)."""
+    usable, failed = [], []
+    for path in paths:
+        try:
+            img = isonet.read_image(path)
+            if img.shape[:2] != shape:
+                raise ISONetError(f"{path}: {img.shape[1]}x{img.shape[0]}, the probe is {shape[1]}x{shape[0]} "
+                                  "(a fingerprint only matches photos of the same size and orientation)")
+            metric = isonet_metric_of(net, img) if band_by == "isonet" else None
+            usable.append(FingerprintImage(path, observe(img, channels), band_of(path, band_by, metric)))
+        except ISONetError as e:
+            failed.append(str(e))
+    return usable, failed
+
+
+def leave_one_out_samples(images: Sequence[FingerprintImage], numerator: np.ndarray, denominator: np.ndarray,
+                          block: int, stride: int) -> dict[float | None, tuple[np.ndarray, np.ndarray]]:
+    """Genuine blocks to fit the predictors on: each fingerprint image against the fingerprint of
+    the others (with itself in it, its correlation would be biased up), grouped by band."""
+    samples: dict[float | None, list[tuple[np.ndarray, np.ndarray]]] = {}
+    for image in images:
+        obs = image.observation
+        others = fingerprint_from_sums(numerator - obs.residual * obs.intensity,
+                                       denominator - np.square(obs.intensity, dtype=np.float64))
+        rho, features = measure_blocks(obs, others, block, stride)
+        samples.setdefault(image.band, []).append((features.reshape(-1, len(FEATURES)), rho.ravel()))
+    return {band: (np.concatenate([f for f, _ in parts]), np.concatenate([r for _, r in parts]))
+            for band, parts in samples.items()}
+
+
+MIN_BAND_BLOCKS = 50  # fewer genuine blocks than this and a band gets no predictor of its own
+
+
+def analyse_probe(probe: str | os.PathLike, fingerprint_paths: Sequence[Path], net: isonet.ISONet,
+                  band_by: str = "isonet", block: int = BLOCK, stride: int = BLOCK // 2,
+                  false_alarm: float = FALSE_ALARM, channels: str = "luma") -> ProbeReport:
+    """Is `probe` from the camera the fingerprint images come from (PCE), and which of its blocks
+    lack that camera's PRNU? The predictors are fitted on the fingerprint images themselves (each
+    against the others' fingerprint), one per ISO band chosen by `band_by`; the probe's band is
+    chosen the same way. ISONetError naming the file when the probe is unreadable or fewer than
+    two fingerprint images are usable."""
+    probe = Path(probe)
+    img = isonet.read_image(probe)
+    images, failed = read_fingerprint_images(fingerprint_paths, img.shape[:2], net, band_by, channels)
+    if len(images) < 2:
+        folder = Path(fingerprint_paths[0]).parent if fingerprint_paths else "--fingerprint_dir"
+        first = f" (first left out: {failed[0]})" if failed else ""
+        raise ISONetError(f"{folder}: {len(images)} usable fingerprint image(s) of the probe's size "
+                          f"{img.shape[1]}x{img.shape[0]}; at least 2 are needed{first}")
+    numerator, denominator = fingerprint_sums(i.observation for i in images)
+    fingerprint = fingerprint_from_sums(numerator, denominator)
+    predictors = fit_banded(leave_one_out_samples(images, numerator, denominator, block, stride), MIN_BAND_BLOCKS)
+    metric = isonet_metric_of(net, img)
+    band = predictors.band_for(band_of(probe, band_by, metric))
+    predictor = predictors.for_metric(band)
+    obs = observe(img, channels)
+    rho, features = measure_blocks(obs, fingerprint, block, stride)
+    predicted = predictor.predict(features)
+    return ProbeReport(probe, [i.path for i in images], failed, pce(obs.residual, expected_prnu(obs, fingerprint)),
+                       metric, isonet.read_exif_iso(probe), band, predictor, rho, predicted,
+                       rho - predicted < predictor.threshold(false_alarm), block, stride, false_alarm)
+
+
+def probe_report_lines(report: ProbeReport) -> list[str]:
+    decision = "same camera" if report.same_camera else "not this camera"
+    band = ("one predictor for all bands" if report.band is None
+            else f"ISO band {isonet.metric_to_iso(report.band):.0f} (metric {report.band:g})")
+    exif = f", EXIF ISO {report.exif_iso}" if report.exif_iso is not None else ""
+    forged = int(report.forged.sum())
+    return [f"fingerprint: {len(report.used)} images of {report.probe.name}'s size",
+            f"PCE of {report.probe.name} against the fingerprint: {report.pce.value:.1f} -> {decision} "
+            f"(threshold {PCE_THRESHOLD:g})",
+            f"ISONet reads ISO {isonet.metric_to_iso(report.isonet_metric):.0f} (metric {report.isonet_metric:.2f})"
+            f"{exif}; predictor: {band}, fitted on {report.predictor.samples} genuine blocks",
+            f"forgery map: {forged} of {report.forged.size} {report.block}x{report.block} blocks (every "
+            f"{report.stride} px) fall below their predicted correlation at {report.false_alarm:.0%} false alarm"]
+
+
+def save_forgery_figure(img: np.ndarray, report: ProbeReport, path: str | os.PathLike) -> None:
+    """The probe with its flagged blocks, and each block's correlation minus its prediction;
+    each cell is centred on its block, as ISO maps are."""
+    plt = isonet.pyplot()
+    rows, cols = report.rho.shape
+    left = report.block / 2 - report.stride / 2
+    extent = (left, left + cols * report.stride, left + rows * report.stride, left)
+    fig, axes = plt.subplots(1, 2, figsize=(16, 8 * img.shape[0] / img.shape[1] + 0.8))
+    for ax in axes:
+        ax.imshow(unit_float(img) * 0.5, extent=(0, img.shape[1], img.shape[0], 0))
+        ax.set_xlim(0, img.shape[1])
+        ax.set_ylim(img.shape[0], 0)
+    overlay = np.zeros((rows, cols, 4), np.float32)
+    overlay[report.forged] = (1.0, 0.1, 0.1, 0.6)
+    axes[0].imshow(overlay, extent=extent, interpolation="nearest")
+    axes[0].set_title(f"blocks without the camera's PRNU ({report.false_alarm:.0%} false alarm): "
+                      f"{int(report.forged.sum())} of {report.forged.size}")
+    margin = report.rho - report.predicted
+    reach = float(np.abs(margin).max()) or 1.0  # symmetric, so white is "as predicted"
+    shown = axes[1].imshow(margin, extent=extent, cmap="coolwarm_r", vmin=-reach, vmax=reach, alpha=0.8,
+                           interpolation="nearest")
+    fig.colorbar(shown, ax=axes[1], fraction=0.046, pad=0.04).set_label("measured - predicted correlation")
+    axes[1].set_title(f"PCE {report.pce.value:.1f}; ISONet ISO {isonet.metric_to_iso(report.isonet_metric):.0f}")
+    fig.suptitle(f"{report.probe.name}: PRNU forgery map")
+    isonet.save_figure(fig, path)

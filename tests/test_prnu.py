@@ -1,0 +1,325 @@
+"""PRNU: the renderer's sensor patterns, fingerprints, NCC/PCE, block maps, the correlation
+predictor, forgery localisation, the Fig. 7 scenario and Fig7.py on a user's folder."""
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import assert_one_line_error, run_script, write_rgb
+from scipy.stats import norm
+
+import camera_noise as cn
+import isonet
+import prnu
+
+H, W = 192, 256  # small renders: a fingerprint of 8 flat fields already identifies the camera
+ISO = 200
+PHOTO_NAMES = sorted(cn.BUNDLED_PHOTOS)  # clean_images' order
+
+
+@pytest.fixture(scope="module")
+def db() -> cn.NoiseDatabase:
+    path = cn.find_profiles()
+    if not path.is_file():
+        pytest.skip(f"{path} absent: run scripts/fetch_noise_profiles.sh (the set-up step) first")
+    return cn.load_noise_profiles()
+
+
+@pytest.fixture(scope="module")
+def cameras(db) -> tuple[cn.CameraNoise, cn.CameraNoise]:
+    return db.select(cn.DEMO_CAMERA)[0], db.select("Nikon D7000")[0]
+
+
+@pytest.fixture(scope="module")
+def photos() -> list[np.ndarray]:
+    return [prnu.cover_fit(img, H, W) for _, img in cn.clean_images()]
+
+
+def camera_render(img: np.ndarray, camera: cn.CameraNoise, rng: np.random.Generator, iso: int = ISO) -> np.ndarray:
+    return cn.render(img, camera, iso, rng, isp=cn.typical_isp(iso), prnu=True)
+
+
+@pytest.fixture(scope="module")
+def fingerprint(cameras) -> np.ndarray:
+    rng = np.random.default_rng(0)
+    flats = (camera_render(prnu.flat_field(H, W, rng), cameras[0], rng, 100) for _ in range(8))
+    return prnu.estimate_fingerprint(prnu.observe(img) for img in flats)
+
+
+# ---------------------------------------------------------------------------------------------
+# The renderer's PRNU
+# ---------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def astronaut() -> np.ndarray:
+    return cn.read_clean_image(cn.bundled_photo_path(*cn.BUNDLED_PHOTOS["astronaut"]), 2)  # 256x256
+
+
+def test_render_without_prnu_is_unchanged_and_the_pattern_is_the_cameras_own(cameras, astronaut):
+    a, b = cameras
+    plain = cn.render(astronaut, a, ISO, np.random.default_rng(3))
+    assert np.array_equal(cn.render(astronaut, a, ISO, np.random.default_rng(3), prnu=False), plain)
+    with_prnu = cn.render(astronaut, a, ISO, np.random.default_rng(3), prnu=True)
+    assert 0.1 < np.abs(with_prnu.astype(float) - plain).mean() < 2.0  # 1% of the signal: a level or so
+    pattern = cn.prnu_pattern(a.name, H, W)
+    assert pattern.shape == (H, W) and abs(pattern.std() - cn.PRNU_STD) < 0.001 and abs(pattern.mean() - 1) < 0.001
+    cn.prnu_pattern.cache_clear()
+    assert np.array_equal(pattern, cn.prnu_pattern(a.name, H, W))  # every render of this size, in any run
+    assert abs(np.corrcoef(pattern.ravel(), cn.prnu_pattern(b.name, H, W).ravel())[0, 1]) < 0.02
+    assert not pattern.flags.writeable
+    half_size = dataclasses.replace(cn.typical_isp(ISO), scale=0.5)  # PRNU at the sensor's 512x512
+    rendered = [cn.render(astronaut, a, ISO, np.random.default_rng(3), isp=half_size, prnu=p) for p in (False, True)]
+    assert rendered[1].shape == astronaut.shape and not np.array_equal(*rendered)
+
+
+def test_fingerprint_is_found_in_its_cameras_renders_and_not_in_anothers(cameras, photos, fingerprint):
+    rng = np.random.default_rng(1)
+    true_k = cn.prnu_pattern(cameras[0].name, H, W) - 1
+    assert prnu.ncc(fingerprint, true_k) > 0.3  # the estimate is the sensor's pattern, seen through the ISP
+    for img in photos[:3]:
+        own = prnu.observe(camera_render(img, cameras[0], rng))
+        other = prnu.observe(camera_render(img, cameras[1], rng))
+        own_pce = prnu.pce(own.residual, prnu.expected_prnu(own, fingerprint))
+        other_pce = prnu.pce(other.residual, prnu.expected_prnu(other, fingerprint))
+        assert own_pce.value > 2 * prnu.PCE_THRESHOLD and own_pce.shift == (0, 0), own_pce
+        assert other_pce.value < 10, other_pce
+
+
+def test_per_channel_residuals_find_the_fingerprint_too(cameras, photos, fingerprint):
+    img = camera_render(photos[0], cameras[0], np.random.default_rng(8))
+    luma, rgb = prnu.observe(img), prnu.observe(img, "rgb")
+    assert np.array_equal(rgb.intensity, luma.intensity) and 0.5 < prnu.ncc(rgb.residual, luma.residual) < 0.99
+    per_channel = [prnu.noise_residual(img[:, :, c].astype(np.float32)) for c in range(3)]  # R, G, B
+    assert np.allclose(rgb.residual, sum(w * r for w, r in zip(prnu.LUMA_WEIGHTS, per_channel)), atol=1e-4)
+    assert prnu.pce(rgb.residual, prnu.expected_prnu(rgb, fingerprint)).value > 2 * prnu.PCE_THRESHOLD
+    with pytest.raises(ValueError, match="'luma' or 'rgb'"):
+        prnu.observe(img, "green")
+
+
+# ---------------------------------------------------------------------------------------------
+# Residual and fingerprint cleaning
+# ---------------------------------------------------------------------------------------------
+def test_residual_keeps_weak_white_noise_and_drops_smooth_content():
+    rng = np.random.default_rng(0)
+    y, x = np.mgrid[0:256, 0:256].astype(np.float32)
+    smooth = 60 + 100 * (x / 256) + 40 * np.sin(y / 40)
+    noise = rng.normal(0, 2, smooth.shape).astype(np.float32)  # below sigma0: all of it is "noise"
+    assert prnu.noise_residual(smooth)[16:-16, 16:-16].std() < 0.1  # of a 100-level scene; mirrored borders leak a little more
+    residual = prnu.noise_residual(smooth + noise)
+    assert prnu.ncc(residual, noise) > 0.95
+    assert abs(residual.std() - 2) < 0.2
+
+
+def test_cleaning_removes_row_column_and_periodic_patterns_but_keeps_the_pattern():
+    rng = np.random.default_rng(0)
+    k = rng.normal(0, 0.01, (256, 256)).astype(np.float32)
+    rows = rng.normal(0, 0.01, (256, 1)).astype(np.float32)  # a readout artefact
+    y, x = np.mgrid[0:256, 0:256]
+    periodic = (0.01 * np.cos(2 * np.pi * x / 8) * np.cos(2 * np.pi * y / 8)).astype(np.float32)  # JPEG-grid-like
+    cleaned = prnu.clean_fingerprint(k + rows + periodic)
+    assert np.abs(cleaned.mean(axis=1)).max() < 1e-4
+    assert abs(prnu.ncc(cleaned, periodic)) < 0.05
+    assert prnu.ncc(cleaned, k) > 0.9
+
+
+# ---------------------------------------------------------------------------------------------
+# NCC, PCE, block maps
+# ---------------------------------------------------------------------------------------------
+def test_ncc_and_pce_sanity():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(64, 96)).astype(np.float32)
+    assert prnu.ncc(x, x) == pytest.approx(1.0, abs=1e-6)
+    assert prnu.ncc(x, 2 * x + 3) == pytest.approx(1.0, abs=1e-6)
+    assert prnu.ncc(x, -x) == pytest.approx(-1.0, abs=1e-6)
+    assert prnu.ncc(x, np.ones_like(x)) == 0.0
+    same = prnu.pce(x, x)
+    assert same.shift == (0, 0) and same.value > 1000 and same.peak > 0
+    unrelated = prnu.pce(x, rng.normal(size=x.shape))
+    assert abs(unrelated.value) < 20
+    moved = np.roll(x, (3, -2), axis=(0, 1))
+    assert prnu.pce(moved, x, search=4).shift == (3, -2)
+    assert prnu.pce(moved, x).value < 20  # aligned only: the moved pattern is not found
+    assert prnu.pce(-x, x).value < -1000  # an anti-correlated peak keeps its sign
+
+
+def test_block_correlation_equals_each_blocks_pearson_correlation():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(70, 90)).astype(np.float32)
+    y = (0.3 * x + rng.normal(size=x.shape) + np.linspace(0, 5, 90)).astype(np.float32)
+    block, stride = 16, 12
+    rows, cols = prnu.block_grid(70, 90, block, stride)
+    fast = prnu.block_correlation(x, y, block, stride)
+    assert fast.shape == (rows, cols) == (5, 7)
+    for i in range(rows):
+        for j in range(cols):
+            window = np.s_[i * stride:i * stride + block, j * stride:j * stride + block]
+            assert fast[i, j] == pytest.approx(np.corrcoef(x[window].ravel(), y[window].ravel())[0, 1], abs=1e-5)
+    assert np.all(prnu.block_correlation(x, np.ones_like(x), block, stride) == 0)  # constant: no correlation
+    with pytest.raises(ValueError, match="no 128x128 block"):
+        prnu.block_grid(70, 90, 128, 64)
+
+
+def test_block_features_follow_their_definitions():
+    flat = np.full((64, 64), 100.0, np.float32)
+    f = prnu.block_features(flat, 32, 32)
+    assert f.shape == (2, 2, 4)
+    assert np.allclose(f[..., 0], 100 / prnu.ATTENUATION_KNEE)  # intensity below the knee
+    assert np.allclose(f[..., 1], 1.0) and np.allclose(f[..., 2], 1.0)  # no texture, all flat
+    saturated = prnu.block_features(np.full((64, 64), 255.0, np.float32), 32, 32)
+    assert saturated[..., 0].max() < 0.05  # saturation leaves no PRNU
+    textured = prnu.block_features(flat + np.random.default_rng(0).normal(0, 20, flat.shape).astype(np.float32), 32, 32)
+    assert textured[..., 1].max() < 0.01 and textured[..., 2].max() < 0.1
+
+
+# ---------------------------------------------------------------------------------------------
+# The predictor
+# ---------------------------------------------------------------------------------------------
+def test_predictor_recovers_a_known_linear_relation():
+    rng = np.random.default_rng(0)
+    features = rng.uniform(0, 1, (2000, len(prnu.FEATURES)))
+    truth = np.array([0.02, 0.10, -0.05, 0.03, 0.20])
+    rho = truth[0] + features @ truth[1:] + rng.normal(0, 0.002, 2000)
+    predictor = prnu.fit_predictor(features, rho)
+    assert np.allclose(predictor.coef, truth, atol=0.001)
+    assert predictor.residual_std == pytest.approx(0.002, rel=0.1)
+    assert predictor.threshold(0.01) == pytest.approx(predictor.residual_mean + norm.ppf(0.01) * predictor.residual_std)
+    assert predictor.forged(np.array([0.0]), features[:1]).item()  # no PRNU where much is predicted
+    with pytest.raises(ValueError, match="cannot fit"):
+        prnu.fit_predictor(features[:5], rho[:5])
+
+
+def test_banded_predictors_pick_the_nearest_band():
+    rng = np.random.default_rng(0)
+    features = rng.uniform(0, 1, (100, len(prnu.FEATURES)))
+    samples = {band: (features, 0.1 - 0.01 * band + 0.001 * rng.normal(size=100)) for band in (0.0, 3.0, 6.0)}
+    samples[None] = (features[:20], np.zeros(20))
+    banded = prnu.fit_banded(samples)
+    assert sorted(banded.bands) == [0.0, 3.0, 6.0]
+    assert banded.band_for(2.6) == 3.0 and banded.band_for(-1) == 0.0 and banded.band_for(None) is None
+    assert banded.for_metric(5.0).coef[0] == pytest.approx(0.04, abs=0.002)
+    assert banded.for_metric(None) is banded.single and banded.single.samples == 320
+    assert not prnu.fit_banded(samples, min_blocks=101).bands
+
+
+# ---------------------------------------------------------------------------------------------
+# Forgery localisation
+# ---------------------------------------------------------------------------------------------
+def test_a_region_from_another_camera_is_found(cameras, photos, fingerprint):
+    """Predictor fitted on genuine renders of seven photos; probes from three others: the left
+    half of each replaced by the other camera's render of the same scene. (grass and gravel are
+    left out: their texture hides the PRNU even of genuine blocks, correlation 0.01-0.02.)"""
+    rng = np.random.default_rng(2)
+    block, stride = 96, 32
+    named = dict(zip(PHOTO_NAMES, photos))
+    training = [prnu.measure_blocks(prnu.observe(camera_render(named[name], cameras[0], rng, 100)), fingerprint,
+                                    block, stride)
+                for name in ("astronaut", "brick", "camera", "coffee", "grace_hopper", "motorcycle", "coins")]
+    predictor = prnu.fit_predictor(np.concatenate([f.reshape(-1, 4) for _, f in training]),
+                                   np.concatenate([r.ravel() for r, _ in training]))
+    mask = np.zeros((H, W), bool)
+    mask[:, : W // 2] = True
+    coverage = prnu.block_coverage(mask, block, stride)
+    detected, false_alarms = [], []
+    for name in ("chelsea", "moon", "rocket"):
+        genuine = camera_render(named[name], cameras[0], rng, 100)
+        forged = cn.compose_forgery(genuine, camera_render(named[name], cameras[1], rng, 100), mask, None)
+        for probe, flags in ((forged, detected), (genuine, false_alarms)):
+            rho, features = prnu.measure_blocks(prnu.observe(probe), fingerprint, block, stride)
+            flagged = predictor.forged(rho, features)
+            flags.append(flagged[coverage == 1] if probe is forged else flagged)
+    assert np.concatenate(detected).mean() > 0.8
+    assert np.concatenate(false_alarms).mean() < 0.05
+
+
+def test_forgeries_keep_the_render_outside_the_region_and_replace_it_inside(cameras, astronaut):
+    a, b = cameras
+    rng = np.random.default_rng(4)  # what the forgeries draw, in their order: region, then renders
+    mask = cn.random_region_mask(*astronaut.shape[:2], rng)
+    genuine = cn.render(astronaut, a, ISO, rng, prnu=True)
+    foreign = cn.render(astronaut, b, ISO, rng, prnu=True)
+    image, got = cn.forge_from_camera(astronaut, a, b, ISO, np.random.default_rng(4))
+    assert np.array_equal(got, mask) and 0.03 < mask.mean() < 0.4
+    assert np.array_equal(image[~mask], genuine[~mask]) and np.array_equal(image[mask], foreign[mask])
+    moved, got = cn.forge_copy_move(astronaut, a, ISO, np.random.default_rng(4))
+    assert np.array_equal(got, mask) and np.array_equal(moved[~mask], genuine[~mask])
+    assert np.abs(moved[mask].astype(int) - genuine[mask]).mean() > 5  # other content moved in
+
+
+# ---------------------------------------------------------------------------------------------
+# The scenario and the script
+# ---------------------------------------------------------------------------------------------
+def test_scenario_scores_every_scheme_and_draws_its_figure(random_net, tmp_path):
+    config = prnu.ScenarioConfig(isos=(100, 3200), height=H, width=W, block=64, stride=64, flat_fields=4)
+    result = prnu.run_scenario(random_net, config)
+    assert [s.scheme for s in result.scores] == list(prnu.SCHEMES)
+    single, by_iso, _ = result.scores
+    for score in result.scores:
+        assert set(score.rmse_by_iso) == {100, 3200} and all(0 < v < 0.2 for v in score.rmse_by_iso.values())
+        assert 0 <= score.false_alarm_rate <= 0.1 and 0 <= score.detection <= 1
+    assert by_iso.rmse < single.rmse  # the correlation falls with ISO; one predictor for both misses it
+    lines = prnu.scenario_report(result)
+    assert any(line.split()[0] == "3200" for line in lines) and "false alarm" in lines[1]
+    prnu.save_scenario_figure(result, tmp_path / "f.png")
+    assert (tmp_path / "f.png").stat().st_size > 0
+
+
+@pytest.fixture
+def fingerprint_folder(tmp_path, cameras, photos) -> Path:
+    """Four flat fields (what forensic practice shoots for a fingerprint) and two photos."""
+    rng = np.random.default_rng(6)
+    folder = tmp_path / "camera"
+    folder.mkdir()
+    scenes = [prnu.flat_field(H, W, rng) for _ in range(4)] + photos[:3:2]
+    for i, img in enumerate(scenes):
+        write_rgb(folder / f"{i}.png", camera_render(img, cameras[0], rng))
+    return folder
+
+
+def test_fig7_with_a_fingerprint_folder(tmp_path, weights_file, fingerprint_folder, cameras, photos):
+    rng = np.random.default_rng(7)
+    chelsea = photos[PHOTO_NAMES.index("chelsea")]
+    probe = write_rgb(tmp_path / "probe.png", camera_render(chelsea, cameras[0], rng))
+    stranger = write_rgb(tmp_path / "stranger.png", camera_render(chelsea, cameras[1], rng))
+    common = ("--model_path", weights_file, "--fingerprint_dir", fingerprint_folder, "--block", 64, "--block_stride", 32)
+    proc = run_script("Fig7.py", *common, "--pic_path", probe, "--out_dir", tmp_path / "a")
+    assert proc.returncode == 0, proc.stderr
+    assert "Estimated ISO metric:" in proc.stdout and "-> same camera" in proc.stdout, proc.stdout
+    assert "fingerprint: 6 images" in proc.stdout and (tmp_path / "a" / "Fig7_forgery.png").stat().st_size > 0
+    proc = run_script("Fig7.py", *common, "--pic_path", stranger, "--out_dir", tmp_path / "b", "--band", "single")
+    assert proc.returncode == 0 and "-> not this camera" in proc.stdout and "one predictor for all" in proc.stdout
+
+
+def test_fig7_fingerprint_inputs_that_fail(tmp_path, weights_file, fingerprint_folder):
+    probe = next(fingerprint_folder.iterdir())
+    write_rgb(fingerprint_folder / "small.png", np.zeros((64, 64, 3), np.uint8))
+    proc = run_script("Fig7.py", "--model_path", weights_file, "--pic_path", probe, "--fingerprint_dir",
+                      fingerprint_folder, "--out_dir", tmp_path, "--block", 64)
+    assert proc.returncode == 1 and "PCE" in proc.stdout
+    assert_one_line_error(proc, 1, "small.png", "the probe is 256x192")
+    proc = run_script("Fig7.py", "--model_path", weights_file, "--pic_path", probe, "--fingerprint_dir",
+                      fingerprint_folder, "--out_dir", tmp_path, "--band", "exif")
+    assert_one_line_error(proc, 1, "0 usable fingerprint image(s)", "no EXIF ISO")
+
+
+@pytest.mark.parametrize("extra, fragments", [
+    (("--fingerprint_dir", "{folder}"), ("--fingerprint_dir needs --pic_path",)),
+    (("--pic_path", "{probe}", "--fingerprint_dir", "{probe}"), ("is not a folder",)),
+    (("--pic_path", "{probe}", "--fingerprint_dir", "{empty}"), ("0 image(s)",)),
+    (("--pic_path", "{probe}", "--false_alarm", "0"), ("--false_alarm 0",)),
+])
+def test_fig7_bad_prnu_arguments_exit_2(tmp_path, weights_file, extra, fragments):
+    probe = write_rgb(tmp_path / "p.png", np.zeros((64, 64, 3), np.uint8))
+    (tmp_path / "empty").mkdir()
+    names = {"folder": tmp_path, "probe": probe, "empty": tmp_path / "empty"}
+    args = [a.format(**names) for a in extra]
+    proc = run_script("Fig7.py", "--model_path", weights_file, *args, "--out_dir", tmp_path)
+    assert_one_line_error(proc, 2, *fragments)
+
+
+def test_iso_band_choice_by_exif_isonet_or_single(tmp_path):
+    path = write_rgb(tmp_path / "x.png", np.zeros((64, 64, 3), np.uint8))
+    assert prnu.band_of(path, "isonet", 2.6) == 3.0
+    assert prnu.band_of(path, "single", 2.6) is None
+    with pytest.raises(isonet.ISONetError, match="x.png: no EXIF ISO"):
+        prnu.band_of(path, "exif", None)
