@@ -4,12 +4,14 @@
     python test_model.py --model_path models/my_camera.pth --pic_path new_photo.jpg
 
 ISONet's three fully connected layers have no activation between them, so the network's head is
-one affine map of the 800 trunk features of a patch. Adaptation keeps the trunk and refits that
-map on the camera's patches by ridge regression pulled towards the starting model's head (every
-photo weighs the same, whatever its patch count), so it takes seconds, cannot forget what the
-trunk learnt, and its leave-one-out figures are honest: each photo is estimated by a head fitted
-without it, the ridge strength itself chosen by a cross-validation of the others alone. The result
-is a normal ISONet state dict (the affine map written into fc, fc2 and fc3).
+one affine map of the 800 trunk features of a patch. Adaptation keeps the trunk and replaces that
+map, either by the starting model's head followed by a straight-line calibration of its estimates
+(two numbers) or by a ridge regression of the whole map on the camera's patches pulled towards
+the starting head (every photo weighing the same, whatever its patch count). It takes seconds to
+minutes, cannot forget what the trunk learnt, and its leave-one-out figures are honest: each
+photo is estimated by a head fitted without it, the method and ridge strength chosen by a
+cross-validation of the other photos alone. The result is a normal ISONet state dict (the affine
+map written into fc, fc2 and fc3).
 
 Prints the leave-one-out estimate of every photo and the MAE; writes --out. Exit code: 0 done,
 1 some photos could not be used, 2 bad arguments or fewer than --min_photos usable photos.
@@ -29,7 +31,11 @@ import isonet
 from main_train import MEMORY_FORMAT, bare_state_dict, save_atomically
 
 RIDGE_GRID = (0.01, 0.1, 1.0, 10.0)  # relative to the mean feature energy
-INNER_FOLDS = 3  # the ridge of each leave-one-out fit is chosen by this cross-validation of the others
+# Candidates: a straight-line calibration of the starting model's estimates (2 numbers, for few or
+# small photos) or a ridge refit of the whole head (800 numbers, for photos with many patches).
+METHODS = ("affine", *RIDGE_GRID)
+MIN_SLOPE = 0.05  # a calibration must stay increasing: more noise, higher ISO
+INNER_FOLDS = 3  # the method of each leave-one-out fit is chosen by this cross-validation of the others
 
 
 def photo_patches(path: Path, limit: int, rng: np.random.Generator) -> np.ndarray:
@@ -92,26 +98,43 @@ def photo_estimate(head: np.ndarray, photo: PhotoFit) -> float:
     return float(np.median(photo.features @ head))
 
 
-def choose_ridge(photos: list[PhotoFit], prior: np.ndarray, folds: int = INNER_FOLDS) -> float:
-    """The RIDGE_GRID value with the lowest cross-validated MAE on these photos."""
+def fit_affine(photos: list[PhotoFit], prior: np.ndarray) -> np.ndarray:
+    """The prior head followed by the straight line (slope kept positive) that best maps its
+    image estimates to the photos' truths: a calibration, written into the head."""
+    before = np.array([photo_estimate(prior, p) for p in photos])
+    slope, intercept = np.polyfit(before, [p.metric for p in photos], 1) if np.ptp(before) > 0 else (1.0, 0.0)
+    slope = max(slope, MIN_SLOPE)
+    intercept = np.mean([p.metric for p in photos]) - slope * before.mean()
+    head = slope * prior
+    head[-1] += intercept
+    return head
+
+
+def fit(photos: list[PhotoFit], prior: np.ndarray, method: str | float) -> np.ndarray:
+    """A head by `method`: 'affine' (fit_affine) or a ridge strength (fit_head)."""
+    return fit_affine(photos, prior) if method == "affine" else fit_head(photos, prior, method)
+
+
+def choose_method(photos: list[PhotoFit], prior: np.ndarray, folds: int = INNER_FOLDS) -> str | float:
+    """The METHODS entry with the lowest cross-validated MAE on these photos."""
     groups = np.arange(len(photos)) % folds
 
-    def mae(ridge: float) -> float:
+    def mae(method: str | float) -> float:
         errors = []
         for g in range(min(folds, len(photos))):
-            head = fit_head([p for p, k in zip(photos, groups) if k != g], prior, ridge)
+            head = fit([p for p, k in zip(photos, groups) if k != g], prior, method)
             errors += [abs(photo_estimate(head, p) - p.metric) for p, k in zip(photos, groups) if k == g]
         return float(np.mean(errors))
 
-    return min(RIDGE_GRID, key=mae)
+    return min(METHODS, key=mae)
 
 
 def leave_one_out_estimates(photos: list[PhotoFit], prior: np.ndarray) -> np.ndarray:
-    """Each photo estimated by a head fitted without it, its ridge chosen without it too."""
+    """Each photo estimated by a head fitted without it, its method chosen without it too."""
     estimates = []
     for k, photo in enumerate(photos):
         rest = photos[:k] + photos[k + 1:]
-        estimates.append(photo_estimate(fit_head(rest, prior, choose_ridge(rest, prior)), photo))
+        estimates.append(photo_estimate(fit(rest, prior, choose_method(rest, prior)), photo))
     return np.array(estimates)
 
 
@@ -171,15 +194,15 @@ def main(argv: list[str] | None = None) -> int:
     metrics = np.array(metrics)
     before = np.array([photo_estimate(prior, p) for p in photos])
     loo = leave_one_out_estimates(photos, prior)
-    ridge = choose_ridge(photos, prior)
-    save_atomically(adapted_state_dict(net, fit_head(photos, prior, ridge)), Path(args.out))
+    method = choose_method(photos, prior)
+    save_atomically(adapted_state_dict(net, fit(photos, prior, method)), Path(args.out))
     print(f"{'photo':<40} {'EXIF ISO':>8} {'before':>8} {'adapted (leave-one-out)':>24}")
     for path, truth, b, e in zip(paths, metrics, before, loo):
         print(f"{path.name[-40:]:<40} {isonet.metric_to_iso(truth):>8.0f} {isonet.metric_to_iso(b):>8.0f} "
               f"{isonet.metric_to_iso(e):>24.0f}")
     print(f"{len(paths)} photos, ISO {isonet.metric_to_iso(metrics.min()):.0f}-{isonet.metric_to_iso(metrics.max()):.0f}: "
           f"MAE before {np.abs(before - metrics).mean():.2f} stops, adapted {np.abs(loo - metrics).mean():.2f} "
-          f"(leave-one-out); ridge {ridge:g}; wrote {args.out}")
+          f"(leave-one-out); {'calibration' if method == 'affine' else f'head refit, ridge {method:g}'}; wrote {args.out}")
     return 1 if failed else 0
 
 

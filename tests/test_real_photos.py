@@ -207,3 +207,19 @@ def test_adapt_camera_needs_enough_photos(tmp_path, weights_file):
     write_camera_jpeg(photos / "a.jpg", 100)
     assert_one_line_error(run_script("adapt_camera.py", "--photos", photos, "--out", tmp_path / "m.pth",
                                      "--init_from", weights_file), 2, "usable photo")
+
+
+def test_fit_affine_calibrates_the_prior_estimates_and_keeps_them_increasing():
+    rng = np.random.default_rng(2)
+    prior = rng.normal(0, 0.1, 801)
+    photos = [adapt_camera.PhotoFit.of(rng.normal(0, 1, (25, 800)), 0.0) for _ in range(12)]
+    before = np.array([adapt_camera.photo_estimate(prior, p) for p in photos])
+    truth = 2.0 * before + 0.5
+    photos = [adapt_camera.PhotoFit(p.gram, p.mean, p.features, float(t)) for p, t in zip(photos, truth)]
+    head = adapt_camera.fit_affine(photos, prior)
+    assert np.allclose([adapt_camera.photo_estimate(head, p) for p in photos], truth, atol=1e-9)
+    # Truths that fall as the estimates rise: the calibration stays (barely) increasing.
+    reversed_photos = [adapt_camera.PhotoFit(p.gram, p.mean, p.features, float(-t)) for p, t in zip(photos, truth)]
+    flat = adapt_camera.fit_affine(reversed_photos, prior)
+    after = np.array([adapt_camera.photo_estimate(flat, p) for p in reversed_photos])
+    assert np.all(np.diff(after[np.argsort(before)]) > 0)
