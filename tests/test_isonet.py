@@ -374,3 +374,27 @@ def test_atomic_path_gives_the_permissions_of_a_plain_write(tmp_path):
     mode = lambda name: stat.S_IMODE((tmp_path / name).stat().st_mode)  # noqa: E731
     assert mode("atomic.txt") == mode("plain.txt")
     assert mode("shared.txt") == 0o644
+
+
+# ---- figures ------------------------------------------------------------------------------------
+def test_figure_background_is_an_area_downsample_bounded_on_the_long_side():
+    img = np.random.default_rng(0).random((3000, 4000, 3), dtype=np.float32)
+    small = isonet.figure_background(img, 1600)
+    assert small.shape == (1200, 1600, 3)
+    # Area interpolation averages 2.5x2.5 blocks: the noise shrinks, the mean stays.
+    assert small.std() < 0.6 * img.std() and abs(small.mean() - img.mean()) < 1e-3
+    tiny = img[:100, :130]
+    assert isonet.figure_background(tiny, 1600) is tiny
+
+
+def test_map_figure_of_a_large_image_draws_a_small_background_in_full_image_coordinates():
+    plt = isonet.pyplot()
+    img = np.zeros((2000, 3000, 3), np.float32)
+    result = isonet.IsoMap(np.zeros(isonet.grid_shape(2000, 3000, 64), np.float32), 64)
+    fig, ax = plt.subplots()
+    isonet.draw_map(ax, img, result)
+    background, cells = ax.get_images()
+    assert max(background.get_array().shape[:2]) <= isonet.FIGURE_MAX_SIDE
+    assert tuple(background.get_extent()) == (0, 3000, 2000, 0)  # so the map's cells stay on their patches
+    assert tuple(cells.get_extent()) == (0, 46 * 64, 31 * 64, 0)
+    plt.close(fig)
