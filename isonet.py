@@ -33,7 +33,8 @@ PATCH = 64
 DENSE_STEP = 4
 FULL_STOPS = tuple(100 * 2**k for k in range(-2, 10))  # ISO 25 ... 51200
 PROJECT = Path(__file__).resolve().parent  # shipped models are found from any working directory
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp", ".ppm", ".pgm", ".pnm"}
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp", ".ppm", ".pgm", ".pnm", ".mpo",
+                  ".heic", ".heif"}
 
 cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)  # decoders' own chatter would break our one-line errors
 
@@ -225,18 +226,27 @@ def jpeg_reaches_eoi(data: bytes) -> bool:
     return False
 
 
-def decode_image_file(path: str | os.PathLike) -> np.ndarray:
-    """Decode an image file as RGB HxWx3, uint8 or uint16 as stored.
+def _is_heif(data: bytes) -> bool:
+    """An ISO-BMFF 'ftyp' box naming a HEIF brand: what libheif reads and OpenCV cannot."""
+    import pillow_heif
 
-    Grayscale is replicated to three channels and alpha is dropped. EXIF orientation is honoured
-    (OpenCV's default), so the map lines up with the picture as viewers show it.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise ISONetError(f"{path}: no such file")
-    data = path.read_bytes()
-    if not data:
-        raise ISONetError(f"{path}: empty file")
+    return pillow_heif.is_supported(data[:64])
+
+
+def _decode_heif(path: Path, data: bytes) -> np.ndarray:
+    """HEIC/HEIF through libheif (pillow-heif), as RGB(A) or gray, 16-bit where the file has more than 8
+    bits (scaled to the full uint16 range). libheif applies the container's rotation and mirror,
+    which is where HEIF keeps orientation."""
+    import pillow_heif
+
+    try:
+        return np.asarray(pillow_heif.open_heif(data, convert_hdr_to_8bit=False))
+    except (ValueError, RuntimeError, OSError) as e:  # what libheif's errors arrive as
+        raise ISONetError(f"{path}: not a readable HEIF image ({e})".splitlines()[0]) from None
+
+
+def _decode_opencv(path: Path, data: bytes) -> np.ndarray:
+    """Everything else through OpenCV, which honours EXIF orientation in JPEG, PNG, WebP and TIFF."""
     if data[:2] == b"\xff\xd8" and not jpeg_reaches_eoi(data):
         # libjpeg pads a truncated file with grey and only warns; that grey would look like ISO 0.
         raise ISONetError(f"{path}: truncated JPEG (the data ends before its end-of-image marker)")
@@ -244,12 +254,27 @@ def decode_image_file(path: str | os.PathLike) -> np.ndarray:
         img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_ANYCOLOR | cv2.IMREAD_ANYDEPTH)
     if img is None:
         raise ISONetError(f"{path}: not a readable image (unknown format, truncated or corrupt)")
+    return img if img.ndim == 2 else img[:, :, 2::-1]  # BGR(A) -> RGB, alpha dropped
+
+
+def decode_image_file(path: str | os.PathLike) -> np.ndarray:
+    """Decode an image file as RGB HxWx3, uint8 or uint16 as stored.
+
+    Grayscale is replicated to three channels and alpha is dropped. EXIF orientation is honoured,
+    so the map lines up with the picture as viewers show it. The format is told by content, not name.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ISONetError(f"{path}: no such file")
+    data = path.read_bytes()
+    if not data:
+        raise ISONetError(f"{path}: empty file")
+    img = _decode_heif(path, data) if _is_heif(data) else _decode_opencv(path, data)
     if img.dtype not in (np.uint8, np.uint16):
         raise ISONetError(f"{path}: unsupported sample type {img.dtype} (8- or 16-bit expected)")
-    if img.ndim == 2:
-        img = np.repeat(img[:, :, None], 3, axis=2)
-    else:
-        img = img[:, :, 2::-1]  # BGR(A) -> RGB, alpha dropped
+    img = img.reshape(*img.shape[:2], -1)
+    # Gray (with or without alpha) is replicated to three channels; colour alpha is dropped.
+    img = np.repeat(img[:, :, :1], 3, axis=2) if img.shape[2] < 3 else img[:, :, :3]
     h, w = img.shape[:2]
     if h < PATCH or w < PATCH:
         raise ISONetError(f"{path}: image is {w}x{h}, smaller than one {PATCH}x{PATCH} patch")
@@ -301,8 +326,10 @@ def read_exif_iso(path: str | os.PathLike) -> int | None:
     """The ISO the camera wrote in EXIF (see _iso_from_exif), or None. For comparison only.
 
     None also for files Pillow cannot read or whose EXIF is corrupt: the ISO map does not need it."""
+    import pillow_heif
     from PIL import Image  # Pillow reads EXIF; OpenCV does not expose it
 
+    pillow_heif.register_heif_opener()  # so HEIC's EXIF is read too
     # What Pillow raises for unreadable files and bad EXIF (UnidentifiedImageError is an OSError; a
     # bad TIFF header in PNG/WebP EXIF is a SyntaxError); it refuses huge images even to read tags.
     unreadable = (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError)

@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from PIL import Image
+from PIL import Image, ImageOps
 
 import isonet
 from conftest import SHARED, make_labelled_folder, needs_shared, noisy_image, run_script, write_rgb
@@ -398,3 +398,79 @@ def test_map_figure_of_a_large_image_draws_a_small_background_in_full_image_coor
     assert tuple(background.get_extent()) == (0, 3000, 2000, 0)  # so the map's cells stay on their patches
     assert tuple(cells.get_extent()) == (0, 46 * 64, 31 * 64, 0)
     plt.close(fig)
+
+
+# ---- formats ------------------------------------------------------------------------------------
+def smooth_image(height: int = 64, width: int = 96) -> np.ndarray:
+    """Smooth content, so lossy codecs keep it close and any wrong rotation or flip shows."""
+    y, x = np.mgrid[0:height, 0:width]
+    return np.stack([2 * x, 3 * y, 255 - x - y], axis=2).clip(0, 255).astype(np.uint8)
+
+
+def encoded(rgb: np.ndarray, fmt: str, orientation: int = 1, **options) -> bytes:
+    import pillow_heif
+
+    pillow_heif.register_heif_opener()
+    image = Image.fromarray(rgb)
+    exif = image.getexif()
+    exif[0x0112] = orientation
+    exif.get_ifd(0x8769)[0x8827] = 640
+    buffer = io.BytesIO()
+    image.save(buffer, fmt, exif=exif.tobytes(), **options)
+    return buffer.getvalue()
+
+
+ORIENTATION_FORMATS = {"JPEG": ("jpg", {"quality": 90}), "PNG": ("png", {}),
+                       "WEBP": ("webp", {"lossless": True}), "TIFF": ("tif", {}), "HEIF": ("heic", {"quality": 90})}
+
+
+@pytest.mark.parametrize("fmt", ORIENTATION_FORMATS)
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_every_exif_orientation_gives_the_pixels_pillow_shows(tmp_path, fmt, orientation):
+    """Each file holds the same coded pixels as its orientation-1 twin, so the twin's decode turned
+    by Pillow's exif_transpose is exactly what the oriented file must decode to."""
+    suffix, options = ORIENTATION_FORMATS[fmt]
+    rgb = smooth_image()
+    (tmp_path / f"upright.{suffix}").write_bytes(encoded(rgb, fmt, 1, **options))
+    (tmp_path / f"turned.{suffix}").write_bytes(encoded(rgb, fmt, orientation, **options))
+    upright = Image.fromarray(isonet.decode_image_file(tmp_path / f"upright.{suffix}"))
+    exif = upright.getexif()
+    exif[0x0112] = orientation
+    upright.info["exif"] = exif.tobytes()
+    expected = np.asarray(ImageOps.exif_transpose(upright))
+    np.testing.assert_array_equal(isonet.decode_image_file(tmp_path / f"turned.{suffix}"), expected)
+    if orientation == 1:  # and the upright decode is the picture, within the codec's loss
+        assert np.abs(np.asarray(upright).astype(int) - rgb).mean() < 3
+
+
+def test_heic_reads_its_exif_iso_and_16_bit_samples(tmp_path):
+    import pillow_heif
+
+    path = tmp_path / "phone.heic"
+    path.write_bytes(encoded(smooth_image(), "HEIF", quality=90))
+    assert isonet.read_exif_iso(path) == 640
+    deep = (smooth_image().astype(np.uint16) * 257)
+    pillow_heif.from_bytes(mode="RGB;16", size=(96, 64), data=deep.tobytes()).save(tmp_path / "deep.heic", quality=-1)
+    img = isonet.decode_image_file(tmp_path / "deep.heic")
+    assert img.dtype == np.uint16 and img.shape == (64, 96, 3)
+    assert np.abs(img.astype(int) - deep).mean() < 3 * 257
+
+
+def test_cmyk_jpeg_mpo_webp_and_16_bit_png_tiff_decode(tmp_path):
+    rgb = smooth_image()
+    Image.fromarray(rgb).convert("CMYK").save(tmp_path / "print.jpg", quality=95)
+    cmyk = isonet.decode_image_file(tmp_path / "print.jpg")
+    assert np.abs(cmyk.astype(int) - np.asarray(Image.open(tmp_path / "print.jpg").convert("RGB"))).max() <= 2
+    Image.fromarray(rgb).save(tmp_path / "3d.mpo", "MPO", save_all=True, append_images=[Image.fromarray(255 - rgb)])
+    with Image.open(tmp_path / "3d.mpo") as mpo:
+        assert mpo.n_frames == 2
+        left = np.asarray(mpo.convert("RGB"))
+    assert np.abs(isonet.decode_image_file(tmp_path / "3d.mpo").astype(int) - left).max() <= 2
+    (tmp_path / "web.webp").write_bytes(encoded(rgb, "WEBP", lossless=True))
+    np.testing.assert_array_equal(isonet.decode_image_file(tmp_path / "web.webp"), rgb)
+    deep = rgb.astype(np.uint16) * 257 + 3
+    for suffix in ("png", "tif"):
+        img = isonet.decode_image_file(write_rgb(tmp_path / f"deep.{suffix}", deep))
+        assert img.dtype == np.uint16
+        np.testing.assert_array_equal(img, deep)
+    assert {".heic", ".heif", ".mpo"} <= isonet.IMAGE_SUFFIXES
