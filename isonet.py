@@ -18,6 +18,7 @@ import sys
 import tempfile
 import threading
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator, Mapping, NoReturn
@@ -35,6 +36,9 @@ FULL_STOPS = tuple(100 * 2**k for k in range(-2, 10))  # ISO 25 ... 51200
 PROJECT = Path(__file__).resolve().parent  # shipped models are found from any working directory
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp", ".ppm", ".pgm", ".pnm", ".mpo",
                   ".heic", ".heif"}
+# Camera RAW, developed by LibRaw: told by name, since OpenCV would read a TIFF-based RAW's preview.
+RAW_SUFFIXES = {".dng", ".cr2", ".cr3", ".nef", ".arw", ".raf", ".orf", ".rw2"}
+IMAGE_SUFFIXES |= RAW_SUFFIXES
 
 cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)  # decoders' own chatter would break our one-line errors
 
@@ -245,6 +249,21 @@ def _decode_heif(path: Path, data: bytes) -> np.ndarray:
         raise ISONetError(f"{path}: not a readable HEIF image ({e})".splitlines()[0]) from None
 
 
+def _decode_raw(path: Path) -> np.ndarray:
+    """Develop a camera RAW as net_tif.pth's training TIFFs were: camera white balance, sRGB,
+    16-bit, no brightening and no noise reduction (which would erase the noise ISO is read from).
+    LibRaw turns the image as the camera's orientation flag says."""
+    import rawpy
+
+    try:
+        with rawpy.imread(str(path)) as raw:
+            return raw.postprocess(output_bps=16, no_auto_bright=True, use_camera_wb=True,
+                                   output_color=rawpy.ColorSpace.sRGB, median_filter_passes=0,
+                                   fbdd_noise_reduction=rawpy.FBDDNoiseReductionMode.Off)
+    except (rawpy.LibRawError, OSError, ValueError) as e:
+        raise ISONetError(f"{path}: not a readable RAW image ({type(e).__name__})") from None
+
+
 def _decode_opencv(path: Path, data: bytes) -> np.ndarray:
     """Everything else through OpenCV, which honours EXIF orientation in JPEG, PNG, WebP and TIFF."""
     if data[:2] == b"\xff\xd8" and not jpeg_reaches_eoi(data):
@@ -261,7 +280,8 @@ def decode_image_file(path: str | os.PathLike) -> np.ndarray:
     """Decode an image file as RGB HxWx3, uint8 or uint16 as stored.
 
     Grayscale is replicated to three channels and alpha is dropped. EXIF orientation is honoured,
-    so the map lines up with the picture as viewers show it. The format is told by content, not name.
+    so the map lines up with the picture as viewers show it. The format is told by content, except
+    camera RAW (RAW_SUFFIXES), which is developed to 16-bit sRGB (see _decode_raw).
     """
     path = Path(path)
     if not path.is_file():
@@ -269,7 +289,10 @@ def decode_image_file(path: str | os.PathLike) -> np.ndarray:
     data = path.read_bytes()
     if not data:
         raise ISONetError(f"{path}: empty file")
-    img = _decode_heif(path, data) if _is_heif(data) else _decode_opencv(path, data)
+    if path.suffix.lower() in RAW_SUFFIXES:
+        img = _decode_raw(path)
+    else:
+        img = _decode_heif(path, data) if _is_heif(data) else _decode_opencv(path, data)
     if img.dtype not in (np.uint8, np.uint16):
         raise ISONetError(f"{path}: unsupported sample type {img.dtype} (8- or 16-bit expected)")
     img = img.reshape(*img.shape[:2], -1)
@@ -334,9 +357,17 @@ def read_exif_iso(path: str | os.PathLike) -> int | None:
     # bad TIFF header in PNG/WebP EXIF is a SyntaxError); it refuses huge images even to read tags.
     unreadable = (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError)
     try:
-        with Image.open(path) as im:
-            exif = im.getexif()
-            exif_ifd = exif.get_ifd(_EXIF_IFD)
+        if Path(path).suffix.lower() in RAW_SUFFIXES:
+            # TIFF-based RAWs (DNG, NEF, CR2, ARW, ...) are TIFF structures Pillow cannot open as
+            # images but can parse as EXIF; CR3 and RAF are not TIFF and give None.
+            exif = Image.Exif()
+            with warnings.catch_warnings():  # Pillow warns of corrupt EXIF; None says it already
+                warnings.simplefilter("ignore")
+                exif.load(Path(path).read_bytes())
+        else:
+            with Image.open(path) as im:
+                exif = im.getexif()
+        exif_ifd = exif.get_ifd(_EXIF_IFD)
     except unreadable:
         return None
     return _iso_from_exif(exif, exif_ifd)

@@ -474,3 +474,40 @@ def test_cmyk_jpeg_mpo_webp_and_16_bit_png_tiff_decode(tmp_path):
         assert img.dtype == np.uint16
         np.testing.assert_array_equal(img, deep)
     assert {".heic", ".heif", ".mpo"} <= isonet.IMAGE_SUFFIXES
+
+
+def tiny_dng(path, level: float, orientation: int = 1, h: int = 96, w: int = 128):
+    """A minimal valid DNG (uncompressed 12-bit RGGB mosaic, identity colour matrix, neutral white
+    balance, ISO 3200 in the TIFF/EP tag) that LibRaw develops: a real RAW without a camera."""
+    import tifffile
+
+    mosaic = (level + np.random.default_rng(0).normal(0, 20, (h, w))).clip(0, 4095).astype(np.uint16)
+    identity = (1, 1, 0, 1, 0, 1, 0, 1, 1, 1, 0, 1, 0, 1, 0, 1, 1, 1)
+    tags = [(50706, "B", 4, (1, 4, 0, 0), True), (50708, "s", 0, "ISONet test", True),
+            (33421, "H", 2, (2, 2), True), (33422, "B", 4, (0, 1, 1, 2), True), (50717, "I", 1, 4095, True),
+            (50721, "2i", 9, identity, True), (50728, "2I", 3, (1, 1, 1, 1, 1, 1), True),
+            (34855, "H", 1, 3200, True), (274, "H", 1, orientation, True)]
+    tifffile.imwrite(path, mosaic, photometric=32803, subfiletype=0, extratags=tags, metadata=None)
+    return path
+
+
+def test_raw_is_developed_to_16_bit_without_auto_brightening_and_turned(tmp_path):
+    dark = isonet.decode_image_file(tiny_dng(tmp_path / "dark.dng", 400))
+    bright = isonet.decode_image_file(tiny_dng(tmp_path / "bright.dng", 1600))
+    assert dark.dtype == np.uint16 and dark.shape == (96, 128, 3)
+    # Auto-brightening would scale both to the same level; the exposure must survive.
+    assert bright.mean() > 1.5 * dark.mean()
+    assert dark.std() > 0  # the noise is kept (no noise reduction flattens it)
+    assert isonet.decode_image_file(tiny_dng(tmp_path / "portrait.dng", 400, orientation=6)).shape == (128, 96, 3)
+    assert isonet.read_exif_iso(tmp_path / "dark.dng") == 3200
+    assert ".dng" in isonet.IMAGE_SUFFIXES and ".cr3" in isonet.IMAGE_SUFFIXES
+
+
+@pytest.mark.parametrize("content", [b"", b"II*\x00 not a raw at all", b"\xff\xd8\xff\xd9"])
+def test_unreadable_raw_is_one_line_naming_the_file(tmp_path, content):
+    path = tmp_path / "shot.nef"
+    path.write_bytes(content)
+    with pytest.raises(isonet.ISONetError) as info:
+        isonet.decode_image_file(path)
+    assert str(info.value).startswith(str(path)) and "\n" not in str(info.value)
+    assert isonet.read_exif_iso(path) is None
