@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import csv
+import io
 import json
 import math
 import os
@@ -39,6 +40,9 @@ IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp", ".p
 # Camera RAW, developed by LibRaw: told by name, since OpenCV would read a TIFF-based RAW's preview.
 RAW_SUFFIXES = {".dng", ".cr2", ".cr3", ".nef", ".arw", ".raf", ".orf", ".rw2"}
 IMAGE_SUFFIXES |= RAW_SUFFIXES
+# Larger declared sizes are refused before decoding: a few hundred bytes can claim 10 gigapixels,
+# and read_image needs 12 bytes a pixel. The largest cameras' photos are ~200 MP.
+MAX_PIXELS = 300_000_000
 
 cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)  # decoders' own chatter would break our one-line errors
 
@@ -230,6 +234,34 @@ def jpeg_reaches_eoi(data: bytes) -> bool:
     return False
 
 
+def _pillow():
+    """PIL.Image, able to open HEIC/HEIF too."""
+    import pillow_heif
+    from PIL import Image
+
+    pillow_heif.register_heif_opener()
+    return Image
+
+
+def _refuse_huge(path: Path, data: bytes) -> None:
+    """Refuse an image whose header declares more than MAX_PIXELS, reading only the header (Pillow
+    opens lazily). Files Pillow cannot open are left to the decoders to judge."""
+    Image = _pillow()
+    saved, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None  # our limit, not Pillow's lower one
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # damaged tags are the decoders' to report, in one line
+            with Image.open(io.BytesIO(data)) as im:
+                width, height = im.size
+    except (OSError, SyntaxError, ValueError, EOFError):
+        return
+    finally:
+        Image.MAX_IMAGE_PIXELS = saved
+    if width * height > MAX_PIXELS:
+        raise ISONetError(f"{path}: declares {width}x{height} pixels, more than the {MAX_PIXELS // 10**6} "
+                          f"megapixels this tool reads (corrupt, or a decompression bomb)")
+
+
 def _is_heif(data: bytes) -> bool:
     """An ISO-BMFF 'ftyp' box naming a HEIF brand: what libheif reads and OpenCV cannot."""
     import pillow_heif
@@ -269,8 +301,11 @@ def _decode_opencv(path: Path, data: bytes) -> np.ndarray:
     if data[:2] == b"\xff\xd8" and not jpeg_reaches_eoi(data):
         # libjpeg pads a truncated file with grey and only warns; that grey would look like ISO 0.
         raise ISONetError(f"{path}: truncated JPEG (the data ends before its end-of-image marker)")
-    with _quiet_stderr():
-        img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_ANYCOLOR | cv2.IMREAD_ANYDEPTH)
+    try:
+        with _quiet_stderr():
+            img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_ANYCOLOR | cv2.IMREAD_ANYDEPTH)
+    except cv2.error:  # OpenCV asserts on sizes over its own limit, where Pillow could not read the header
+        img = None
     if img is None:
         raise ISONetError(f"{path}: not a readable image (unknown format, truncated or corrupt)")
     return img if img.ndim == 2 else img[:, :, 2::-1]  # BGR(A) -> RGB, alpha dropped
@@ -292,6 +327,7 @@ def decode_image_file(path: str | os.PathLike) -> np.ndarray:
     if path.suffix.lower() in RAW_SUFFIXES:
         img = _decode_raw(path)
     else:
+        _refuse_huge(path, data)
         img = _decode_heif(path, data) if _is_heif(data) else _decode_opencv(path, data)
     if img.dtype not in (np.uint8, np.uint16):
         raise ISONetError(f"{path}: unsupported sample type {img.dtype} (8- or 16-bit expected)")
@@ -349,10 +385,7 @@ def read_exif_iso(path: str | os.PathLike) -> int | None:
     """The ISO the camera wrote in EXIF (see _iso_from_exif), or None. For comparison only.
 
     None also for files Pillow cannot read or whose EXIF is corrupt: the ISO map does not need it."""
-    import pillow_heif
-    from PIL import Image  # Pillow reads EXIF; OpenCV does not expose it
-
-    pillow_heif.register_heif_opener()  # so HEIC's EXIF is read too
+    Image = _pillow()  # Pillow reads EXIF; OpenCV does not expose it
     # What Pillow raises for unreadable files and bad EXIF (UnidentifiedImageError is an OSError; a
     # bad TIFF header in PNG/WebP EXIF is a SyntaxError); it refuses huge images even to read tags.
     unreadable = (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError)
