@@ -287,8 +287,8 @@ def _decode_raw(path: Path) -> np.ndarray:
     LibRaw turns the image as the camera's orientation flag says."""
     import rawpy
 
-    try:
-        with rawpy.imread(str(path)) as raw:
+    try:  # LibRaw prints its own complaints on fd 2; ours is the one line
+        with _quiet_stderr(), rawpy.imread(str(path)) as raw:
             return raw.postprocess(output_bps=16, no_auto_bright=True, use_camera_wb=True,
                                    output_color=rawpy.ColorSpace.sRGB, median_filter_passes=0,
                                    fbdd_noise_reduction=rawpy.FBDDNoiseReductionMode.Off)

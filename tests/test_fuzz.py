@@ -1,6 +1,8 @@
 """Damaged, misnamed and hostile files: each decodes or gives one ISONetError naming the file."""
 import io
+import tempfile
 import time
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -8,7 +10,7 @@ import pytest
 from PIL import Image
 
 import isonet
-from conftest import noisy_image, run_script
+from conftest import noisy_image, run_script, tiny_dng
 
 FORMATS = {  # suffix: Pillow format and options, for real-looking files of each kind
     "baseline.jpg": ("JPEG", {"quality": 90}),
@@ -65,6 +67,9 @@ def corpus() -> dict[str, bytes]:
     for name in FORMATS:
         stem, suffix = name.split(".")
         files.update({f"{stem}_{case}.{suffix}": data for case, data in damaged(real_file(name)).items()})
+    with tempfile.TemporaryDirectory() as folder:  # tifffile writes the DNG to a file
+        dng = tiny_dng(Path(folder) / "raw.dng", 800).read_bytes()
+    files.update({f"raw_{case}.dng": data for case, data in damaged(dng).items()})
     return files
 
 
@@ -101,7 +106,7 @@ def test_misnamed_real_files_decode_by_content(tmp_path):
 def test_script_on_a_folder_of_damaged_files_exits_1_without_traceback(tmp_path, weights_file):
     folder = tmp_path / "photos"
     folder.mkdir()
-    for name in ("empty.jpg", "huge.jpg", "baseline_cut0.5.jpg", "phone_cut0.5.heic", "web_flip5.webp", "libtiff_cut.tif",
+    for name in ("empty.jpg", "huge.jpg", "baseline_cut0.5.jpg", "phone_cut0.5.heic", "web_flip5.webp", "libtiff_cut.tif", "raw_cut0.5.dng",
                  "jpeg_named.png"):
         (folder / name).write_bytes(CORPUS[name])
     proc = run_script("test_model.py", "--model_path", weights_file, "--pic_path", folder,

@@ -11,7 +11,7 @@ import torch
 from PIL import Image, ImageOps
 
 import isonet
-from conftest import SHARED, make_labelled_folder, needs_shared, noisy_image, run_script, write_rgb
+from conftest import SHARED, make_labelled_folder, needs_shared, noisy_image, run_script, tiny_dng, write_rgb
 
 
 def one_patch_at_a_time(net: isonet.ISONet, img: np.ndarray, stride: int) -> np.ndarray:
@@ -474,21 +474,6 @@ def test_cmyk_jpeg_mpo_webp_and_16_bit_png_tiff_decode(tmp_path):
         assert img.dtype == np.uint16
         np.testing.assert_array_equal(img, deep)
     assert {".heic", ".heif", ".mpo"} <= isonet.IMAGE_SUFFIXES
-
-
-def tiny_dng(path, level: float, orientation: int = 1, h: int = 96, w: int = 128):
-    """A minimal valid DNG (uncompressed 12-bit RGGB mosaic, identity colour matrix, neutral white
-    balance, ISO 3200 in the TIFF/EP tag) that LibRaw develops: a real RAW without a camera."""
-    import tifffile
-
-    mosaic = (level + np.random.default_rng(0).normal(0, 20, (h, w))).clip(0, 4095).astype(np.uint16)
-    identity = (1, 1, 0, 1, 0, 1, 0, 1, 1, 1, 0, 1, 0, 1, 0, 1, 1, 1)
-    tags = [(50706, "B", 4, (1, 4, 0, 0), True), (50708, "s", 0, "ISONet test", True),
-            (33421, "H", 2, (2, 2), True), (33422, "B", 4, (0, 1, 1, 2), True), (50717, "I", 1, 4095, True),
-            (50721, "2i", 9, identity, True), (50728, "2I", 3, (1, 1, 1, 1, 1, 1), True),
-            (34855, "H", 1, 3200, True), (274, "H", 1, orientation, True)]
-    tifffile.imwrite(path, mosaic, photometric=32803, subfiletype=0, extratags=tags, metadata=None)
-    return path
 
 
 def test_raw_is_developed_to_16_bit_without_auto_brightening_and_turned(tmp_path):
