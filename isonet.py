@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import csv
+import io
 import json
 import math
 import os
@@ -18,6 +19,7 @@ import sys
 import tempfile
 import threading
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator, Mapping, NoReturn
@@ -33,7 +35,14 @@ PATCH = 64
 DENSE_STEP = 4
 FULL_STOPS = tuple(100 * 2**k for k in range(-2, 10))  # ISO 25 ... 51200
 PROJECT = Path(__file__).resolve().parent  # shipped models are found from any working directory
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp", ".ppm", ".pgm", ".pnm"}
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp", ".ppm", ".pgm", ".pnm", ".mpo",
+                  ".heic", ".heif"}
+# Camera RAW, developed by LibRaw: told by name, since OpenCV would read a TIFF-based RAW's preview.
+RAW_SUFFIXES = {".dng", ".cr2", ".cr3", ".nef", ".arw", ".raf", ".orf", ".rw2"}
+IMAGE_SUFFIXES |= RAW_SUFFIXES
+# Larger declared sizes are refused before decoding: a few hundred bytes can claim 10 gigapixels,
+# and read_image needs 12 bytes a pixel. The largest cameras' photos are ~200 MP.
+MAX_PIXELS = 300_000_000
 
 cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)  # decoders' own chatter would break our one-line errors
 
@@ -225,11 +234,89 @@ def jpeg_reaches_eoi(data: bytes) -> bool:
     return False
 
 
+def _pillow():
+    """PIL.Image, able to open HEIC/HEIF too."""
+    import pillow_heif
+    from PIL import Image
+
+    pillow_heif.register_heif_opener()
+    return Image
+
+
+def _refuse_huge(path: Path, data: bytes) -> None:
+    """Refuse an image whose header declares more than MAX_PIXELS, reading only the header (Pillow
+    opens lazily). Files Pillow cannot open are left to the decoders to judge."""
+    Image = _pillow()
+    saved, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None  # our limit, not Pillow's lower one
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # damaged tags are the decoders' to report, in one line
+            with Image.open(io.BytesIO(data)) as im:
+                width, height = im.size
+    except (OSError, SyntaxError, ValueError, EOFError):
+        return
+    finally:
+        Image.MAX_IMAGE_PIXELS = saved
+    if width * height > MAX_PIXELS:
+        raise ISONetError(f"{path}: declares {width}x{height} pixels, more than the {MAX_PIXELS // 10**6} "
+                          f"megapixels this tool reads (corrupt, or a decompression bomb)")
+
+
+def _is_heif(data: bytes) -> bool:
+    """An ISO-BMFF 'ftyp' box naming a HEIF brand: what libheif reads and OpenCV cannot."""
+    import pillow_heif
+
+    return pillow_heif.is_supported(data[:64])
+
+
+def _decode_heif(path: Path, data: bytes) -> np.ndarray:
+    """HEIC/HEIF through libheif (pillow-heif), as RGB(A) or gray, 16-bit where the file has more than 8
+    bits (scaled to the full uint16 range). libheif applies the container's rotation and mirror,
+    which is where HEIF keeps orientation."""
+    import pillow_heif
+
+    try:
+        return np.asarray(pillow_heif.open_heif(data, convert_hdr_to_8bit=False))
+    except (ValueError, RuntimeError, OSError) as e:  # what libheif's errors arrive as
+        raise ISONetError(f"{path}: not a readable HEIF image ({e})".splitlines()[0]) from None
+
+
+def _decode_raw(path: Path) -> np.ndarray:
+    """Develop a camera RAW as net_tif.pth's training TIFFs were: camera white balance, sRGB,
+    16-bit, no brightening and no noise reduction (which would erase the noise ISO is read from).
+    LibRaw turns the image as the camera's orientation flag says."""
+    import rawpy
+
+    try:  # LibRaw prints its own complaints on fd 2; ours is the one line
+        with _quiet_stderr(), rawpy.imread(str(path)) as raw:
+            return raw.postprocess(output_bps=16, no_auto_bright=True, use_camera_wb=True,
+                                   output_color=rawpy.ColorSpace.sRGB, median_filter_passes=0,
+                                   fbdd_noise_reduction=rawpy.FBDDNoiseReductionMode.Off)
+    except (rawpy.LibRawError, OSError, ValueError) as e:
+        raise ISONetError(f"{path}: not a readable RAW image ({type(e).__name__})") from None
+
+
+def _decode_opencv(path: Path, data: bytes) -> np.ndarray:
+    """Everything else through OpenCV, which honours EXIF orientation in JPEG, PNG, WebP and TIFF."""
+    if data[:2] == b"\xff\xd8" and not jpeg_reaches_eoi(data):
+        # libjpeg pads a truncated file with grey and only warns; that grey would look like ISO 0.
+        raise ISONetError(f"{path}: truncated JPEG (the data ends before its end-of-image marker)")
+    try:
+        with _quiet_stderr():
+            img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_ANYCOLOR | cv2.IMREAD_ANYDEPTH)
+    except cv2.error:  # OpenCV asserts on sizes over its own limit, where Pillow could not read the header
+        img = None
+    if img is None:
+        raise ISONetError(f"{path}: not a readable image (unknown format, truncated or corrupt)")
+    return img if img.ndim == 2 else img[:, :, 2::-1]  # BGR(A) -> RGB, alpha dropped
+
+
 def decode_image_file(path: str | os.PathLike) -> np.ndarray:
     """Decode an image file as RGB HxWx3, uint8 or uint16 as stored.
 
-    Grayscale is replicated to three channels and alpha is dropped. EXIF orientation is honoured
-    (OpenCV's default), so the map lines up with the picture as viewers show it.
+    Grayscale is replicated to three channels and alpha is dropped. EXIF orientation is honoured,
+    so the map lines up with the picture as viewers show it. The format is told by content, except
+    camera RAW (RAW_SUFFIXES), which is developed to 16-bit sRGB (see _decode_raw).
     """
     path = Path(path)
     if not path.is_file():
@@ -237,19 +324,16 @@ def decode_image_file(path: str | os.PathLike) -> np.ndarray:
     data = path.read_bytes()
     if not data:
         raise ISONetError(f"{path}: empty file")
-    if data[:2] == b"\xff\xd8" and not jpeg_reaches_eoi(data):
-        # libjpeg pads a truncated file with grey and only warns; that grey would look like ISO 0.
-        raise ISONetError(f"{path}: truncated JPEG (the data ends before its end-of-image marker)")
-    with _quiet_stderr():
-        img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_ANYCOLOR | cv2.IMREAD_ANYDEPTH)
-    if img is None:
-        raise ISONetError(f"{path}: not a readable image (unknown format, truncated or corrupt)")
+    if path.suffix.lower() in RAW_SUFFIXES:
+        img = _decode_raw(path)
+    else:
+        _refuse_huge(path, data)
+        img = _decode_heif(path, data) if _is_heif(data) else _decode_opencv(path, data)
     if img.dtype not in (np.uint8, np.uint16):
         raise ISONetError(f"{path}: unsupported sample type {img.dtype} (8- or 16-bit expected)")
-    if img.ndim == 2:
-        img = np.repeat(img[:, :, None], 3, axis=2)
-    else:
-        img = img[:, :, 2::-1]  # BGR(A) -> RGB, alpha dropped
+    img = img.reshape(*img.shape[:2], -1)
+    # Gray (with or without alpha) is replicated to three channels; colour alpha is dropped.
+    img = np.repeat(img[:, :, :1], 3, axis=2) if img.shape[2] < 3 else img[:, :, :3]
     h, w = img.shape[:2]
     if h < PATCH or w < PATCH:
         raise ISONetError(f"{path}: image is {w}x{h}, smaller than one {PATCH}x{PATCH} patch")
@@ -301,15 +385,22 @@ def read_exif_iso(path: str | os.PathLike) -> int | None:
     """The ISO the camera wrote in EXIF (see _iso_from_exif), or None. For comparison only.
 
     None also for files Pillow cannot read or whose EXIF is corrupt: the ISO map does not need it."""
-    from PIL import Image  # Pillow reads EXIF; OpenCV does not expose it
-
+    Image = _pillow()  # Pillow reads EXIF; OpenCV does not expose it
     # What Pillow raises for unreadable files and bad EXIF (UnidentifiedImageError is an OSError; a
     # bad TIFF header in PNG/WebP EXIF is a SyntaxError); it refuses huge images even to read tags.
     unreadable = (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError)
     try:
-        with Image.open(path) as im:
-            exif = im.getexif()
-            exif_ifd = exif.get_ifd(_EXIF_IFD)
+        if Path(path).suffix.lower() in RAW_SUFFIXES:
+            # TIFF-based RAWs (DNG, NEF, CR2, ARW, ...) are TIFF structures Pillow cannot open as
+            # images but can parse as EXIF; CR3 and RAF are not TIFF and give None.
+            exif = Image.Exif()
+            with warnings.catch_warnings():  # Pillow warns of corrupt EXIF; None says it already
+                warnings.simplefilter("ignore")
+                exif.load(Path(path).read_bytes())
+        else:
+            with Image.open(path) as im:
+                exif = im.getexif()
+        exif_ifd = exif.get_ifd(_EXIF_IFD)
     except unreadable:
         return None
     return _iso_from_exif(exif, exif_ifd)
@@ -526,12 +617,34 @@ def _iso_colorbar(fig, mappable, ax) -> None:
     bar.set_label("ISO metric log2(ISO/100)")
 
 
+# A figure is ~800 px wide at dpi 100: a bigger background only costs time (resampling 12 MP took
+# most of a figure's seconds) and shows nothing more.
+FIGURE_MAX_SIDE = 1600
+
+
+def figure_background(img: np.ndarray, max_side: int = FIGURE_MAX_SIDE) -> np.ndarray:
+    """`img` shrunk (area interpolation, so noise averages rather than aliases) until its long side
+    is at most `max_side`; smaller images are returned as they are."""
+    h, w = img.shape[:2]
+    scale = max_side / max(h, w)
+    if scale >= 1:
+        return img
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    return cv2.resize(img, size, interpolation=cv2.INTER_AREA)
+
+
+def show_image(ax, img: np.ndarray, dim: float = 1.0) -> None:
+    """Draw a downsampled copy of `img` in the full image's pixel coordinates, so overlays placed
+    in those coordinates (map cells, outlines) line up with it."""
+    ax.imshow(figure_background(img) * dim, extent=(0, img.shape[1], img.shape[0], 0))
+
+
 def draw_map(ax, img: np.ndarray, result: IsoMap):
     """The map over a dimmed copy of the image; each cell is centred on its patch."""
     rows, cols = result.map.shape
     left = PATCH / 2 - result.stride / 2
     extent = (left, left + cols * result.stride, left + rows * result.stride, left)
-    ax.imshow(img * 0.5, extent=(0, img.shape[1], img.shape[0], 0))
+    show_image(ax, img, dim=0.5)
     shown = ax.imshow(result.map, extent=extent, cmap="inferno", alpha=0.6, interpolation="nearest")
     ax.set_xlim(0, img.shape[1])
     ax.set_ylim(img.shape[0], 0)
@@ -557,7 +670,7 @@ def save_map_figure(img: np.ndarray, result: IsoMap, path: str | os.PathLike, ti
     fig, axes = plt.subplots(1, panels, figsize=(8 * panels, 8 * img.shape[0] / img.shape[1] + 0.5),
                              squeeze=False)
     if side_by_side:
-        axes[0, 0].imshow(img)
+        show_image(axes[0, 0], img)
         axes[0, 0].set_title("image")
     ax = axes[0, -1]
     _iso_colorbar(fig, draw_map(ax, img, result), ax)

@@ -3,8 +3,8 @@
     python test_model.py --model_path models/net_tif.pth --pic_path photo.tif more_photos/
     python test_model.py        # the embedded demo: a photo rendered at ISO 1600, with models/net_tif.pth
 
-For each image, writes <stem>_iso_map.png, <stem>_scatter.png and <stem>.json to --out_dir,
-and summary.csv for the whole run. Exit code: 0 all images worked, 1 some failed, 2 bad arguments.
+For each image, writes <stem>_iso_map.png, <stem>_scatter.png (unless --figures none) and
+<stem>.json to --out_dir, and summary.csv for the whole run. Exit code: 0 all images worked, 1 some failed, 2 bad arguments.
 """
 import argparse
 import sys
@@ -40,6 +40,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     isonet.add_inference_args(parser, "models/net_tif.pth", "image files and/or folders of images")
     parser.add_argument("--calibration", help="a calibration file from evaluate.py --calibrate, applied to every map")
+    parser.add_argument("--figures", choices=["all", "none"], default="all",
+                        help="none: write only the JSON and summary.csv, for batch runs (default all)")
     args = parser.parse_args()
     net = isonet.setup_inference(args)
     demo = isonet.demo_if_no_pic(args, lambda out: camera_noise.write_demo(out, 1600))
@@ -61,8 +63,9 @@ def main() -> int:
             record["model"] = str(args.model_path)
             record["calibration"] = args.calibration
             isonet.write_json(out_dir / f"{stem}.json", record)
-            isonet.save_map_figure(img, result, out_dir / f"{stem}_iso_map.png", title=path.name)
-            isonet.save_scatter_figure(result, out_dir / f"{stem}_scatter.png", title=path.name)
+            if args.figures == "all":
+                isonet.save_map_figure(img, result, out_dir / f"{stem}_iso_map.png", title=path.name)
+                isonet.save_scatter_figure(result, out_dir / f"{stem}_scatter.png", title=path.name)
         except Exception as e:  # one bad file never stops the batch
             message = str(e) if isinstance(e, isonet.ISONetError) else f"{path}: {type(e).__name__}: {e}"
             print(f"error: {message}", file=sys.stderr)

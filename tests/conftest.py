@@ -46,6 +46,21 @@ def write_rgb(path: Path, rgb: np.ndarray, params=()) -> Path:
     return path
 
 
+def tiny_dng(path, level: float, orientation: int = 1, h: int = 96, w: int = 128):
+    """A minimal valid DNG (uncompressed 12-bit RGGB mosaic, identity colour matrix, neutral white
+    balance, ISO 3200 in the TIFF/EP tag) that LibRaw develops: a real RAW without a camera."""
+    import tifffile
+
+    mosaic = (level + np.random.default_rng(0).normal(0, 20, (h, w))).clip(0, 4095).astype(np.uint16)
+    identity = (1, 1, 0, 1, 0, 1, 0, 1, 1, 1, 0, 1, 0, 1, 0, 1, 1, 1)
+    tags = [(50706, "B", 4, (1, 4, 0, 0), True), (50708, "s", 0, "ISONet test", True),
+            (33421, "H", 2, (2, 2), True), (33422, "B", 4, (0, 1, 1, 2), True), (50717, "I", 1, 4095, True),
+            (50721, "2i", 9, identity, True), (50728, "2I", 3, (1, 1, 1, 1, 1, 1), True),
+            (34855, "H", 1, 3200, True), (274, "H", 1, orientation, True)]
+    tifffile.imwrite(path, mosaic, photometric=32803, subfiletype=0, extratags=tags, metadata=None)
+    return path
+
+
 def noise_image(rng: np.random.Generator, iso: int, h: int = 128, w: int = 160) -> np.ndarray:
     """Flat grey with noise whose strength grows with ISO."""
     sigma = 2.0 * (iso / 100) ** 0.5

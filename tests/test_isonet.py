@@ -8,10 +8,10 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from PIL import Image
+from PIL import Image, ImageOps
 
 import isonet
-from conftest import SHARED, make_labelled_folder, needs_shared, noisy_image, run_script, write_rgb
+from conftest import SHARED, make_labelled_folder, needs_shared, noisy_image, run_script, tiny_dng, write_rgb
 
 
 def one_patch_at_a_time(net: isonet.ISONet, img: np.ndarray, stride: int) -> np.ndarray:
@@ -374,3 +374,125 @@ def test_atomic_path_gives_the_permissions_of_a_plain_write(tmp_path):
     mode = lambda name: stat.S_IMODE((tmp_path / name).stat().st_mode)  # noqa: E731
     assert mode("atomic.txt") == mode("plain.txt")
     assert mode("shared.txt") == 0o644
+
+
+# ---- figures ------------------------------------------------------------------------------------
+def test_figure_background_is_an_area_downsample_bounded_on_the_long_side():
+    img = np.random.default_rng(0).random((3000, 4000, 3), dtype=np.float32)
+    small = isonet.figure_background(img, 1600)
+    assert small.shape == (1200, 1600, 3)
+    # Area interpolation averages 2.5x2.5 blocks: the noise shrinks, the mean stays.
+    assert small.std() < 0.6 * img.std() and abs(small.mean() - img.mean()) < 1e-3
+    tiny = img[:100, :130]
+    assert isonet.figure_background(tiny, 1600) is tiny
+
+
+def test_map_figure_of_a_large_image_draws_a_small_background_in_full_image_coordinates():
+    plt = isonet.pyplot()
+    img = np.zeros((2000, 3000, 3), np.float32)
+    result = isonet.IsoMap(np.zeros(isonet.grid_shape(2000, 3000, 64), np.float32), 64)
+    fig, ax = plt.subplots()
+    isonet.draw_map(ax, img, result)
+    background, cells = ax.get_images()
+    assert max(background.get_array().shape[:2]) <= isonet.FIGURE_MAX_SIDE
+    assert tuple(background.get_extent()) == (0, 3000, 2000, 0)  # so the map's cells stay on their patches
+    assert tuple(cells.get_extent()) == (0, 46 * 64, 31 * 64, 0)
+    plt.close(fig)
+
+
+# ---- formats ------------------------------------------------------------------------------------
+def smooth_image(height: int = 64, width: int = 96) -> np.ndarray:
+    """Smooth content, so lossy codecs keep it close and any wrong rotation or flip shows."""
+    y, x = np.mgrid[0:height, 0:width]
+    return np.stack([2 * x, 3 * y, 255 - x - y], axis=2).clip(0, 255).astype(np.uint8)
+
+
+def encoded(rgb: np.ndarray, fmt: str, orientation: int = 1, **options) -> bytes:
+    import pillow_heif
+
+    pillow_heif.register_heif_opener()
+    image = Image.fromarray(rgb)
+    exif = image.getexif()
+    exif[0x0112] = orientation
+    exif.get_ifd(0x8769)[0x8827] = 640
+    buffer = io.BytesIO()
+    image.save(buffer, fmt, exif=exif.tobytes(), **options)
+    return buffer.getvalue()
+
+
+ORIENTATION_FORMATS = {"JPEG": ("jpg", {"quality": 90}), "PNG": ("png", {}),
+                       "WEBP": ("webp", {"lossless": True}), "TIFF": ("tif", {}), "HEIF": ("heic", {"quality": 90})}
+
+
+@pytest.mark.parametrize("fmt", ORIENTATION_FORMATS)
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_every_exif_orientation_gives_the_pixels_pillow_shows(tmp_path, fmt, orientation):
+    """Each file holds the same coded pixels as its orientation-1 twin, so the twin's decode turned
+    by Pillow's exif_transpose is exactly what the oriented file must decode to."""
+    suffix, options = ORIENTATION_FORMATS[fmt]
+    rgb = smooth_image()
+    (tmp_path / f"upright.{suffix}").write_bytes(encoded(rgb, fmt, 1, **options))
+    (tmp_path / f"turned.{suffix}").write_bytes(encoded(rgb, fmt, orientation, **options))
+    upright = Image.fromarray(isonet.decode_image_file(tmp_path / f"upright.{suffix}"))
+    exif = upright.getexif()
+    exif[0x0112] = orientation
+    upright.info["exif"] = exif.tobytes()
+    expected = np.asarray(ImageOps.exif_transpose(upright))
+    np.testing.assert_array_equal(isonet.decode_image_file(tmp_path / f"turned.{suffix}"), expected)
+    if orientation == 1:  # and the upright decode is the picture, within the codec's loss
+        assert np.abs(np.asarray(upright).astype(int) - rgb).mean() < 3
+
+
+def test_heic_reads_its_exif_iso_and_16_bit_samples(tmp_path):
+    import pillow_heif
+
+    path = tmp_path / "phone.heic"
+    path.write_bytes(encoded(smooth_image(), "HEIF", quality=90))
+    assert isonet.read_exif_iso(path) == 640
+    deep = (smooth_image().astype(np.uint16) * 257)
+    pillow_heif.from_bytes(mode="RGB;16", size=(96, 64), data=deep.tobytes()).save(tmp_path / "deep.heic", quality=-1)
+    img = isonet.decode_image_file(tmp_path / "deep.heic")
+    assert img.dtype == np.uint16 and img.shape == (64, 96, 3)
+    assert np.abs(img.astype(int) - deep).mean() < 3 * 257
+
+
+def test_cmyk_jpeg_mpo_webp_and_16_bit_png_tiff_decode(tmp_path):
+    rgb = smooth_image()
+    Image.fromarray(rgb).convert("CMYK").save(tmp_path / "print.jpg", quality=95)
+    cmyk = isonet.decode_image_file(tmp_path / "print.jpg")
+    assert np.abs(cmyk.astype(int) - np.asarray(Image.open(tmp_path / "print.jpg").convert("RGB"))).max() <= 2
+    Image.fromarray(rgb).save(tmp_path / "3d.mpo", "MPO", save_all=True, append_images=[Image.fromarray(255 - rgb)])
+    with Image.open(tmp_path / "3d.mpo") as mpo:
+        assert mpo.n_frames == 2
+        left = np.asarray(mpo.convert("RGB"))
+    assert np.abs(isonet.decode_image_file(tmp_path / "3d.mpo").astype(int) - left).max() <= 2
+    (tmp_path / "web.webp").write_bytes(encoded(rgb, "WEBP", lossless=True))
+    np.testing.assert_array_equal(isonet.decode_image_file(tmp_path / "web.webp"), rgb)
+    deep = rgb.astype(np.uint16) * 257 + 3
+    for suffix in ("png", "tif"):
+        img = isonet.decode_image_file(write_rgb(tmp_path / f"deep.{suffix}", deep))
+        assert img.dtype == np.uint16
+        np.testing.assert_array_equal(img, deep)
+    assert {".heic", ".heif", ".mpo"} <= isonet.IMAGE_SUFFIXES
+
+
+def test_raw_is_developed_to_16_bit_without_auto_brightening_and_turned(tmp_path):
+    dark = isonet.decode_image_file(tiny_dng(tmp_path / "dark.dng", 400))
+    bright = isonet.decode_image_file(tiny_dng(tmp_path / "bright.dng", 1600))
+    assert dark.dtype == np.uint16 and dark.shape == (96, 128, 3)
+    # Auto-brightening would scale both to the same level; the exposure must survive.
+    assert bright.mean() > 1.5 * dark.mean()
+    assert dark.std() > 0  # the noise is kept (no noise reduction flattens it)
+    assert isonet.decode_image_file(tiny_dng(tmp_path / "portrait.dng", 400, orientation=6)).shape == (128, 96, 3)
+    assert isonet.read_exif_iso(tmp_path / "dark.dng") == 3200
+    assert ".dng" in isonet.IMAGE_SUFFIXES and ".cr3" in isonet.IMAGE_SUFFIXES
+
+
+@pytest.mark.parametrize("content", [b"", b"II*\x00 not a raw at all", b"\xff\xd8\xff\xd9"])
+def test_unreadable_raw_is_one_line_naming_the_file(tmp_path, content):
+    path = tmp_path / "shot.nef"
+    path.write_bytes(content)
+    with pytest.raises(isonet.ISONetError) as info:
+        isonet.decode_image_file(path)
+    assert str(info.value).startswith(str(path)) and "\n" not in str(info.value)
+    assert isonet.read_exif_iso(path) is None

@@ -142,3 +142,12 @@ def test_published_weights_through_the_script(tmp_path):
     assert proc.returncode == 0, proc.stderr
     record = json.loads((tmp_path / "two_noise_levels.json").read_text())
     assert np.abs(np.array(record["map"]) - np.array(expected["map"])).max() <= 1e-4
+
+
+def test_figures_none_writes_the_json_and_summary_but_no_png(tmp_path, weights_file):
+    image = write_rgb(tmp_path / "i.png", noisy_image(64, 128, 3))
+    proc = run("test_model.py", "--model_path", weights_file, "--pic_path", image, "--out_dir", tmp_path / "o",
+               "--figures", "none")
+    assert proc.returncode == 0, proc.stderr
+    assert sorted(p.name for p in (tmp_path / "o").iterdir()) == ["i.json", "summary.csv"]
+    assert json.loads((tmp_path / "o" / "i.json").read_text())["cols"] == 2
