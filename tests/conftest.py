@@ -14,6 +14,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "reference"
 sys.path.insert(0, str(ROOT))
 
+import camera_noise  # noqa: E402
 import isonet  # noqa: E402
 
 needs_shared = pytest.mark.skipif(not SHARED.is_dir(), reason=f"{SHARED} is absent")
@@ -102,3 +103,12 @@ def weights_file(tmp_path_factory, random_net) -> Path:
     path = tmp_path_factory.mktemp("weights") / "net.pth"
     torch.save(random_net.state_dict(), path)
     return path
+
+
+@pytest.fixture(scope="session")
+def db() -> camera_noise.NoiseDatabase:
+    """darktable's noise profiles, as the set-up step fetches them."""
+    path = camera_noise.find_profiles()
+    if not path.is_file():
+        pytest.skip(f"{path} absent: run scripts/fetch_noise_profiles.sh (the set-up step) first")
+    return camera_noise.load_noise_profiles()

@@ -19,14 +19,6 @@ from isonet import ISONetError, read_image  # noqa: E402
 
 
 @pytest.fixture(scope="module")
-def db() -> cn.NoiseDatabase:
-    path = cn.find_profiles()
-    if not path.is_file():
-        pytest.skip(f"{path} absent: run scripts/fetch_noise_profiles.sh (the set-up step) first")
-    return cn.load_noise_profiles()
-
-
-@pytest.fixture(scope="module")
 def camera(db: cn.NoiseDatabase) -> cn.CameraNoise:
     """A reference-class camera measured from ISO 100 to 6400 (first by name: deterministic)."""
     return next(c for c in sorted(db.reference_cameras(), key=lambda c: c.name)

@@ -20,14 +20,6 @@ PHOTO_NAMES = sorted(cn.BUNDLED_PHOTOS)  # clean_images' order
 
 
 @pytest.fixture(scope="module")
-def db() -> cn.NoiseDatabase:
-    path = cn.find_profiles()
-    if not path.is_file():
-        pytest.skip(f"{path} absent: run scripts/fetch_noise_profiles.sh (the set-up step) first")
-    return cn.load_noise_profiles()
-
-
-@pytest.fixture(scope="module")
 def cameras(db) -> tuple[cn.CameraNoise, cn.CameraNoise]:
     return db.select(cn.DEMO_CAMERA)[0], db.select("Nikon D7000")[0]
 
