@@ -116,6 +116,9 @@ def evaluate_labelled(args: argparse.Namespace, nets: dict[str, isonet.ISONet]) 
                     f"{tag}estimated_iso": isonet.metric_to_iso(s.estimate[name]),
                     f"{tag}error_stops": s.estimate[name] - s.true_metric}
         rows.append(row)
+    if args.calibrate and len(scored) < args.folds:
+        isonet.fail(f"{args.data}: --calibrate with --folds {args.folds} needs at least {args.folds} labelled images "
+                    f"({len(scored)} read)")
     if args.calibrate:
         estimated = np.array([s.estimate[names[0]] for s in scored])
         true = np.array([s.true_metric for s in scored])
@@ -125,7 +128,7 @@ def evaluate_labelled(args: argparse.Namespace, nets: dict[str, isonet.ISONet]) 
             held_out, np.array([s.true_iso for s in scored]))
         for row, value in zip(rows, held_out):
             row["calibrated_metric"] = float(value)
-        calibration = evaluation.fit_calibration(estimated, true)
+        calibration = evaluation.fit_calibration(estimated, true, isonet.weights_fingerprint(nets[names[0]]))
         isonet.write_json(out_dir / "calibration.json", calibration.to_json() | {"model": names[0]})
 
     for row in rows:

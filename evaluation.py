@@ -80,12 +80,22 @@ class Calibration:
 
     x: np.ndarray  # estimated metrics, increasing
     y: np.ndarray  # calibrated metrics, non-decreasing
+    model_sha256: str = ""  # isonet.weights_fingerprint of the model it was fitted for
 
     def __call__(self, metric: np.ndarray | float) -> np.ndarray:
         return np.interp(metric, self.x, self.y)
 
     def to_json(self) -> dict:
-        return {"kind": "isotonic", "estimated_metric": self.x.tolist(), "true_metric": self.y.tolist()}
+        return {"kind": "isotonic", "estimated_metric": self.x.tolist(), "true_metric": self.y.tolist(),
+                "model_sha256": self.model_sha256}
+
+    def check_model(self, net: isonet.ISONet, path: str | os.PathLike) -> None:
+        """Refuse to apply a calibration to a model it was not fitted for: another model's
+        estimates have another distortion, and the 'corrected' ISO would be wrong."""
+        if self.model_sha256 != isonet.weights_fingerprint(net):
+            raise isonet.ISONetError(f"{path}: fitted for another model than the one loaded"
+                                     + ("" if self.model_sha256 else " (no model fingerprint: refit it)")
+                                     + "; calibrate this model with evaluate.py --calibrate")
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> Calibration:
@@ -96,21 +106,22 @@ class Calibration:
         try:
             data = json.loads(Path(path).read_text())
             x, y = np.asarray(data["estimated_metric"], float), np.asarray(data["true_metric"], float)
+            fingerprint = str(data.get("model_sha256", ""))
         except (OSError, ValueError, KeyError, TypeError) as e:
             raise isonet.ISONetError(f"{path}: not a calibration file ({type(e).__name__})") from None
         if x.ndim != 1 or x.size < 1 or x.shape != y.shape or np.any(np.diff(x) <= 0) or np.any(np.diff(y) < 0):
             raise isonet.ISONetError(f"{path}: not a calibration file (knots must increase)")
-        return cls(x, y)
+        return cls(x, y, fingerprint)
 
 
-def fit_calibration(estimated: np.ndarray, true: np.ndarray) -> Calibration:
+def fit_calibration(estimated: np.ndarray, true: np.ndarray, model_sha256: str = "") -> Calibration:
     """Isotonic regression of true on estimated metric, ties in the estimate averaged."""
     estimated, true = np.asarray(estimated, float), np.asarray(true, float)
     x, inverse = np.unique(estimated, return_inverse=True)
     weights = np.bincount(inverse).astype(float)
     means = np.bincount(inverse, weights=true) / weights
     y = isotonic_regression(means, weights=weights, increasing=True).x
-    return Calibration(x, y)
+    return Calibration(x, y, model_sha256)
 
 
 def cross_validated_calibration(estimated: np.ndarray, true: np.ndarray, folds: int = 5,

@@ -120,6 +120,18 @@ def _checkpoint_globals() -> contextlib.AbstractContextManager:
     return torch.serialization.safe_globals([np.ndarray, np.dtype, uint32, _NUMPY_RECONSTRUCT])
 
 
+def weights_fingerprint(net: ISONet) -> str:
+    """SHA-256 of the weights themselves (names and values, not the file), so a calibration can
+    name the model it was fitted for whatever the file's path or format."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for name, tensor in net.state_dict().items():
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().float().numpy().tobytes())
+    return digest.hexdigest()
+
+
 def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> ISONet:
     """Load weights from a bare state dict or a training checkpoint (weights under "net").
 

@@ -49,6 +49,7 @@ def main() -> int:
     if args.calibration:
         try:
             calibration = evaluation.Calibration.load(args.calibration)
+            calibration.check_model(net, args.calibration)
         except isonet.ISONetError as e:
             isonet.fail(str(e))
     images = isonet.list_images(args.pic_path)

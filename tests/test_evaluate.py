@@ -63,6 +63,10 @@ def test_labelled_accuracy_matches_figures_computed_here(tmp_path, weights_file,
     assert proc.returncode == 0, proc.stderr
     record = json.loads((tmp_path / "tm" / f"{files[0].stem}.json").read_text())
     np.testing.assert_allclose(record["map"], calibration(maps[0]), atol=1e-5)
+    # ...and only to the model it was fitted for: another model's estimates have another distortion.
+    assert_one_line_error(run_script("test_model.py", "--model_path", second_weights, "--pic_path", files[0],
+                                     "--calibration", out / "calibration.json", "--out_dir", tmp_path / "tm2"),
+                          2, "calibration.json", "another model")
 
 
 def test_exif_labels_from_a_flat_folder(tmp_path, weights_file):
@@ -149,3 +153,9 @@ def test_embedded_demos_run_without_an_image(tmp_path, weights_file, script, exp
     assert proc.returncode == 0, proc.stderr
     assert expected in proc.stdout and "no --pic_path given: demo" in proc.stdout
     assert list(tmp_path.glob("demo_chelsea_*"))
+
+
+def test_calibrate_with_fewer_images_than_folds_is_one_line(tmp_path, weights_file):
+    photos = make_labelled_folder(tmp_path / "photos", isos=(100,), per_iso=1)
+    assert_one_line_error(run_script("evaluate.py", "--model_path", weights_file, "--data", photos, "--calibrate"),
+                          2, "--calibrate", "at least 5 labelled images")

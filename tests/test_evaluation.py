@@ -125,3 +125,16 @@ def test_real_splices_pair_photos_of_one_camera_and_size(tmp_path):
         assert photos[inside][2] == photos[outside][2] == s.camera and inside != outside and len(values) == 2
     with pytest.raises(isonet.ISONetError, match="1-4 stops"):
         evaluation.real_splices([photos[0], photos[3]], 1, rng)
+
+
+def test_calibration_names_its_model_by_the_weights(random_net, tmp_path):
+    calibration = evaluation.fit_calibration(np.array([0.0, 1.0, 2.0]), np.array([0.5, 1.0, 2.5]),
+                                             isonet.weights_fingerprint(random_net))
+    isonet.write_json(tmp_path / "cal.json", calibration.to_json())
+    loaded = evaluation.Calibration.load(tmp_path / "cal.json")
+    loaded.check_model(random_net, tmp_path / "cal.json")  # the same weights: accepted
+    other = isonet.ISONet()
+    other.load_state_dict(random_net.state_dict())
+    other.fc3.bias.data += 1e-3
+    with pytest.raises(isonet.ISONetError, match="another model"):
+        loaded.check_model(other, tmp_path / "cal.json")
