@@ -67,7 +67,9 @@ def main() -> int:
             if args.figures == "all":
                 isonet.save_map_figure(img, result, out_dir / f"{stem}_iso_map.png", title=path.name)
                 isonet.save_scatter_figure(result, out_dir / f"{stem}_scatter.png", title=path.name)
-        except Exception as e:  # one bad file never stops the batch
+        # One bad file, or one output that cannot be written, never stops the batch; anything else
+        # is a bug, and a traceback says where.
+        except (isonet.ISONetError, OSError, MemoryError) as e:
             message = str(e) if isinstance(e, isonet.ISONetError) else f"{path}: {type(e).__name__}: {e}"
             print(f"error: {message}", file=sys.stderr)
             summary.append({"file": str(path), "error": message})

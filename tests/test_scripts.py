@@ -1,6 +1,7 @@
 """test_model.py, Fig4.py and Fig7.py run as a user runs them."""
 import csv
 import json
+import sys
 
 import numpy as np
 import pytest
@@ -151,3 +152,23 @@ def test_figures_none_writes_the_json_and_summary_but_no_png(tmp_path, weights_f
     assert proc.returncode == 0, proc.stderr
     assert sorted(p.name for p in (tmp_path / "o").iterdir()) == ["i.json", "summary.csv"]
     assert json.loads((tmp_path / "o" / "i.json").read_text())["cols"] == 2
+
+
+def test_test_model_reports_bad_files_but_lets_bugs_surface(tmp_path, weights_file, monkeypatch):
+    """A bad file is one line and the batch goes on; a programming error is not a 'bad file'."""
+    import test_model
+
+    good = write_rgb(tmp_path / "good.png", noisy_image(96, 96, 3.0))
+    (tmp_path / "bad.png").write_bytes(b"not a png")
+    monkeypatch.setattr(sys, "argv", ["test_model.py", "--model_path", str(weights_file), "--pic_path",
+                                      str(tmp_path / "bad.png"), str(good), "--out_dir", str(tmp_path / "out"),
+                                      "--figures", "none"])
+    assert test_model.main() == 1
+    assert (tmp_path / "out" / "good.json").is_file()
+
+    def broken(*args, **kwargs):
+        raise TypeError("a bug in the code, not in the file")
+
+    monkeypatch.setattr(isonet, "analyse_image", broken)
+    with pytest.raises(TypeError, match="a bug in the code"):
+        test_model.main()
