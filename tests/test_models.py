@@ -61,3 +61,18 @@ def test_readme_first_command_estimates_the_demo(tmp_path):
     assert "truth: ISO 1600" in proc.stdout
     (record,) = [json.loads(p.read_text()) for p in tmp_path.glob("demo_*.json")]
     assert abs(record["global_iso_metric"] - isonet.iso_to_metric(1600)) <= 0.5, record["global_iso_metric"]
+
+
+def test_shipped_models_on_the_embedded_demos(tmp_path):
+    """What a new user sees first: Fig4's rendered splice is localised (the model card: pixel AUC
+    0.93) and Fig7's ISO 800 camera JPEG is read within a stop (card: ISO 939)."""
+    import re
+
+    fig4 = run_script("Fig4.py", "--out_dir", tmp_path / "fig4")
+    assert fig4.returncode == 0, fig4.stderr
+    auc = float(re.search(r"pixel AUC ([0-9.]+)", fig4.stdout).group(1))
+    assert auc >= 0.85, fig4.stdout
+    fig7 = run_script("Fig7.py", "--out_dir", tmp_path / "fig7")
+    assert fig7.returncode == 0, fig7.stderr
+    error = float(re.search(r"error ([+-][0-9.]+) stops", fig7.stdout).group(1))
+    assert abs(error) <= 1.0, fig7.stdout
