@@ -92,7 +92,8 @@ def main() -> int:
     args = parser.parse_args()
     net = isonet.setup_inference(args)
     fingerprint_images = check_prnu_args(args)
-    demo = isonet.demo_if_no_pic(args, lambda out: camera_noise.write_demo(out, 800, jpeg_quality=90))
+    demo = isonet.demo_if_no_pic(
+        args, lambda out: camera_noise.write_demo(out, 800, jpeg_quality=90, camera_processing=True))
     path, img, result, record = isonet.map_one_image(args, net)
     out = Path(args.out_dir) / "Fig7.png"
     isonet.save_map_figure(img, result, out, title=f"{path.name} ({args.model_path})")

@@ -60,7 +60,8 @@ python evaluate.py --model_path "$out/jit_5d3/net_5d3.pth" --compare "$out/jit_t
 echo "models: $out/jit_tif/net_tif.pth $out/jit_jpg/net_jpg.pth (copy them to models/)"
 
 # 5. net_jpg.pth as shipped now: step 2's net_jpg fine-tuned on camera-ISP JPEG renders plus the
-#    real photos of the Train cameras (REAL: a photo set from import_real_photos.py, see the README's
+#    real photos of the Train cameras, at most 30 patches a photo so that the (mostly low-ISO) real
+#    photos do not outweigh the renders (REAL: a photo set from import_real_photos.py, see the README's
 #    "Real photos"; its Test cameras are never trained on, nor validated on).
 #        REAL=data/real bash scripts/train_shipped_models.sh
 if [ -n "${REAL:-}" ]; then
@@ -79,9 +80,9 @@ if [ -n "${REAL:-}" ]; then
         ln -s "$(realpath "$folder")"/* "$mix/Train/$(basename "$folder")/"
     done
     python prepare_data.py --data_path "$mix" --save_path "$data/mix_jpg_h5" --pic_type all \
-        --max_patches_per_image 120 --seed 2 || [ $? -eq 1 ]   # exit 1: a few files skipped, named
+        --max_patches_per_image 30 --seed 3 || [ $? -eq 1 ]   # exit 1: a few files skipped, named
     python main_train.py --data_path "$data/mix_jpg_h5" --out_dir "$out/mix_jpg" --init_from "$out/jit_jpg/net_jpg.pth" \
-        --batch_size 32 --epochs 4 --milestones 3 4 --lr 3e-4 --seed 7 --best_model_name net_jpg.pth --workers 1
+        --batch_size 32 --epochs 3 --milestones 2 3 --lr 3e-4 --seed 8 --best_model_name net_jpg.pth --workers 1
     python evaluate.py --model_path "$out/mix_jpg/net_jpg.pth" --compare "$out/jit_jpg/net_jpg.pth" --data "$REAL" \
         --out_dir "$out/eval_real_jpg" || [ $? -eq 1 ]
     echo "net_jpg.pth (ISP renders + real photos): $out/mix_jpg/net_jpg.pth"
