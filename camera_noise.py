@@ -470,10 +470,15 @@ class Isp:
     chroma_subsampling: str  # of the JPEG, a JPEG_SUBSAMPLING key
 
 
+def noise_reduction_ramp(iso: float) -> float:
+    """How hard a camera's noise reduction works at `iso`: 0 at ISO 100 rising to 1 at ISO 6400."""
+    return float(np.clip(math.log2(iso / REFERENCE_ISO) / 6.0, 0.0, 1.0))
+
+
 def random_isp(rng: np.random.Generator, iso: float) -> Isp:
     """A plausible camera's processing at `iso`: noise reduction from nearly none at base ISO to
     strong at ISO 6400 and above, switched off in one render of five."""
-    ramp = float(np.clip(math.log2(iso / REFERENCE_ISO) / 6.0, 0.0, 1.0))
+    ramp = noise_reduction_ramp(iso)
     luma_nr = "off" if rng.random() < 0.2 else ISP_LUMA_NR[1 + rng.integers(len(ISP_LUMA_NR) - 1)]
     return Isp(exposure_stops=float(rng.uniform(*ISO_EXPOSURE_STOPS)),
                demosaic=ISP_DEMOSAICS[rng.integers(len(ISP_DEMOSAICS))],
@@ -487,15 +492,15 @@ def random_isp(rng: np.random.Generator, iso: float) -> Isp:
                chroma_subsampling=("4:2:0", "4:2:2")[rng.integers(2)])
 
 
-
 def typical_isp(iso: float) -> Isp:
     """One fixed camera's processing at `iso`: the middle of every range random_isp draws from,
     wavelet luma noise reduction, at full size (a PRNU fingerprint only matches photos of the
     sensor's own geometry). Its noise reduction rises with ISO as random_isp's does."""
-    ramp = float(np.clip(math.log2(iso / REFERENCE_ISO) / 6.0, 0.0, 1.0))
+    ramp = noise_reduction_ramp(iso)
     return Isp(exposure_stops=float(np.mean(ISO_EXPOSURE_STOPS)), demosaic="colour_difference", tone=0.3,
                luma_nr="wavelet", luma_strength=1.5 * ramp, luma_blend=0.75, chroma_blur=1.75 * ramp,
                sharpen=0.6, scale=1.0, chroma_subsampling="4:2:0")
+
 
 # Malvar, He and Cutler (ICASSP 2004), gradient-corrected bilinear demosaicing, kernels x 8.
 _MALVAR_G_AT_RB = np.array([[0, 0, -1, 0, 0], [0, 0, 2, 0, 0], [-1, 2, 4, 2, -1], [0, 0, 2, 0, 0], [0, 0, -1, 0, 0]])
@@ -558,14 +563,19 @@ def demosaic_float(raw: np.ndarray, pattern: str, method: str) -> np.ndarray:
     return demosaic(raw, pattern).astype(np.float32) / np.float32(65535)
 
 
+# Immerkaer's difference of two Laplacians: it cancels smooth content; the mean absolute response
+# times IMMERKAER_SCALE is the sigma of white Gaussian noise.
+IMMERKAER_MASK = np.array([[1, -2, 1], [-2, 4, -2], [1, -2, 1]], np.float32)
+IMMERKAER_SCALE = math.sqrt(math.pi / 2) / 6
+
+
 def immerkaer_sigma(grey: np.ndarray) -> float | np.ndarray:
-    """Immerkaer's fast noise sigma of a 2-D image (or of each HxW plane of a ...xHxW stack): the
-    mean absolute response to the Laplacian difference mask, which cancels smooth content."""
-    mask = np.array([[1, -2, 1], [-2, 4, -2], [1, -2, 1]], np.float32)
+    """Immerkaer's fast noise sigma of a 2-D image (or of each HxW plane of a ...xHxW stack), from
+    the mask's response inside each plane."""
     grey = np.asarray(grey, np.float32)
     planes = grey.reshape((-1,) + grey.shape[-2:])
-    responses = np.stack([np.abs(cv2.filter2D(p, cv2.CV_32F, mask)[1:-1, 1:-1]).mean() for p in planes])
-    sigma = responses * math.sqrt(math.pi / 2) / 6
+    responses = np.stack([np.abs(cv2.filter2D(p, cv2.CV_32F, IMMERKAER_MASK)[1:-1, 1:-1]).mean() for p in planes])
+    sigma = responses * IMMERKAER_SCALE
     return float(sigma[0]) if grey.ndim == 2 else sigma.reshape(grey.shape[:-2])
 
 

@@ -373,12 +373,14 @@ def noise_sigma_map(img: np.ndarray, stride: int) -> np.ndarray:
     `stride` grid (the map's layout), from one convolution and a box filter."""
     import cv2
 
+    import camera_noise
+
     luma = img.astype(np.float32) @ LUMA
-    response = np.abs(cv2.filter2D(luma, cv2.CV_32F, np.array([[1, -2, 1], [-2, 4, -2], [1, -2, 1]], np.float32)))
+    response = np.abs(cv2.filter2D(luma, cv2.CV_32F, camera_noise.IMMERKAER_MASK))
     window = cv2.boxFilter(response, -1, (isonet.PATCH, isonet.PATCH), anchor=(0, 0), normalize=True,
                            borderType=cv2.BORDER_CONSTANT)
     rows, cols = isonet.grid_shape(*luma.shape, stride)
-    sigma = window[: rows * stride : stride, : cols * stride : stride] * np.sqrt(np.pi / 2) / 6
+    sigma = window[: rows * stride : stride, : cols * stride : stride] * camera_noise.IMMERKAER_SCALE
     return np.log2(np.maximum(sigma, 1e-3))
 
 
