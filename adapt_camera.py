@@ -159,7 +159,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--photos", required=True, nargs="+",
                    help="the camera's photos: files and/or folders; the ISO from EXIF, else from an ISO folder name")
     p.add_argument("--out", required=True, help="the adapted model to write (.pth)")
-    p.add_argument("--init_from", default="models/net_jpg.pth", help="starting weights (default models/net_jpg.pth)")
+    p.add_argument("--init_from", default=str(isonet.PROJECT / "models" / "net_jpg.pth"),
+                   help="starting weights (default: the shipped models/net_jpg.pth)")
     p.add_argument("--patches_per_photo", type=int, default=300, help="random patches read from each photo")
     p.add_argument("--min_photos", type=int, default=5, help="fewest usable photos to adapt from (default 5)")
     p.add_argument("--seed", type=int, default=0)
@@ -167,20 +168,19 @@ def main(argv: list[str] | None = None) -> int:
     if args.patches_per_photo < 1:
         isonet.fail(f"--patches_per_photo {args.patches_per_photo}: must be at least 1")
     try:
-        net = isonet.load_model(Path(args.init_from) if Path(args.init_from).exists()
-                                else Path(__file__).resolve().parent / args.init_from)
+        net = isonet.load_model(args.init_from)
     except isonet.ISONetError as e:
         isonet.fail(str(e))
     net = net.to(memory_format=MEMORY_FORMAT).eval()
     rng = np.random.default_rng(args.seed)
     paths, features, metrics, failed = [], [], [], 0
     for path in isonet.progress(isonet.list_images(args.photos), desc="reading photos"):
-        folder_iso = dataset.ISO_FOLDER.match(path.parent.name)
-        iso = isonet.read_exif_iso(path) or (int(folder_iso.group(1)) if folder_iso else None)
         try:
+            patches = photo_patches(path, args.patches_per_photo, rng)  # a missing or bad file says so first
+            iso = isonet.read_exif_iso(path) or dataset.iso_of_folder_name(path.parent.name)
             if not iso:
                 raise isonet.ISONetError(f"{path}: no EXIF ISO and no ISO folder (e.g. 800/)")
-            features.append(trunk_features(net, photo_patches(path, args.patches_per_photo, rng)))
+            features.append(trunk_features(net, patches))
         except isonet.ISONetError as e:
             print(f"skipped: {e}", file=sys.stderr)
             failed += 1

@@ -73,12 +73,21 @@ def add_bool_flag(parser: argparse.ArgumentParser, name: str, default: bool, hel
 # ---------------------------------------------------------------------------------------------
 # Discovery of labelled files
 # ---------------------------------------------------------------------------------------------
+ISO_FOLDER = re.compile(r"^(?:iso)?(\d+)$", re.IGNORECASE)
+
+
+def iso_of_folder_name(name: str) -> int | None:
+    """The ISO a folder's name says ('800', 'ISO800', 'iso0800'), or None."""
+    match = ISO_FOLDER.match(name)
+    return int(match.group(1)) if match and int(match.group(1)) > 0 else None
+
+
 def parse_iso_folder(folder: Path) -> int:
     """A class folder's name is its ISO: '800' or 'ISO800'."""
-    name = folder.name.upper().removeprefix("ISO")
-    if not name.isdigit() or int(name) <= 0:
+    iso = iso_of_folder_name(folder.name)
+    if iso is None:
         raise ISONetError(f"{folder}: class folder name is not an ISO (expected e.g. 100, 800, ISO3200)")
-    return int(name)
+    return iso
 
 
 def _has_type(path: Path, pic_type: str | None) -> bool:
@@ -494,7 +503,6 @@ REAL_LAYOUTS = ("exif", "iso_folders", "sidd")
 # Software that rewrites pixels: such files carry the editor's processing, not the camera's.
 EDITOR_SOFTWARE = re.compile(r"photoshop|lightroom|gimp|noise ?ninja|picasa|paint|digikam|darktable|capture one|"
                              r"aperture|acdsee|snapseed|affinity", re.IGNORECASE)
-ISO_FOLDER = re.compile(r"^(?:iso)?0*(\d+)$", re.IGNORECASE)
 # SIDD names its files SCENE_INSTANCE_PHONE_ISO_SHUTTER_TEMPERATURE_LIGHT...; its five phones.
 SIDD_PHONES = {"GP": "Google Pixel", "IP": "Apple iPhone 7", "S6": "Samsung Galaxy S6 Edge",
                "N6": "Motorola Nexus 6", "G4": "LG G4"}
@@ -539,8 +547,8 @@ def label_real_photo(path: Path, root: Path, layout: str, camera: str | None) ->
             return "no EXIF ISO" if iso is None else "no EXIF camera model"
         return RealPhoto(path, camera or exif_camera, iso)
     if layout == "iso_folders":
-        isos = [int(m.group(1)) for part in path.relative_to(root).parts[:-1] if (m := ISO_FOLDER.match(part))]
-        if not isos or isos[-1] <= 0:
+        isos = [iso for part in path.relative_to(root).parts[:-1] if (iso := iso_of_folder_name(part))]
+        if not isos:
             return "no ISO folder (e.g. 800, ISO800, iso0800) on its path"
         return RealPhoto(path, camera, isos[-1])
     fields = path.stem.split("_")
