@@ -772,25 +772,40 @@ def read_clean_image(source: Path, factor: int) -> np.ndarray:
     return (np.clip(img, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
 
 
-def clean_images(clean_dir: str | os.PathLike | None = None, downscale: int = 2) -> list[tuple[str, np.ndarray]]:
+BUNDLED = "bundled"  # names the bundled photos among --clean_dir's folders
+
+
+def clean_sources(clean_dir: str | os.PathLike) -> list[tuple[str, Path]]:
+    """(name, path) of every image in one folder (not recursive), named by file stem; or the
+    bundled photos when `clean_dir` is "bundled"."""
+    if str(clean_dir) == BUNDLED:
+        return [(name, bundled_photo_path(*where)) for name, where in BUNDLED_PHOTOS.items()]
+    if not Path(clean_dir).is_dir():
+        raise ISONetError(f"{clean_dir}: --clean_dir is not a folder")
+    sources = [(p.stem, p) for p in list_images([str(clean_dir)])]
+    if not sources:
+        raise ISONetError(f"{clean_dir}: no images in --clean_dir")
+    return sources
+
+
+def clean_images(clean_dirs: str | os.PathLike | Sequence[str | os.PathLike] | None = None,
+                 downscale: int = 2) -> list[tuple[str, np.ndarray]]:
     """(name, HxWx3 uint8 RGB) clean sources, sorted by name, each downscaled `downscale` x.
 
-    Without `clean_dir`: the photos scikit-image and matplotlib ship, read from their packages
-    (no network).
-    With it: every image in that folder (not recursive), named by file stem.
+    Without `clean_dirs`: the photos scikit-image and matplotlib ship, read from their packages
+    (no network). With one folder or several: every image in them (not recursive), named by file
+    stem; "bundled" among them adds the bundled photos. Names must differ across all of them.
     """
-    if clean_dir is None:
-        sources = [(name, bundled_photo_path(*where)) for name, where in BUNDLED_PHOTOS.items()]
-    else:
-        if not Path(clean_dir).is_dir():
-            raise ISONetError(f"{clean_dir}: --clean_dir is not a folder")
-        sources = [(p.stem, p) for p in list_images([str(clean_dir)])]
-        if not sources:
-            raise ISONetError(f"{clean_dir}: no images in --clean_dir")
-        stems = [name for name, _ in sources]
-        duplicate = next((s for s in stems if stems.count(s) > 1), None)
-        if duplicate:
-            raise ISONetError(f"{clean_dir}: two images named {duplicate!r} (names must differ in more than the suffix)")
+    if clean_dirs is None:
+        clean_dirs = [BUNDLED]
+    elif isinstance(clean_dirs, (str, os.PathLike)):
+        clean_dirs = [clean_dirs]
+    sources = [source for folder in clean_dirs for source in clean_sources(folder)]
+    stems = [name for name, _ in sources]
+    duplicate = next((s for s in stems if stems.count(s) > 1), None)
+    if duplicate:
+        raise ISONetError(f"{' '.join(map(str, clean_dirs))}: two images named {duplicate!r} "
+                          f"(names must differ in more than the suffix and folder)")
     return [(name, read_clean_image(path, downscale)) for name, path in sorted(sources)]
 
 

@@ -281,7 +281,8 @@ def main() -> int:
                         help="score splice localisation on N splices: rendered from held-out sources, or with --data "
                              "made of real photos (a region of one pasted into another of its camera 1-4 stops apart)")
     parser.add_argument("--camera", default="reference", help="splice cameras: " + camera_noise.CAMERA_HELP)
-    parser.add_argument("--clean_dir", help="clean photos for the splices (default: scikit-image's bundled photos)")
+    parser.add_argument("--clean_dir", nargs="+", help="folders of clean photos for the splices ('bundled', the "
+                        "default, names scikit-image's and matplotlib's photos; see prepare_data.py)")
     parser.add_argument("--noise_profiles", help="darktable's noiseprofiles.json (default: see scripts/fetch_noise_profiles.sh)")
     parser.add_argument("--noise_stats", action="store_true",
                         help="compare the flat-region noise of the --data photos with plain and camera-ISP renders")

@@ -3,6 +3,7 @@
     python prepare_data.py --data_path photos --save_path data_64_64_aug3 --pic_type tif
     python prepare_data.py --data_path photos --save_path data --label_from exif --pic_type jpg  # photos/Train/*.jpg
     python prepare_data.py --render --save_path data_render --camera reference     # photos rendered from sensor noise
+    python prepare_data.py --render --no-train --no-test --data_path photos --isos 800   # render only, no patches
 
 Exit code: 0 every image was used, 1 some were skipped (named on stderr; the rest are written) or
 every image of a split was, 2 bad arguments (options, folders, layout).
@@ -51,7 +52,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                   "(scale, exposure, orientation, colour order)")
     add_bool_flag(r, "--isp", True, "give each render a random camera's processing: demosaic, ISO-adaptive noise "
                   "reduction, tone curve, sharpening, output size, JPEG chroma subsampling (camera_noise.random_isp)")
-    r.add_argument("--clean_dir", help="clean photos to render (default: photos bundled with scikit-image/matplotlib)")
+    r.add_argument("--clean_dir", nargs="+", help="folders of clean photos to render; 'bundled' names the photos "
+                   "scikit-image/matplotlib ship (the default), scripts/fetch_clean_photos.sh fetches 23 more")
     r.add_argument("--noise_profiles", help="darktable's noiseprofiles.json (default: see scripts/fetch_noise_profiles.sh)")
     args = p.parse_args(argv)
     if args.data_path is None:
@@ -90,7 +92,7 @@ def discover(args: argparse.Namespace, opts: PrepareOptions, splits: list[str]) 
     """Check the options, render if asked, and list every split's labelled files. Its errors are
     about what the command line named, found before anything is written."""
     opts.check()
-    if not splits:
+    if not splits and not args.render:
         raise ISONetError("nothing to do: both --train and --test are off")
     if args.render:
         render_photos(args)
@@ -107,6 +109,8 @@ def prepare(args: argparse.Namespace) -> int:
     except ISONetError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    if not splits:  # --render --no-train --no-test: the photo set alone
+        return 0
     summaries = {}
     try:
         for split in splits:

@@ -294,6 +294,18 @@ def test_clean_dir(tmp_path: Path) -> None:
         cn.clean_images(tmp_path / "empty")
 
 
+def test_clean_dirs_add_up_with_the_bundled_photos(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    for folder, name in (("one", "a"), ("two", "b")):
+        (tmp_path / folder).mkdir()
+        cv2.imwrite(str(tmp_path / folder / f"{name}.png"), rng.integers(0, 256, (160, 130, 3), np.uint8))
+    names = [n for n, _ in cn.clean_images([tmp_path / "one", "bundled", tmp_path / "two"])]
+    assert names == sorted(["a", "b", *cn.BUNDLED_PHOTOS])
+    cv2.imwrite(str(tmp_path / "two" / "chelsea.png"), rng.integers(0, 256, (160, 130, 3), np.uint8))
+    with pytest.raises(ISONetError, match="two images named 'chelsea'"):
+        cn.clean_images(["bundled", tmp_path / "two"])
+
+
 def test_train_test_split_is_disjoint_and_deterministic() -> None:
     clean = [(f"img{i}", np.zeros(1)) for i in range(10)]
     train, test = cn.split_train_test(clean)

@@ -143,6 +143,14 @@ def test_prepare_data_renders_a_training_set(tmp_path):
     assert_one_line_error(proc, 2, "not empty")
 
 
+def test_render_only_writes_the_photo_set_and_no_patches(tmp_path):
+    proc = run_script("prepare_data.py", "--render", "--no-train", "--no-test", "--data_path", tmp_path / "photos",
+                      "--save_path", tmp_path / "set", "--isos", 400, "--renders_per_image", 1, "--no-isp")
+    assert proc.returncode == 0, proc.stderr
+    assert {p.parent.name for p in (tmp_path / "photos").rglob("*.png")} == {"400"}
+    assert not (tmp_path / "set").exists()
+
+
 @pytest.mark.parametrize("script,expected", [
     ("test_model.py", "truth: ISO 1600"),
     ("Fig7.py", "truth: ISO 800"),
