@@ -15,7 +15,8 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import camera_noise as cn  # noqa: E402
-from isonet import ISONetError, read_image  # noqa: E402
+from image_io import read_image  # noqa: E402
+from isonet import ISONetError  # noqa: E402
 
 
 @pytest.fixture(scope="module")
