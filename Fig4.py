@@ -12,19 +12,19 @@ from pathlib import Path
 
 import camera_noise
 import evaluation
-import isonet
+import reports
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    isonet.add_inference_args(parser, "models/net_tif.pth", "the (uncompressed) image to map")
+    reports.add_inference_args(parser, "models/net_tif.pth", "the (uncompressed) image to map")
     args = parser.parse_args()
-    net = isonet.setup_inference(args)
-    demo = isonet.demo_if_no_pic(args, lambda out: camera_noise.write_demo(out, 200, region_iso=3200))
-    path, img, result, record = isonet.map_one_image(args, net)
+    net = reports.setup_inference(args)
+    demo = reports.demo_if_no_pic(args, lambda out: camera_noise.write_demo(out, 200, region_iso=3200))
+    path, img, result, record = reports.map_one_image(args, net)
     out = Path(args.out_dir) / "Fig4.png"
     outline = None if demo is None else demo.mask
-    isonet.save_map_figure(img, result, out, title=f"{path.name} ({args.model_path})", side_by_side=True,
+    reports.save_map_figure(img, result, out, title=f"{path.name} ({args.model_path})", side_by_side=True,
                            outline=outline)
     print(f"{path}: {record['rows']}x{record['cols']} patch map, ISO metric from {result.map.min():.2f} "
           f"to {result.map.max():.2f}, median {result.global_metric:.3f}; figure: {out}")

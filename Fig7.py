@@ -19,7 +19,9 @@ import sys
 from pathlib import Path
 
 import camera_noise
+import image_io
 import isonet
+import reports
 import prnu
 
 
@@ -42,18 +44,18 @@ def add_prnu_args(parser: argparse.ArgumentParser) -> None:
 def check_prnu_args(args: argparse.Namespace) -> list[Path]:
     """The fingerprint images, or exit 2 with one line."""
     if args.block < 16 or args.block_stride < 1:
-        isonet.fail(f"--block {args.block} / --block_stride {args.block_stride}: at least 16 and 1")
+        reports.fail(f"--block {args.block} / --block_stride {args.block_stride}: at least 16 and 1")
     if not 0 < args.false_alarm < 0.5:
-        isonet.fail(f"--false_alarm {args.false_alarm}: must lie between 0 and 0.5")
+        reports.fail(f"--false_alarm {args.false_alarm}: must lie between 0 and 0.5")
     if args.fingerprint_dir is None:
         return []
     if not args.pic_path:
-        isonet.fail("--fingerprint_dir needs --pic_path, the probe to test against the fingerprint")
+        reports.fail("--fingerprint_dir needs --pic_path, the probe to test against the fingerprint")
     if not Path(args.fingerprint_dir).is_dir():
-        isonet.fail(f"{args.fingerprint_dir}: --fingerprint_dir is not a folder")
-    images = isonet.list_images([args.fingerprint_dir])
+        reports.fail(f"{args.fingerprint_dir}: --fingerprint_dir is not a folder")
+    images = image_io.list_images([args.fingerprint_dir])
     if len(images) < 2:
-        isonet.fail(f"{args.fingerprint_dir}: {len(images)} image(s); a fingerprint needs at least 2 (half a dozen or more is better)")
+        reports.fail(f"{args.fingerprint_dir}: {len(images)} image(s); a fingerprint needs at least 2 (half a dozen or more is better)")
     return images
 
 
@@ -63,7 +65,7 @@ def run_scenario(args: argparse.Namespace, net: isonet.ISONet) -> None:
     try:
         result = prnu.run_scenario(net, config)
     except isonet.ISONetError as e:
-        isonet.fail(f"the PRNU scenario could not be rendered: {e}", 1)
+        reports.fail(f"the PRNU scenario could not be rendered: {e}", 1)
     print("\n".join(prnu.scenario_report(result)))
     out = Path(args.out_dir) / "Fig7_prnu.png"
     prnu.save_scenario_figure(result, out)
@@ -75,7 +77,7 @@ def analyse_probe(args: argparse.Namespace, net: isonet.ISONet, path: Path, img,
         report = prnu.analyse_probe(path, fingerprint_images, net, args.band, args.block, args.block_stride,
                                     args.false_alarm, args.channels)
     except isonet.ISONetError as e:
-        isonet.fail(str(e), 1)
+        reports.fail(str(e), 1)
     for line in report.failed:
         print(f"error: {line}", file=sys.stderr)
     print("\n".join(prnu.probe_report_lines(report)))
@@ -87,22 +89,22 @@ def analyse_probe(args: argparse.Namespace, net: isonet.ISONet, path: Path, img,
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    isonet.add_inference_args(parser, "models/net_jpg.pth", "the (JPEG) image to estimate, and the PRNU probe")
+    reports.add_inference_args(parser, "models/net_jpg.pth", "the (JPEG) image to estimate, and the PRNU probe")
     add_prnu_args(parser)
     args = parser.parse_args()
-    net = isonet.setup_inference(args)
+    net = reports.setup_inference(args)
     fingerprint_images = check_prnu_args(args)
-    demo = isonet.demo_if_no_pic(
+    demo = reports.demo_if_no_pic(
         args, lambda out: camera_noise.write_demo(out, 800, jpeg_quality=90, camera_processing=True))
-    path, img, result, record = isonet.map_one_image(args, net)
+    path, img, result, record = reports.map_one_image(args, net)
     out = Path(args.out_dir) / "Fig7.png"
-    isonet.save_map_figure(img, result, out, title=f"{path.name} ({args.model_path})")
+    reports.save_map_figure(img, result, out, title=f"{path.name} ({args.model_path})")
     print(f"Estimated ISO metric: {result.global_metric:.3f} (ISO {result.global_iso:.0f}, "
           f"nearest full stop {record['nearest_iso']}, IQR {result.iqr:.2f} stops)")
     if record["exif_iso"] is not None:
         print(f"EXIF ISO: {record['exif_iso']} (metric {isonet.iso_to_metric(record['exif_iso']):.3f})")
     if demo is not None:
-        print(isonet.describe_truth(demo, result.global_metric))
+        print(reports.describe_truth(demo, result.global_metric))
     print(f"figure: {out}")
     if demo is not None:
         run_scenario(args, net)

@@ -27,7 +27,9 @@ import numpy as np
 import torch
 
 import dataset
+import image_io
 import isonet
+import reports
 from main_train import MEMORY_FORMAT, bare_state_dict, save_atomically
 
 RIDGE_GRID = (0.01, 0.1, 1.0, 10.0)  # relative to the mean feature energy
@@ -166,18 +168,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
     if args.patches_per_photo < 1:
-        isonet.fail(f"--patches_per_photo {args.patches_per_photo}: must be at least 1")
+        reports.fail(f"--patches_per_photo {args.patches_per_photo}: must be at least 1")
     try:
         net = isonet.load_model(args.init_from)
     except isonet.ISONetError as e:
-        isonet.fail(str(e))
+        reports.fail(str(e))
     net = net.to(memory_format=MEMORY_FORMAT).eval()
     rng = np.random.default_rng(args.seed)
     paths, features, metrics, failed = [], [], [], 0
-    for path in isonet.progress(isonet.list_images(args.photos), desc="reading photos"):
+    for path in reports.progress(image_io.list_images(args.photos), desc="reading photos"):
         try:
             patches = photo_patches(path, args.patches_per_photo, rng)  # a missing or bad file says so first
-            iso = isonet.read_exif_iso(path) or dataset.iso_of_folder_name(path.parent.name)
+            iso = image_io.read_exif_iso(path) or dataset.iso_of_folder_name(path.parent.name)
             if not iso:
                 raise isonet.ISONetError(f"{path}: no EXIF ISO and no ISO folder (e.g. 800/)")
             features.append(trunk_features(net, patches))
@@ -188,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
         paths.append(path)
         metrics.append(float(isonet.iso_to_metric(iso)))
     if len(paths) < max(args.min_photos, 3):
-        isonet.fail(f"{len(paths)} usable photo(s): adaptation needs at least {max(args.min_photos, 3)}")
+        reports.fail(f"{len(paths)} usable photo(s): adaptation needs at least {max(args.min_photos, 3)}")
     prior = head_affine(net)
     photos = [PhotoFit.of(f, m) for f, m in zip(features, metrics)]
     metrics = np.array(metrics)

@@ -26,7 +26,8 @@ from typing import Sequence
 import cv2
 import numpy as np
 
-from isonet import PATCH, ISONetError, atomic_path, list_images, read_image
+from image_io import atomic_path, list_images, read_image
+from isonet import PATCH, ISONetError
 
 SYSTEM_PROFILES = Path("/usr/share/darktable/noiseprofiles.json")
 CACHE_PROFILES = Path(__file__).resolve().parent / ".cache" / "noiseprofiles.json"

@@ -40,8 +40,8 @@ import torch
 from torch.utils.data import Dataset
 
 from camera_noise import camera_slug
-from isonet import (IMAGE_SUFFIXES, PATCH, ISONetError, atomic_path, decode_image_file, grid_shape, iso_to_metric,
-                    read_exif_iso)
+from image_io import IMAGE_SUFFIXES, atomic_path, decode_image_file, read_exif_iso
+from isonet import PATCH, ISONetError, grid_shape, iso_to_metric
 
 FORMAT = "isonet-patches-v1"
 CHUNK = 16  # rows per HDF5 chunk (192 KiB): also the longest contiguous run the loader reads
@@ -140,7 +140,7 @@ class PrepareOptions:
 
 
 def load_image(path: Path, gray: bool) -> np.ndarray:
-    """HxWx3 RGB as stored, uint8 or uint16: inference (isonet.read_image) feeds a 16-bit file's
+    """HxWx3 RGB as stored, uint8 or uint16: inference (image_io.read_image) feeds a 16-bit file's
     16 bits, so training keeps them too. Gray mode converts to luma and replicates it (the net
     takes 3 channels). Integer all the way: a float copy of the image cost more than decoding it."""
     img = decode_image_file(path)
@@ -383,7 +383,7 @@ INTEGER_MAX = {torch.uint8: 255, torch.uint16: 65535}
 
 def to_unit_float(x: torch.Tensor) -> torch.Tensor:
     """Patches as float in [0, 1]: our files' uint8 or uint16 divided by 255 or 65535, as
-    isonet.read_image does; float patches (the original layout) as they are."""
+    image_io.read_image does; float patches (the original layout) as they are."""
     return x.float().div_(INTEGER_MAX[x.dtype]) if x.dtype in INTEGER_MAX else x.float()
 
 

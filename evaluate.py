@@ -24,7 +24,9 @@ import numpy as np
 import camera_noise
 import dataset
 import evaluation
+import image_io
 import isonet
+import reports
 
 
 def labelled_images(data: str, label_from: str) -> list[tuple[Path, int | None]]:
@@ -34,37 +36,37 @@ def labelled_images(data: str, label_from: str) -> list[tuple[Path, int | None]]
     return dataset.find_labelled_images(root, None, label_from)
 
 
-def print_model_table(reports: dict[str, dict], title: str) -> None:
+def print_model_table(model_reports: dict[str, dict], title: str) -> None:
     print(f"\n{title}")
     print(f"{'model':<28} {'n':>4} {'MAE':>6} {'bias':>6} {'RMSE':>6} {'<=1/2':>6} {'<=1':>6} {'rho':>6} {'patchMAE':>8}")
-    for name, r in reports.items():
+    for name, r in model_reports.items():
         print(f"{name[-28:]:<28} {r['n']:>4} {r['mae']:>6.3f} {r['bias']:>+6.3f} {r['rmse']:>6.3f} "
               f"{r['within_half_stop']:>6.0%} {r['within_one_stop']:>6.0%} {r['spearman']:>6.3f} "
               f"{r.get('patch_mae', float('nan')):>8.3f}")
 
 
-def print_per_iso(reports: dict[str, dict]) -> None:
-    names = list(reports)
+def print_per_iso(model_reports: dict[str, dict]) -> None:
+    names = list(model_reports)
     print("\nper ISO (MAE / bias in stops, median estimate as ISO)")
     print(f"{'ISO':>6} {'n':>4}" + "".join(f" | {n[-22:]:>22}" for n in names))
-    for k, row in enumerate(reports[names[0]]["per_iso"]):
+    for k, row in enumerate(model_reports[names[0]]["per_iso"]):
         cells = "".join(f" | {r['per_iso'][k]['mae']:>5.2f} {r['per_iso'][k]['bias']:>+6.2f} "
-                        f"{r['per_iso'][k]['median_estimate_iso']:>8.0f}" for r in reports.values())
+                        f"{r['per_iso'][k]['median_estimate_iso']:>8.0f}" for r in model_reports.values())
         print(f"{row['iso']:>6} {row['n']:>4}{cells}")
 
 
-def print_per_camera(reports: dict[str, dict]) -> None:
-    names = [n for n in reports if "per_camera" in reports[n]]
+def print_per_camera(model_reports: dict[str, dict]) -> None:
+    names = [n for n in model_reports if "per_camera" in model_reports[n]]
     print("\nper camera (MAE / bias in stops)")
     print(f"{'camera':<30} {'n':>4} {'ISO':>11}" + "".join(f" | {n[-16:]:>16}" for n in names))
-    for k, row in enumerate(reports[names[0]]["per_camera"]):
-        cells = "".join(f" | {reports[n]['per_camera'][k]['mae']:>6.2f} {reports[n]['per_camera'][k]['bias']:>+9.2f}"
-                        for n in names)
+    for k, row in enumerate(model_reports[names[0]]["per_camera"]):
+        of_camera = [model_reports[n]["per_camera"][k] for n in names]
+        cells = "".join(f" | {r['mae']:>6.2f} {r['bias']:>+9.2f}" for r in of_camera)
         print(f"{row['camera'][:30]:<30} {row['n']:>4} {row['iso_min']:>5}-{row['iso_max']:<5}{cells}")
 
 
 def save_figures(scored: list[evaluation.ScoredImage], names: list[str], out_dir: Path) -> None:
-    plt = isonet.pyplot()
+    plt = reports.pyplot()
     true = np.array([s.true_metric for s in scored])
     fig, ax = plt.subplots(figsize=(6, 6))
     low, high = true.min() - 1, true.max() + 1
@@ -74,7 +76,7 @@ def save_figures(scored: list[evaluation.ScoredImage], names: list[str], out_dir
     ax.set_xlabel("true ISO metric")
     ax.set_ylabel("estimated ISO metric (median of the map)")
     ax.legend()
-    isonet.save_figure(fig, out_dir / "scatter.png")
+    reports.save_figure(fig, out_dir / "scatter.png")
 
     fig, axes = plt.subplots(1, len(names), figsize=(6 * len(names), 5), squeeze=False)
     for ax, name in zip(axes[0], names):
@@ -89,22 +91,22 @@ def save_figures(scored: list[evaluation.ScoredImage], names: list[str], out_dir
         ax.set_xlabel("estimated full stop")
         ax.set_ylabel("true full stop")
         ax.set_title(Path(name).name)
-    isonet.save_figure(fig, out_dir / "confusion.png")
+    reports.save_figure(fig, out_dir / "confusion.png")
 
 
 def evaluate_labelled(args: argparse.Namespace, nets: dict[str, isonet.ISONet]) -> int:
     try:
         labelled = labelled_images(args.data, args.label_from)
     except isonet.ISONetError as e:
-        isonet.fail(str(e))
-    scored, skipped = evaluation.score_images(nets, labelled, args.stride, args.batch_size, isonet.progress)
+        reports.fail(str(e))
+    scored, skipped = evaluation.score_images(nets, labelled, args.stride, args.batch_size, reports.progress)
     for path, reason in skipped:
         print(f"skipped: {path}: {reason}", file=sys.stderr)
     if not scored:
-        isonet.fail(f"{args.data}: no labelled image could be read ({len(skipped)} skipped)", 1)
+        reports.fail(f"{args.data}: no labelled image could be read ({len(skipped)} skipped)", 1)
     names = list(nets)
     cameras = dataset.cameras_of([s.file for s in scored], args.data)
-    reports = {name: evaluation.model_report(scored, name, cameras) for name in names}
+    model_reports = {name: evaluation.model_report(scored, name, cameras) for name in names}
     out_dir = Path(args.out_dir)
 
     rows = []
@@ -117,32 +119,32 @@ def evaluate_labelled(args: argparse.Namespace, nets: dict[str, isonet.ISONet]) 
                     f"{tag}error_stops": s.estimate[name] - s.true_metric}
         rows.append(row)
     if args.calibrate and len(scored) < args.folds:
-        isonet.fail(f"{args.data}: --calibrate with --folds {args.folds} needs at least {args.folds} labelled images "
+        reports.fail(f"{args.data}: --calibrate with --folds {args.folds} needs at least {args.folds} labelled images "
                     f"({len(scored)} read)")
     if args.calibrate:
         estimated = np.array([s.estimate[names[0]] for s in scored])
         true = np.array([s.true_metric for s in scored])
         held_out = evaluation.cross_validated_calibration(estimated, true, args.folds, args.seed)
-        reports["calibrated (cross-validated)"] = evaluation.accuracy(held_out, true)
-        reports["calibrated (cross-validated)"]["per_iso"] = evaluation.per_iso_table(
+        model_reports["calibrated (cross-validated)"] = evaluation.accuracy(held_out, true)
+        model_reports["calibrated (cross-validated)"]["per_iso"] = evaluation.per_iso_table(
             held_out, np.array([s.true_iso for s in scored]))
         for row, value in zip(rows, held_out):
             row["calibrated_metric"] = float(value)
         calibration = evaluation.fit_calibration(estimated, true, isonet.weights_fingerprint(nets[names[0]]))
-        isonet.write_json(out_dir / "calibration.json", calibration.to_json() | {"model": names[0]})
+        reports.write_json(out_dir / "calibration.json", calibration.to_json() | {"model": names[0]})
 
     for row in rows:
         print(f"{row['file']}: true ISO {row['true_iso']}, estimated {row['estimated_metric']:.3f} "
               f"(ISO {row['estimated_iso']:.0f}), error {row['error_stops']:+.2f} stops")
-    isonet.write_csv(out_dir / "per_image.csv", rows, list(rows[0]))
-    isonet.write_json(out_dir / "report.json", {
-        "data": args.data, "stride": args.stride, "models": reports,
+    reports.write_csv(out_dir / "per_image.csv", rows, list(rows[0]))
+    reports.write_json(out_dir / "report.json", {
+        "data": args.data, "stride": args.stride, "models": model_reports,
         "skipped": [{"file": str(p), "reason": r} for p, r in skipped]})
     save_figures(scored, names, out_dir)
-    print_model_table(reports, f"{len(scored)} images ({len(skipped)} skipped), errors in stops")
-    print_per_iso(reports)
+    print_model_table(model_reports, f"{len(scored)} images ({len(skipped)} skipped), errors in stops")
+    print_per_iso(model_reports)
     if len(set(cameras)) > 1:
-        print_per_camera(reports)
+        print_per_camera(model_reports)
     if args.calibrate:
         print(f"\ncalibration of {names[0]} fitted on all {len(scored)} images: {out_dir / 'calibration.json'} "
               f"(apply with test_model.py --calibration); its figures above are {args.folds}-fold cross-validated")
@@ -168,12 +170,12 @@ def evaluate_splices(args: argparse.Namespace, nets: dict[str, isonet.ISONet]) -
     try:
         splices, unreadable = make_splices(args)
     except isonet.ISONetError as e:
-        isonet.fail(str(e))
+        reports.fail(str(e))
     for reason in unreadable:
         print(f"skipped: {reason}", file=sys.stderr)
     strides = sorted({isonet.PATCH, args.stride}, reverse=True)
     rows = []
-    for k, splice in enumerate(isonet.progress(splices)):
+    for k, splice in enumerate(reports.progress(splices)):
         for stride in strides:
             baseline = evaluation.noise_sigma_map(splice.image, stride)
             rows.append({"splice": k, "gap_stops": splice.gap, "camera": splice.camera, "model": NOISE_SIGMA_BASELINE,
@@ -198,8 +200,8 @@ def evaluate_splices(args: argparse.Namespace, nets: dict[str, isonet.ISONet]) -
                 table.append(entry)
                 print(f"{name[-28:]:<28} {stride:>6} {gap:>4} {entry['n']:>4} {entry['auc']:>6.3f} {entry['f1']:>6.3f}")
     out_dir = Path(args.out_dir)
-    isonet.write_csv(out_dir / "splice.csv", rows, list(rows[0]))
-    isonet.write_json(out_dir / "report.json", {"splices": len(splices), "seed": args.seed, "table": table})
+    reports.write_csv(out_dir / "splice.csv", rows, list(rows[0]))
+    reports.write_json(out_dir / "report.json", {"splices": len(splices), "seed": args.seed, "table": table})
     print(f"outputs in {out_dir}/")
     return 1 if unreadable else 0
 
@@ -216,19 +218,19 @@ def evaluate_noise_statistics(args: argparse.Namespace) -> int:
         cameras = camera_noise.load_noise_profiles(args.noise_profiles).select(args.camera)
         sources = [img for _, img in camera_noise.clean_images(args.clean_dir)]
     except isonet.ISONetError as e:
-        isonet.fail(str(e))
+        reports.fail(str(e))
     real: dict[int, list[dict]] = {}
     skipped = 0
-    for path, iso in isonet.progress(labelled, desc="real photos"):
+    for path, iso in reports.progress(labelled, desc="real photos"):
         try:
             real.setdefault(isonet.nearest_full_stop(iso), []).append(
-                evaluation.flat_noise_statistics(isonet.decode_image_file(path)))
+                evaluation.flat_noise_statistics(image_io.decode_image_file(path)))
         except isonet.ISONetError as e:
             print(f"skipped: {e}", file=sys.stderr)
             skipped += 1
     isos = sorted(iso for iso in real if camera_noise.DEFAULT_ISOS[0] <= iso <= camera_noise.DEFAULT_ISOS[-1])
     if not isos:
-        isonet.fail(f"{args.data}: no readable photo between ISO 100 and 6400", 1 if skipped else 2)
+        reports.fail(f"{args.data}: no readable photo between ISO 100 and 6400", 1 if skipped else 2)
     rng = np.random.default_rng(args.seed)
     sets = {"real": real, "renders, plain": evaluation.rendered_noise_statistics(sources, cameras, isos, rng, False),
             "renders, camera ISP": evaluation.rendered_noise_statistics(sources, cameras, isos, rng, True)}
@@ -245,8 +247,8 @@ def evaluate_noise_statistics(args: argparse.Namespace) -> int:
         print(f"{r['iso']:>5} {r['set']:<20} {r['n']:>4}" + "".join(
             f" {r[k + '_median']:>5.2f} [{r[k + '_p25']:>4.2f}-{r[k + '_p75']:>5.2f}]" for k in NOISE_STATISTICS))
     out_dir = Path(args.out_dir)
-    isonet.write_csv(out_dir / "noise_statistics.csv", rows, list(rows[0]))
-    plt = isonet.pyplot()
+    reports.write_csv(out_dir / "noise_statistics.csv", rows, list(rows[0]))
+    plt = reports.pyplot()
     fig, axes = plt.subplots(1, len(NOISE_STATISTICS), figsize=(4.5 * len(NOISE_STATISTICS), 4))
     for ax, key in zip(axes, NOISE_STATISTICS):
         for k, name in enumerate(sets):
@@ -262,14 +264,14 @@ def evaluate_noise_statistics(args: argparse.Namespace) -> int:
         ax.set_yscale("log")
     axes[0].legend()
     fig.suptitle(f"flattest 10% of 32x32 blocks: real photos ({args.data}) vs renders")
-    isonet.save_figure(fig, out_dir / "noise_statistics.png")
+    reports.save_figure(fig, out_dir / "noise_statistics.png")
     print(f"outputs in {out_dir}/")
     return 1 if skipped else 0
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    isonet.add_inference_args(parser, "models/net_tif.pth", None)
+    reports.add_inference_args(parser, "models/net_tif.pth", None)
     parser.set_defaults(out_dir="results/evaluate")
     parser.add_argument("--data", help="labelled photos: DIR/<ISO>/*, DIR/Test/<ISO>/*, or a flat folder with --label_from exif")
     parser.add_argument("--label_from", choices=["folder", "exif"], default="folder")
@@ -289,18 +291,18 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     if args.data is None and args.splice is None:
-        isonet.fail("pass --data DIR (labelled photos), --splice N (rendered splices) or both (real splices)")
+        reports.fail("pass --data DIR (labelled photos), --splice N (rendered splices) or both (real splices)")
     if args.noise_stats:
         return evaluate_noise_statistics(args)
     if args.splice is not None and args.splice < 1:
-        isonet.fail(f"--splice {args.splice}: must be at least 1")
+        reports.fail(f"--splice {args.splice}: must be at least 1")
     if args.folds < 2:
-        isonet.fail(f"--folds {args.folds}: must be at least 2")
-    nets = {args.model_path: isonet.setup_inference(args)}
+        reports.fail(f"--folds {args.folds}: must be at least 2")
+    nets = {args.model_path: reports.setup_inference(args)}
     if args.compare:
         if args.compare == args.model_path:
-            isonet.fail("--compare names the same file as --model_path")
-        nets[args.compare] = isonet.setup_inference(args, args.compare)
+            reports.fail("--compare names the same file as --model_path")
+        nets[args.compare] = reports.setup_inference(args, args.compare)
     return evaluate_splices(args, nets) if args.splice else evaluate_labelled(args, nets)
 
 

@@ -12,6 +12,7 @@ import numpy as np
 from scipy.optimize import isotonic_regression
 from scipy.stats import spearmanr
 
+import image_io
 import isonet
 
 
@@ -204,7 +205,7 @@ def score_images(nets: dict[str, isonet.ISONet], labelled: list[tuple[Path, int 
             skipped.append((path, "no ISO label (no EXIF ISO)"))
             continue
         try:
-            img = isonet.read_image(path)
+            img = image_io.read_image(path)
         except isonet.ISONetError as e:
             skipped.append((path, str(e).removeprefix(f"{path}: ")))
             continue
@@ -338,7 +339,7 @@ def real_splices(photos: list[tuple[Path, int, str]], count: int,
     def image(path: Path) -> np.ndarray | None:
         if path not in images:
             try:
-                images[path] = isonet.decode_image_file(path)
+                images[path] = image_io.decode_image_file(path)
             except isonet.ISONetError as e:
                 images[path] = None
                 unreadable.append(str(e))

@@ -19,6 +19,7 @@ from collections import Counter
 
 import dataset
 import isonet
+import reports
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -43,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
             photos, args.out, lambda ph: dataset.camera_split(ph.camera, args.test_cameras, args.test_fraction),
             args.source_name or args.source, args.commit, args.licence)
     except isonet.ISONetError as e:
-        isonet.fail(str(e))
+        reports.fail(str(e))
     for path, reason in skipped:
         print(f"left out: {path}: {reason}", file=sys.stderr)
     cameras = Counter((row["split"], row["camera"]) for row in rows)

@@ -30,7 +30,9 @@ from torch.utils.data import DataLoader, DistributedSampler, Subset
 from tqdm import tqdm
 
 from dataset import CHUNK, add_bool_flag, concat_runs, open_patch_set, to_unit_float
-from isonet import ISONet, ISONetError, atomic_path, fail, load_model, resolve_device
+from image_io import atomic_path
+from isonet import ISONet, ISONetError, load_model, resolve_device
+from reports import fail
 
 # channels_last: tensor cores on GPU; on a 2-core CPU it measured ~1.25x faster too (oneDNN).
 MEMORY_FORMAT = torch.channels_last

@@ -21,7 +21,8 @@ from tqdm import tqdm
 from camera_noise import CAMERA_HELP, DEFAULT_ISOS, clean_images, load_noise_profiles, render_folder
 from dataset import (FILE_NAMES, SPLIT_FOLDERS, PrepareOptions, SplitSummary, add_bool_flag,
                      find_labelled_images, prepare_split)
-from isonet import ISONetError, progress
+from isonet import ISONetError
+from reports import progress
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

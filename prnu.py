@@ -31,7 +31,9 @@ import pywt
 from scipy.stats import norm
 
 import camera_noise
+import image_io
 import isonet
+import reports
 from isonet import ISONetError
 
 SIGMA0 = 3.0  # the denoiser's assumed noise std, in 8-bit levels (Lukas et al.)
@@ -56,7 +58,7 @@ FALSE_ALARM = 0.01
 # Noise residual
 # ---------------------------------------------------------------------------------------------
 def in_levels(img: np.ndarray) -> np.ndarray:
-    """uint8, or float in [0, 1] as isonet.read_image gives -> float32 in 8-bit levels, where the
+    """uint8, or float in [0, 1] as image_io.read_image gives -> float32 in 8-bit levels, where the
     denoiser's SIGMA0 is defined."""
     return img.astype(np.float32) * np.float32(1.0 if img.dtype == np.uint8 else 255.0)
 
@@ -648,7 +650,7 @@ def scenario_report(result: ScenarioResult) -> list[str]:
 
 def save_scenario_figure(result: ScenarioResult, path: str | os.PathLike) -> None:
     """Predicted against measured correlation for each scheme, and RMSE per ISO."""
-    plt = isonet.pyplot()
+    plt = reports.pyplot()
     scores, isos = result.scores, result.config.isos
     fig, axes = plt.subplots(1, len(scores) + 1, figsize=(5 * (len(scores) + 1), 4.6), layout="constrained")
     low = min(min(s.predicted.min(), s.measured.min()) for s in scores)
@@ -673,7 +675,7 @@ def save_scenario_figure(result: ScenarioResult, path: str | os.PathLike) -> Non
     axes[-1].legend()
     fig.suptitle(f"PRNU correlation predictors on held-out renders ({result.config.camera}, "
                  f"{result.config.block}x{result.config.block} blocks)")
-    isonet.save_figure(fig, path)
+    reports.save_figure(fig, path)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -718,7 +720,7 @@ def band_of(path: Path, band_by: str, isonet_metric: float | None) -> float | No
     if band_by == "single":
         return None
     if band_by == "exif":
-        iso = isonet.read_exif_iso(path)
+        iso = image_io.read_exif_iso(path)
         if iso is None:
             raise ISONetError(f"{path}: no EXIF ISO (--band exif needs it in every image; try --band isonet)")
         return float(round(isonet.iso_to_metric(iso)))
@@ -732,7 +734,7 @@ def read_fingerprint_images(paths: Sequence[Path], shape: tuple[int, int], net: 
     usable, failed = [], []
     for path in paths:
         try:
-            img = isonet.read_image(path)
+            img = image_io.read_image(path)
             if img.shape[:2] != shape:
                 raise ISONetError(f"{path}: {img.shape[1]}x{img.shape[0]}, the probe is {shape[1]}x{shape[0]} "
                                   "(a fingerprint only matches photos of the same size and orientation)")
@@ -770,7 +772,7 @@ def analyse_probe(probe: str | os.PathLike, fingerprint_paths: Sequence[Path], n
     chosen the same way. ISONetError naming the file when the probe is unreadable or fewer than
     two fingerprint images are usable."""
     probe = Path(probe)
-    img = isonet.read_image(probe)
+    img = image_io.read_image(probe)
     images, failed = read_fingerprint_images(fingerprint_paths, img.shape[:2], net, band_by, channels)
     if len(images) < 2:
         folder = Path(fingerprint_paths[0]).parent if fingerprint_paths else "--fingerprint_dir"
@@ -787,7 +789,7 @@ def analyse_probe(probe: str | os.PathLike, fingerprint_paths: Sequence[Path], n
     rho, features = measure_blocks(obs, fingerprint, block, stride)
     predicted = predictor.predict(features)
     return ProbeReport(probe, [i.path for i in images], failed, pce(obs.residual, expected_prnu(obs, fingerprint)),
-                       metric, isonet.read_exif_iso(probe), band, predictor, rho, predicted,
+                       metric, image_io.read_exif_iso(probe), band, predictor, rho, predicted,
                        rho - predicted < predictor.threshold(false_alarm), block, stride, false_alarm)
 
 
@@ -809,7 +811,7 @@ def probe_report_lines(report: ProbeReport) -> list[str]:
 def save_forgery_figure(img: np.ndarray, report: ProbeReport, path: str | os.PathLike) -> None:
     """The probe with its flagged blocks, and each block's correlation minus its prediction;
     each cell is centred on its block, as ISO maps are."""
-    plt = isonet.pyplot()
+    plt = reports.pyplot()
     rows, cols = report.rho.shape
     left = report.block / 2 - report.stride / 2
     extent = (left, left + cols * report.stride, left + rows * report.stride, left)
@@ -830,4 +832,4 @@ def save_forgery_figure(img: np.ndarray, report: ProbeReport, path: str | os.Pat
     fig.colorbar(shown, ax=axes[1], fraction=0.046, pad=0.04).set_label("measured - predicted correlation")
     axes[1].set_title(f"PCE {report.pce.value:.1f}; ISONet ISO {isonet.metric_to_iso(report.isonet_metric):.0f}")
     fig.suptitle(f"{report.probe.name}: PRNU forgery map")
-    isonet.save_figure(fig, path)
+    reports.save_figure(fig, path)

@@ -12,7 +12,9 @@ from pathlib import Path
 
 import camera_noise
 import evaluation
+import image_io
 import isonet
+import reports
 
 SUMMARY_COLUMNS = ["file", "width", "height", "stride", "rows", "cols", "global_iso_metric",
                    "global_iso", "nearest_iso", "iqr", "exif_iso", "seconds", "error"]
@@ -38,35 +40,35 @@ def describe(record: dict) -> str:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    isonet.add_inference_args(parser, "models/net_tif.pth", "image files and/or folders of images")
+    reports.add_inference_args(parser, "models/net_tif.pth", "image files and/or folders of images")
     parser.add_argument("--calibration", help="a calibration file from evaluate.py --calibrate, applied to every map")
     parser.add_argument("--figures", choices=["all", "none"], default="all",
                         help="none: write only the JSON and summary.csv, for batch runs (default all)")
     args = parser.parse_args()
-    net = isonet.setup_inference(args)
-    demo = isonet.demo_if_no_pic(args, lambda out: camera_noise.write_demo(out, 1600))
+    net = reports.setup_inference(args)
+    demo = reports.demo_if_no_pic(args, lambda out: camera_noise.write_demo(out, 1600))
     calibration = None
     if args.calibration:
         try:
             calibration = evaluation.Calibration.load(args.calibration)
             calibration.check_model(net, args.calibration)
         except isonet.ISONetError as e:
-            isonet.fail(str(e))
-    images = isonet.list_images(args.pic_path)
+            reports.fail(str(e))
+    images = image_io.list_images(args.pic_path)
     if not images:
-        isonet.fail(f"no images found in {' '.join(args.pic_path)}")
+        reports.fail(f"no images found in {' '.join(args.pic_path)}")
 
     out_dir, used, summary, failed = Path(args.out_dir), set(), [], 0
     for path in images:
         try:
-            img, result, record = isonet.analyse_image(net, path, args.stride, args.batch_size, calibration)
+            img, result, record = reports.analyse_image(net, path, args.stride, args.batch_size, calibration)
             stem = unique_stem(path, used)
             record["model"] = str(args.model_path)
             record["calibration"] = args.calibration
-            isonet.write_json(out_dir / f"{stem}.json", record)
+            reports.write_json(out_dir / f"{stem}.json", record)
             if args.figures == "all":
-                isonet.save_map_figure(img, result, out_dir / f"{stem}_iso_map.png", title=path.name)
-                isonet.save_scatter_figure(result, out_dir / f"{stem}_scatter.png", title=path.name)
+                reports.save_map_figure(img, result, out_dir / f"{stem}_iso_map.png", title=path.name)
+                reports.save_scatter_figure(result, out_dir / f"{stem}_scatter.png", title=path.name)
         # One bad file, or one output that cannot be written, never stops the batch; anything else
         # is a bug, and a traceback says where.
         except (isonet.ISONetError, OSError, MemoryError) as e:
@@ -77,9 +79,9 @@ def main() -> int:
             continue
         print(describe(record))
         if demo:
-            print(isonet.describe_truth(demo, record["global_iso_metric"]))
+            print(reports.describe_truth(demo, record["global_iso_metric"]))
         summary.append(record)
-    isonet.write_csv(out_dir / "summary.csv", summary, SUMMARY_COLUMNS)
+    reports.write_csv(out_dir / "summary.csv", summary, SUMMARY_COLUMNS)
     print(f"{len(images) - failed} of {len(images)} images done; outputs in {out_dir}/")
     return 1 if failed else 0
 

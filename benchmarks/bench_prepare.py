@@ -22,7 +22,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from dataset import PrepareOptions, augment, find_labelled_images, image_patch_block, prepare_split  # noqa: E402
-from isonet import PATCH, iso_to_metric, read_image  # noqa: E402
+from image_io import read_image  # noqa: E402
+from isonet import PATCH, iso_to_metric  # noqa: E402
 
 
 def make_images(root: Path, n: int, h: int, w: int, fmt: str) -> None:

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import image_io  # noqa: E402
 import isonet  # noqa: E402
 
 
@@ -38,7 +39,7 @@ def main() -> int:
         print("no CUDA device", file=sys.stderr)
         return 2
     reference = Path(args.shared) / "reference"
-    img = isonet.read_image(reference / "two_noise_levels.png")
+    img = image_io.read_image(reference / "two_noise_levels.png")
     expected = json.loads((reference / "expected_maps.json").read_text())["two_noise_levels.png"]
     print(f"{torch.cuda.get_device_name()}, torch {torch.__version__}, image {img.shape[1]}x{img.shape[0]}")
     worst = 0.0

@@ -3,7 +3,7 @@
     python benchmarks/measure_16bit.py [--model models/net_tif.pth --isos 100 400 1600 6400 --workdir /tmp/isonet_16bit]
 
 Renders the held-out clean photos (--all_sources: every one) as 16-bit PNGs (camera_noise's pipeline, developed to 16-bit
-sRGB instead of 8-bit), then maps each file read two ways: all 16 bits (isonet.read_image, what
+sRGB instead of 8-bit), then maps each file read two ways: all 16 bits (image_io.read_image, what
 inference feeds the network) and rounded to 8 bits (round(x * 255 / 65535) / 255). Prints the
 difference of the global estimate (median of the map) and of the patches, in stops.
 """
@@ -18,7 +18,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import camera_noise as cn  # noqa: E402
-from isonet import iso_map, load_model, read_image  # noqa: E402
+from image_io import read_image  # noqa: E402
+from isonet import iso_map, load_model  # noqa: E402
 
 # Linear 16-bit -> 16-bit sRGB: camera_noise stops at 8 bits (LINEAR16_TO_SRGB8).
 LINEAR16_TO_SRGB16 = np.round(cn.linear_to_srgb(np.arange(65536) / 65535.0) * 65535.0).astype(np.uint16)

@@ -15,7 +15,8 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import camera_noise as cn  # noqa: E402
-from isonet import ISONetError, read_image  # noqa: E402
+from image_io import read_image  # noqa: E402
+from isonet import ISONetError  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -205,6 +206,55 @@ def test_noise_grows_with_iso_as_the_profiles_say(camera: cn.CameraNoise) -> Non
     (a1, b1), (a2, b2) = cn.sensor_noise_params(camera, 1600), cn.sensor_noise_params(camera, 6400)
     expected = np.sqrt((a2[cn.GREEN] * x + b2[cn.GREEN]) / (a1[cn.GREEN] * x + b1[cn.GREEN]))
     assert stds[6400] / stds[1600] == pytest.approx(expected, rel=0.2)
+
+
+# The renderer's documented scaling, restated here so that a change to it fails the test below:
+# photosite variance = 10 x darktable's a*x + b (README, "Rendering"), and ISO 12232's exposure
+# puts an 18% grey card at 12.8% of raw clipping.
+DOCUMENTED_PROFILE_SCALE = 10.0
+DOCUMENTED_EXPOSURE = 0.128 / 0.18
+# Variance kept by OpenCV's edge-aware demosaic of white noise, per output channel, pooled over a
+# flat area. Green keeps its own half of the sites and elsewhere averages the two neighbours along
+# the flatter direction (a Gaussian pair's mean is independent of its difference, so choosing the
+# pair leaves the mean's variance at 1/2): (1 + 1/2) / 2. Red and blue keep their own quarter,
+# average two neighbours on half the sites and four diagonals on the last quarter:
+# 1/4 + 1/2 * 1/2 + 1/4 * 1/4.
+DEMOSAIC_VARIANCE_KEPT = np.array([9 / 16, 3 / 4, 9 / 16])
+
+
+def expected_flat_noise_std(camera: cn.CameraNoise, iso: float, grey: int, gains: np.ndarray) -> np.ndarray:
+    """Closed-form per-channel std, in 8-bit levels, of a plain render of flat sRGB `grey`.
+
+    Linear grey L sits at raw L * exposure / gain in each channel (white-balanced camera RGB of a
+    neutral is neutral); there the photosites get variance 10 (a x + b); the demosaic keeps
+    DEMOSAIC_VARIANCE_KEPT of it; the development undoes white balance, colour matrix and exposure
+    (a linear map of independent channels); the sRGB curve multiplies std by its slope at L; and
+    8-bit rounding adds 1/12 level^2. Small-noise linearisation: good while the std is well below
+    the distance to the curve's bend and to clipping."""
+    linear = ((grey / 255 + 0.055) / 1.055) ** 2.4
+    a, b = camera.noise_params(iso)
+    photosite_var = DOCUMENTED_PROFILE_SCALE * (a * linear * DOCUMENTED_EXPOSURE / gains + b)
+    development = np.linalg.inv(cn.CAMERA_FROM_SRGB) * gains[None, :] / DOCUMENTED_EXPOSURE
+    linear_var = development**2 @ (DEMOSAIC_VARIANCE_KEPT * photosite_var)
+    srgb_slope = 255 * 1.055 / 2.4 * linear ** (1 / 2.4 - 1)
+    return np.sqrt(srgb_slope**2 * linear_var + 1 / 12)
+
+
+@pytest.mark.parametrize("iso", [100, 400, 1600])
+def test_plain_render_of_mid_grey_has_the_profiles_absolute_noise(camera: cn.CameraNoise, iso: int,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """The absolute noise level, not only its ratios: a renderer off by a factor in variance
+    (profile scale, exposure, gains, development) trains a model on the wrong ISOs."""
+    gains = np.array([2.15, 1.0, 1.7])  # the middle of the daylight ranges, fixed so the closed form knows them
+    monkeypatch.setattr(cn, "random_wb_gains", lambda rng: gains)
+    grey = 118  # sRGB 118 is linear 0.18, an 18% grey card
+    out = cn.render(np.full((512, 512, 3), grey, np.uint8), camera, iso, np.random.default_rng(iso))
+    measured = out[32:-32, 32:-32].reshape(-1, 3).astype(np.float64).std(axis=0)
+    expected = expected_flat_noise_std(camera, iso, grey, gains)
+    print(f"\n{camera.name} ISO {iso}: measured RGB std {measured.round(3)}, closed form {expected.round(3)}")
+    # Measured within 0.3% of the closed form at ISO 100-400 and 5% at 1600 (red, the noisiest
+    # channel, starts to feel the sRGB curve's bend); 10% leaves room for other database versions.
+    np.testing.assert_allclose(measured, expected, rtol=0.10)
 
 
 def test_render_shape_dtype_and_determinism(camera: cn.CameraNoise) -> None:

@@ -18,7 +18,8 @@ from dataset import (CHUNK, FORMAT, LegacyPatchSet, PatchBlock, PatchSet, PatchS
                      add_augmented_copies, augment,
                      concat_runs, cut_patches, find_labelled_images, open_patch_set,
                      prepare_split, to_unit_float)
-from isonet import ISONetError, read_image
+from image_io import read_image
+from isonet import ISONetError
 from prepare_data import parse_args
 
 PREPARE = str(ROOT / "prepare_data.py")
@@ -162,7 +163,7 @@ def test_gray_mode_replicates_luma(tiny_data, tmp_path):
 
 
 def test_patches_hold_what_inference_reads_from_8_and_16_bit_files(tmp_path):
-    """Training must see the pixels isonet.read_image feeds the network: all 16 bits of a 16-bit
+    """Training must see the pixels image_io.read_image feeds the network: all 16 bits of a 16-bit
     file (rounding them to 8 moved estimates by up to 0.04 stop). An 8-bit file before a 16-bit one
     in the same split is widened exactly."""
     rng = np.random.default_rng(0)

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 import evaluation
+import image_io
 import isonet
 from conftest import assert_one_line_error, make_labelled_folder, run_script
 
@@ -34,7 +35,7 @@ def test_labelled_accuracy_matches_figures_computed_here(tmp_path, weights_file,
 
     files = sorted((photos / "Test").glob("*/[0-9].png"))
     true = np.array([isonet.iso_to_metric(int(f.parent.name)) for f in files])
-    maps = [isonet.iso_map(random_net, isonet.read_image(f)).map for f in files]
+    maps = [isonet.iso_map(random_net, image_io.read_image(f)).map for f in files]
     estimated = np.array([np.median(m) for m in maps])
     error = estimated - true
     report = json.loads((out / "report.json").read_text())

@@ -5,6 +5,7 @@ import pytest
 
 import evaluation
 import isonet
+import reports
 
 
 def test_accuracy_of_a_known_set():
@@ -41,7 +42,7 @@ def test_calibration_is_monotone_and_undoes_a_monotone_distortion(tmp_path):
     assert np.all(np.diff(calibration.y) >= 0)
     assert np.abs(calibration(est) - true).mean() < 0.15
     assert calibration(-10.0) == calibration.y[0] and calibration(10.0) == calibration.y[-1]
-    isonet.write_json(tmp_path / "cal.json", calibration.to_json())
+    reports.write_json(tmp_path / "cal.json", calibration.to_json())
     again = evaluation.Calibration.load(tmp_path / "cal.json")
     np.testing.assert_allclose(again(est), calibration(est))
     held_out = evaluation.cross_validated_calibration(est, true, folds=5)
@@ -130,7 +131,7 @@ def test_real_splices_pair_photos_of_one_camera_and_size(tmp_path):
 def test_calibration_names_its_model_by_the_weights(random_net, tmp_path):
     calibration = evaluation.fit_calibration(np.array([0.0, 1.0, 2.0]), np.array([0.5, 1.0, 2.5]),
                                              isonet.weights_fingerprint(random_net))
-    isonet.write_json(tmp_path / "cal.json", calibration.to_json())
+    reports.write_json(tmp_path / "cal.json", calibration.to_json())
     loaded = evaluation.Calibration.load(tmp_path / "cal.json")
     loaded.check_model(random_net, tmp_path / "cal.json")  # the same weights: accepted
     other = isonet.ISONet()

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+import image_io
 import isonet
 from conftest import noisy_image, run_script, tiny_dng
 
@@ -24,7 +25,7 @@ FORMATS = {  # suffix: Pillow format and options, for real-looking files of each
 
 
 def real_file(name: str) -> bytes:
-    isonet._pillow()  # registers the HEIF writer
+    image_io._pillow()  # registers the HEIF writer
     fmt, options = FORMATS[name]
     rgb = noisy_image(96, 128, 10)
     image = Image.fromarray(rgb)
@@ -82,7 +83,7 @@ def test_every_case_decodes_or_gives_one_line_naming_the_file(tmp_path, name):
     path.write_bytes(CORPUS[name])
     start = time.perf_counter()
     try:
-        img = isonet.decode_image_file(path)
+        img = image_io.decode_image_file(path)
     except isonet.ISONetError as e:
         assert str(e).startswith(str(path)) and "\n" not in str(e)
     else:
@@ -94,13 +95,13 @@ def test_huge_declared_size_is_refused_before_decoding(tmp_path):
     path = tmp_path / "huge.jpg"
     path.write_bytes(huge_jpeg())
     with pytest.raises(isonet.ISONetError, match="65000x65000.*300 megapixels"):
-        isonet.decode_image_file(path)
+        image_io.decode_image_file(path)
 
 
 def test_misnamed_real_files_decode_by_content(tmp_path):
     for name in ("jpeg_named.png", "png_named.heic", "heic_named.jpg"):
         (tmp_path / name).write_bytes(CORPUS[name])
-        assert isonet.decode_image_file(tmp_path / name).shape == (96, 128, 3), name
+        assert image_io.decode_image_file(tmp_path / name).shape == (96, 128, 3), name
 
 
 def test_script_on_a_folder_of_damaged_files_exits_1_without_traceback(tmp_path, weights_file):

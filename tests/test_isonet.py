@@ -10,7 +10,9 @@ import pytest
 import torch
 from PIL import Image, ImageOps
 
+import image_io
 import isonet
+import reports
 from conftest import SHARED, make_labelled_folder, needs_shared, noisy_image, run_script, tiny_dng, write_rgb
 
 
@@ -32,7 +34,7 @@ def one_patch_at_a_time(net: isonet.ISONet, img: np.ndarray, stride: int) -> np.
 def test_patch_map_matches_published_procedure(weights):
     expected = json.loads((SHARED / "expected_maps.json").read_text())["two_noise_levels.png"][weights]
     net = isonet.load_model(SHARED / "authors_weights" / f"{weights}.pth")
-    result = isonet.iso_map(net, isonet.read_image(SHARED / "two_noise_levels.png"), batch_size=7)
+    result = isonet.iso_map(net, image_io.read_image(SHARED / "two_noise_levels.png"), batch_size=7)
     assert result.map.shape == np.array(expected["map"]).shape
     assert np.abs(result.map - np.array(expected["map"])).max() <= 1e-4
     assert abs(result.global_metric - expected["median"]) <= 1e-4
@@ -41,7 +43,7 @@ def test_patch_map_matches_published_procedure(weights):
 @needs_shared
 def test_dense_map_of_published_weights_equals_patches_alone():
     net = isonet.load_model(SHARED / "authors_weights" / "net_tif.pth")
-    img = isonet.read_image(SHARED / "two_noise_levels.png")[:140, :180]
+    img = image_io.read_image(SHARED / "two_noise_levels.png")[:140, :180]
     dense = isonet.iso_map(net, img, stride=4).map
     assert np.abs(dense - one_patch_at_a_time(net, img, 4)).max() <= 1e-4
 
@@ -180,26 +182,26 @@ def test_reads_rgb_in_paper_order_and_scales_8_and_16_bit(tmp_path):
     rgb = np.zeros((64, 70, 3), np.uint8)
     rgb[..., 0] = 255
     rgb[..., 2] = 51
-    img = isonet.read_image(write_rgb(tmp_path / "red.png", rgb))
+    img = image_io.read_image(write_rgb(tmp_path / "red.png", rgb))
     assert img.dtype == np.float32 and img.shape == (64, 70, 3)
     np.testing.assert_allclose(img[0, 0], [1.0, 0.0, 0.2], atol=1e-6)
     deep = np.full((64, 64, 3), 65535, np.uint16)
     deep[..., 1] = 13107
-    img16 = isonet.read_image(write_rgb(tmp_path / "deep.tif", deep))
+    img16 = image_io.read_image(write_rgb(tmp_path / "deep.tif", deep))
     np.testing.assert_allclose(img16[5, 5], [1.0, 0.2, 1.0], atol=1e-6)
 
 
 def test_gray_is_replicated_and_alpha_dropped(tmp_path):
     gray = np.arange(64 * 64, dtype=np.uint16).reshape(64, 64)
     cv2.imwrite(str(tmp_path / "gray.png"), gray)
-    img = isonet.read_image(tmp_path / "gray.png")
+    img = image_io.read_image(tmp_path / "gray.png")
     assert img.shape == (64, 64, 3)
     np.testing.assert_allclose(img[..., 0], gray / 65535, atol=1e-6)
     assert (img[..., 0] == img[..., 2]).all()
     bgra = np.zeros((64, 64, 4), np.uint8)
     bgra[..., 0], bgra[..., 3] = 255, 10  # blue, nearly transparent
     cv2.imwrite(str(tmp_path / "rgba.png"), bgra)
-    np.testing.assert_allclose(isonet.read_image(tmp_path / "rgba.png")[0, 0], [0, 0, 1])
+    np.testing.assert_allclose(image_io.read_image(tmp_path / "rgba.png")[0, 0], [0, 0, 1])
 
 
 def test_exif_orientation_is_honoured_and_iso_read(tmp_path):
@@ -209,9 +211,9 @@ def test_exif_orientation_is_honoured_and_iso_read(tmp_path):
     exif[0x0112] = 6  # rotate 90 degrees clockwise for display
     exif.get_ifd(0x8769)[0x8827] = 1600
     image.save(tmp_path / "portrait.jpg", exif=exif, quality=95)
-    assert isonet.read_image(tmp_path / "portrait.jpg").shape == (100, 64, 3)
-    assert isonet.read_exif_iso(tmp_path / "portrait.jpg") == 1600
-    assert isonet.read_exif_iso(write_rgb(tmp_path / "plain.png", rgb)) is None
+    assert image_io.read_image(tmp_path / "portrait.jpg").shape == (100, 64, 3)
+    assert image_io.read_exif_iso(tmp_path / "portrait.jpg") == 1600
+    assert image_io.read_exif_iso(write_rgb(tmp_path / "plain.png", rgb)) is None
 
 
 @pytest.mark.parametrize("tags,iso", [
@@ -227,14 +229,14 @@ def test_exif_iso_above_65535_comes_from_the_exif_2_3_tags(tmp_path, tags, iso):
     exif = image.getexif()
     exif.get_ifd(0x8769).update(tags)
     image.save(tmp_path / "high.jpg", exif=exif)
-    assert isonet.read_exif_iso(tmp_path / "high.jpg") == iso
+    assert image_io.read_exif_iso(tmp_path / "high.jpg") == iso
 
 
 def test_exif_iso_is_none_for_unreadable_files_and_corrupt_exif(tmp_path):
     (tmp_path / "notes.jpg").write_text("not an image")
     Image.fromarray(noisy_image(64, 64, 2)).save(tmp_path / "bad_exif.png", exif=b"Exif\x00\x00XX\x00*junk")
     for name in ("notes.jpg", "bad_exif.png", "absent.jpg"):
-        assert isonet.read_exif_iso(tmp_path / name) is None, name
+        assert image_io.read_exif_iso(tmp_path / name) is None, name
 
 
 def test_exif_iso_lets_programming_errors_through(tmp_path, monkeypatch):
@@ -245,7 +247,7 @@ def test_exif_iso_lets_programming_errors_through(tmp_path, monkeypatch):
 
     monkeypatch.setattr(Image.Exif, "get_ifd", broken)
     with pytest.raises(TypeError, match="a bug"):
-        isonet.read_exif_iso(path)
+        image_io.read_exif_iso(path)
 
 
 @pytest.mark.parametrize("make,message", [
@@ -257,7 +259,7 @@ def test_exif_iso_lets_programming_errors_through(tmp_path, monkeypatch):
 def test_bad_images_give_one_line_naming_the_file(tmp_path, make, message):
     path = make(tmp_path / "bad")
     with pytest.raises(isonet.ISONetError) as info:
-        isonet.read_image(path)
+        image_io.read_image(path)
     text = str(info.value)
     assert text.startswith(str(path)) and message in text and "\n" not in text
 
@@ -268,7 +270,7 @@ def test_truncated_files_are_refused(tmp_path, suffix):
     cut = tmp_path / f"cut{suffix}"
     cut.write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
     with pytest.raises(isonet.ISONetError, match="truncated"):
-        isonet.read_image(cut)
+        image_io.read_image(cut)
 
 
 def jpeg_bytes(rgb: np.ndarray, **options) -> bytes:
@@ -306,8 +308,8 @@ def test_jpeg_with_padding_trailers_or_thumbnail_decodes_as_the_clean_file(tmp_p
     clean = jpeg_bytes(noisy_image(96, 128, 12), **JPEG_ENCODINGS[encoding])
     (tmp_path / "clean.jpg").write_bytes(clean)
     (tmp_path / "camera.jpg").write_bytes(JPEG_EXTRAS[extra](clean))
-    np.testing.assert_array_equal(isonet.decode_image_file(tmp_path / "camera.jpg"),
-                                  isonet.decode_image_file(tmp_path / "clean.jpg"))
+    np.testing.assert_array_equal(image_io.decode_image_file(tmp_path / "camera.jpg"),
+                                  image_io.decode_image_file(tmp_path / "clean.jpg"))
 
 
 def test_progressive_and_restart_marker_jpegs_decode_as_their_baseline_twin(tmp_path):
@@ -316,10 +318,10 @@ def test_progressive_and_restart_marker_jpegs_decode_as_their_baseline_twin(tmp_
     assert progressive.count(b"\xff\xda") > 1  # several scans, each ended by the next segment
     assert b"\xff\xd0" in restarts  # RST0 inside the scan
     (tmp_path / "baseline.jpg").write_bytes(jpeg_bytes(rgb))
-    baseline = isonet.decode_image_file(tmp_path / "baseline.jpg")
+    baseline = image_io.decode_image_file(tmp_path / "baseline.jpg")
     for name, data in (("progressive.jpg", progressive), ("restarts.jpg", restarts)):
         (tmp_path / name).write_bytes(data)
-        np.testing.assert_array_equal(isonet.decode_image_file(tmp_path / name), baseline, err_msg=name)
+        np.testing.assert_array_equal(image_io.decode_image_file(tmp_path / name), baseline, err_msg=name)
 
 
 @pytest.mark.parametrize("thumbnail", [False, True], ids=["plain", "thumbnail"])
@@ -336,7 +338,7 @@ def test_jpeg_cut_inside_its_image_data_is_refused(tmp_path, encoding, thumbnail
             path = tmp_path / f"cut_{cut}_{len(tail)}.jpg"
             path.write_bytes(whole[:cut] + tail)
             with pytest.raises(isonet.ISONetError) as info:
-                isonet.decode_image_file(path)
+                image_io.decode_image_file(path)
             text = str(info.value)
             assert text.startswith(str(path)) and "truncated JPEG" in text and "\n" not in text
 
@@ -344,18 +346,18 @@ def test_jpeg_cut_inside_its_image_data_is_refused(tmp_path, encoding, thumbnail
 def test_list_images_expands_folders_sorted(tmp_path):
     for name in ["b.png", "a.JPG", "notes.txt"]:
         (tmp_path / name).write_bytes(b"x")
-    assert [p.name for p in isonet.list_images([str(tmp_path)])] == ["a.JPG", "b.png"]
-    assert isonet.list_images([str(tmp_path / "notes.txt")]) == [tmp_path / "notes.txt"]
+    assert [p.name for p in image_io.list_images([str(tmp_path)])] == ["a.JPG", "b.png"]
+    assert image_io.list_images([str(tmp_path / "notes.txt")]) == [tmp_path / "notes.txt"]
 
 
 def test_atomic_path_leaves_nothing_when_the_write_fails(tmp_path):
     target = tmp_path / "out.json"
     with pytest.raises(RuntimeError):
-        with isonet.atomic_path(target) as tmp:
+        with image_io.atomic_path(target) as tmp:
             tmp.write_text("half")
             raise RuntimeError("interrupted")
     assert list(tmp_path.iterdir()) == []
-    with isonet.atomic_path(target) as tmp:
+    with image_io.atomic_path(target) as tmp:
         tmp.write_text("whole")
     assert target.read_text() == "whole" and len(list(tmp_path.iterdir())) == 1
 
@@ -363,11 +365,11 @@ def test_atomic_path_leaves_nothing_when_the_write_fails(tmp_path):
 def test_atomic_path_gives_the_permissions_of_a_plain_write(tmp_path):
     """mkstemp makes owner-only files; outputs and models must be as readable as any other file."""
     (tmp_path / "plain.txt").write_text("x")
-    with isonet.atomic_path(tmp_path / "atomic.txt") as tmp:
+    with image_io.atomic_path(tmp_path / "atomic.txt") as tmp:
         tmp.write_text("x")
     old = os.umask(0o022)
     try:
-        with isonet.atomic_path(tmp_path / "shared.txt") as tmp:
+        with image_io.atomic_path(tmp_path / "shared.txt") as tmp:
             tmp.write_text("x")
     finally:
         os.umask(old)
@@ -379,22 +381,22 @@ def test_atomic_path_gives_the_permissions_of_a_plain_write(tmp_path):
 # ---- figures ------------------------------------------------------------------------------------
 def test_figure_background_is_an_area_downsample_bounded_on_the_long_side():
     img = np.random.default_rng(0).random((3000, 4000, 3), dtype=np.float32)
-    small = isonet.figure_background(img, 1600)
+    small = reports.figure_background(img, 1600)
     assert small.shape == (1200, 1600, 3)
     # Area interpolation averages 2.5x2.5 blocks: the noise shrinks, the mean stays.
     assert small.std() < 0.6 * img.std() and abs(small.mean() - img.mean()) < 1e-3
     tiny = img[:100, :130]
-    assert isonet.figure_background(tiny, 1600) is tiny
+    assert reports.figure_background(tiny, 1600) is tiny
 
 
 def test_map_figure_of_a_large_image_draws_a_small_background_in_full_image_coordinates():
-    plt = isonet.pyplot()
+    plt = reports.pyplot()
     img = np.zeros((2000, 3000, 3), np.float32)
     result = isonet.IsoMap(np.zeros(isonet.grid_shape(2000, 3000, 64), np.float32), 64)
     fig, ax = plt.subplots()
-    isonet.draw_map(ax, img, result)
+    reports.draw_map(ax, img, result)
     background, cells = ax.get_images()
-    assert max(background.get_array().shape[:2]) <= isonet.FIGURE_MAX_SIDE
+    assert max(background.get_array().shape[:2]) <= reports.FIGURE_MAX_SIDE
     assert tuple(background.get_extent()) == (0, 3000, 2000, 0)  # so the map's cells stay on their patches
     assert tuple(cells.get_extent()) == (0, 46 * 64, 31 * 64, 0)
     plt.close(fig)
@@ -433,12 +435,12 @@ def test_every_exif_orientation_gives_the_pixels_pillow_shows(tmp_path, fmt, ori
     rgb = smooth_image()
     (tmp_path / f"upright.{suffix}").write_bytes(encoded(rgb, fmt, 1, **options))
     (tmp_path / f"turned.{suffix}").write_bytes(encoded(rgb, fmt, orientation, **options))
-    upright = Image.fromarray(isonet.decode_image_file(tmp_path / f"upright.{suffix}"))
+    upright = Image.fromarray(image_io.decode_image_file(tmp_path / f"upright.{suffix}"))
     exif = upright.getexif()
     exif[0x0112] = orientation
     upright.info["exif"] = exif.tobytes()
     expected = np.asarray(ImageOps.exif_transpose(upright))
-    np.testing.assert_array_equal(isonet.decode_image_file(tmp_path / f"turned.{suffix}"), expected)
+    np.testing.assert_array_equal(image_io.decode_image_file(tmp_path / f"turned.{suffix}"), expected)
     if orientation == 1:  # and the upright decode is the picture, within the codec's loss
         assert np.abs(np.asarray(upright).astype(int) - rgb).mean() < 3
 
@@ -448,10 +450,10 @@ def test_heic_reads_its_exif_iso_and_16_bit_samples(tmp_path):
 
     path = tmp_path / "phone.heic"
     path.write_bytes(encoded(smooth_image(), "HEIF", quality=90))
-    assert isonet.read_exif_iso(path) == 640
+    assert image_io.read_exif_iso(path) == 640
     deep = (smooth_image().astype(np.uint16) * 257)
     pillow_heif.from_bytes(mode="RGB;16", size=(96, 64), data=deep.tobytes()).save(tmp_path / "deep.heic", quality=-1)
-    img = isonet.decode_image_file(tmp_path / "deep.heic")
+    img = image_io.decode_image_file(tmp_path / "deep.heic")
     assert img.dtype == np.uint16 and img.shape == (64, 96, 3)
     assert np.abs(img.astype(int) - deep).mean() < 3 * 257
 
@@ -459,33 +461,33 @@ def test_heic_reads_its_exif_iso_and_16_bit_samples(tmp_path):
 def test_cmyk_jpeg_mpo_webp_and_16_bit_png_tiff_decode(tmp_path):
     rgb = smooth_image()
     Image.fromarray(rgb).convert("CMYK").save(tmp_path / "print.jpg", quality=95)
-    cmyk = isonet.decode_image_file(tmp_path / "print.jpg")
+    cmyk = image_io.decode_image_file(tmp_path / "print.jpg")
     assert np.abs(cmyk.astype(int) - np.asarray(Image.open(tmp_path / "print.jpg").convert("RGB"))).max() <= 2
     Image.fromarray(rgb).save(tmp_path / "3d.mpo", "MPO", save_all=True, append_images=[Image.fromarray(255 - rgb)])
     with Image.open(tmp_path / "3d.mpo") as mpo:
         assert mpo.n_frames == 2
         left = np.asarray(mpo.convert("RGB"))
-    assert np.abs(isonet.decode_image_file(tmp_path / "3d.mpo").astype(int) - left).max() <= 2
+    assert np.abs(image_io.decode_image_file(tmp_path / "3d.mpo").astype(int) - left).max() <= 2
     (tmp_path / "web.webp").write_bytes(encoded(rgb, "WEBP", lossless=True))
-    np.testing.assert_array_equal(isonet.decode_image_file(tmp_path / "web.webp"), rgb)
+    np.testing.assert_array_equal(image_io.decode_image_file(tmp_path / "web.webp"), rgb)
     deep = rgb.astype(np.uint16) * 257 + 3
     for suffix in ("png", "tif"):
-        img = isonet.decode_image_file(write_rgb(tmp_path / f"deep.{suffix}", deep))
+        img = image_io.decode_image_file(write_rgb(tmp_path / f"deep.{suffix}", deep))
         assert img.dtype == np.uint16
         np.testing.assert_array_equal(img, deep)
-    assert {".heic", ".heif", ".mpo"} <= isonet.IMAGE_SUFFIXES
+    assert {".heic", ".heif", ".mpo"} <= image_io.IMAGE_SUFFIXES
 
 
 def test_raw_is_developed_to_16_bit_without_auto_brightening_and_turned(tmp_path):
-    dark = isonet.decode_image_file(tiny_dng(tmp_path / "dark.dng", 400))
-    bright = isonet.decode_image_file(tiny_dng(tmp_path / "bright.dng", 1600))
+    dark = image_io.decode_image_file(tiny_dng(tmp_path / "dark.dng", 400))
+    bright = image_io.decode_image_file(tiny_dng(tmp_path / "bright.dng", 1600))
     assert dark.dtype == np.uint16 and dark.shape == (96, 128, 3)
     # Auto-brightening would scale both to the same level; the exposure must survive.
     assert bright.mean() > 1.5 * dark.mean()
     assert dark.std() > 0  # the noise is kept (no noise reduction flattens it)
-    assert isonet.decode_image_file(tiny_dng(tmp_path / "portrait.dng", 400, orientation=6)).shape == (128, 96, 3)
-    assert isonet.read_exif_iso(tmp_path / "dark.dng") == 3200
-    assert ".dng" in isonet.IMAGE_SUFFIXES and ".cr3" in isonet.IMAGE_SUFFIXES
+    assert image_io.decode_image_file(tiny_dng(tmp_path / "portrait.dng", 400, orientation=6)).shape == (128, 96, 3)
+    assert image_io.read_exif_iso(tmp_path / "dark.dng") == 3200
+    assert ".dng" in image_io.IMAGE_SUFFIXES and ".cr3" in image_io.IMAGE_SUFFIXES
 
 
 @pytest.mark.parametrize("content", [b"", b"II*\x00 not a raw at all", b"\xff\xd8\xff\xd9"])
@@ -493,6 +495,6 @@ def test_unreadable_raw_is_one_line_naming_the_file(tmp_path, content):
     path = tmp_path / "shot.nef"
     path.write_bytes(content)
     with pytest.raises(isonet.ISONetError) as info:
-        isonet.decode_image_file(path)
+        image_io.decode_image_file(path)
     assert str(info.value).startswith(str(path)) and "\n" not in str(info.value)
-    assert isonet.read_exif_iso(path) is None
+    assert image_io.read_exif_iso(path) is None

@@ -15,6 +15,7 @@ from conftest import ROOT, assert_one_line_error, noise_image, run_script
 
 import adapt_camera  # noqa: E402
 import dataset  # noqa: E402
+import image_io  # noqa: E402
 import isonet  # noqa: E402
 
 
@@ -84,7 +85,7 @@ def test_import_keeps_each_camera_in_one_split_and_writes_a_manifest(checkout, t
     for r in rows:
         path = out / r["file"]
         assert path.is_file() and path.parent.name == r["iso"] and path.parts[-3] == r["split"]
-        assert isonet.read_exif_iso(path) == int(r["iso"])  # the file is copied whole, EXIF included
+        assert image_io.read_exif_iso(path) == int(r["iso"])  # the file is copied whole, EXIF included
     # The layout is the paper's: prepare_data and evaluate read it as they read any photo set.
     files = dataset.find_labelled_images(out / "Test", None)
     assert sorted(iso for _, iso in files) == [200, 1600]
@@ -153,7 +154,7 @@ def test_adapt_camera_reads_16_bit_photos_whole(tmp_path, random_net):
     path = tmp_path / "deep.png"
     assert cv2.imwrite(str(path), np.random.default_rng(0).integers(0, 65536, (128, 128, 3), dtype=np.uint16))
     patches = adapt_camera.photo_patches(path, 4, np.random.default_rng(0))
-    as_mapped = np.ascontiguousarray(isonet.image_to_patches(isonet.read_image(path)))  # the same 4 patches
+    as_mapped = np.ascontiguousarray(isonet.image_to_patches(image_io.read_image(path)))  # the same 4 patches
     assert patches.dtype == np.uint16
     np.testing.assert_allclose(adapt_camera.trunk_features(random_net, patches),
                                adapt_camera.trunk_features(random_net, as_mapped), rtol=0, atol=1e-6)
@@ -196,7 +197,7 @@ def test_adapt_camera_end_to_end_writes_a_model_test_model_reads(tmp_path, weigh
     after = isonet.load_model(out)
     errors = {name: [] for name in ("before", "after")}
     for k, iso in enumerate([100, 200, 400, 800, 1600, 3200]):
-        img = isonet.read_image(photos / f"p{k}.jpg")
+        img = image_io.read_image(photos / f"p{k}.jpg")
         for name, net in (("before", before), ("after", after)):
             errors[name].append(abs(isonet.iso_map(net, img).global_metric - isonet.iso_to_metric(iso)))
     assert np.mean(errors["after"]) < np.mean(errors["before"])

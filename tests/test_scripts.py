@@ -6,7 +6,9 @@ import sys
 import numpy as np
 import pytest
 
+import image_io
 import isonet
+import reports
 from conftest import SHARED, assert_one_line_error, needs_shared, noisy_image, run_script as run, write_rgb
 
 
@@ -36,7 +38,7 @@ def test_batch_writes_every_output_and_survives_a_bad_file(tmp_path, batch, weig
     assert {"file", "model", "width", "height", "patch_size", "stride", "rows", "cols", "map",
             "global_iso_metric", "global_iso", "nearest_iso", "iqr", "exif_iso", "seconds"} <= set(record)
     assert (record["width"], record["height"], record["rows"], record["cols"]) == (200, 130, 2, 3)
-    expected = isonet.iso_map(random_net, isonet.read_image(folder / "calm.png")).map
+    expected = isonet.iso_map(random_net, image_io.read_image(folder / "calm.png")).map
     assert np.abs(np.array(record["map"]) - expected).max() <= 1e-5
     assert record["global_iso_metric"] == pytest.approx(float(np.median(expected)), abs=1e-5)
     assert record["global_iso"] == pytest.approx(100 * 2 ** record["global_iso_metric"])
@@ -169,6 +171,6 @@ def test_test_model_reports_bad_files_but_lets_bugs_surface(tmp_path, weights_fi
     def broken(*args, **kwargs):
         raise TypeError("a bug in the code, not in the file")
 
-    monkeypatch.setattr(isonet, "analyse_image", broken)
+    monkeypatch.setattr(reports, "analyse_image", broken)
     with pytest.raises(TypeError, match="a bug in the code"):
         test_model.main()

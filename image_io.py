@@ -1,0 +1,291 @@
+"""Image files in, as ISONet reads them: decoding every supported format (EXIF orientation
+honoured), the EXIF ISO, folder listing, and atomic writes of outputs.
+
+decode_image_file gives RGB uint8/uint16 as stored; read_image the network's float input in [0, 1].
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import re
+import tempfile
+import threading
+import warnings
+from pathlib import Path
+from typing import Iterator, Mapping
+
+import cv2
+import numpy as np
+
+from isonet import PATCH, ISONetError
+
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp", ".ppm", ".pgm", ".pnm", ".mpo",
+                  ".heic", ".heif"}
+# Camera RAW, developed by LibRaw: told by name, since OpenCV would read a TIFF-based RAW's preview.
+RAW_SUFFIXES = {".dng", ".cr2", ".cr3", ".nef", ".arw", ".raf", ".orf", ".rw2"}
+IMAGE_SUFFIXES |= RAW_SUFFIXES
+# Larger declared sizes are refused before decoding: a few hundred bytes can claim 10 gigapixels,
+# and read_image needs 12 bytes a pixel. The largest cameras' photos are ~200 MP.
+MAX_PIXELS = 300_000_000
+
+cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)  # decoders' own chatter would break our one-line errors
+
+
+# ---------------------------------------------------------------------------------------------
+# Decoding
+# ---------------------------------------------------------------------------------------------
+_STDERR_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def _quiet_stderr() -> Iterator[None]:
+    """libjpeg/libpng write warnings straight to fd 2; we report one line of our own instead.
+
+    fd 2 belongs to the whole process, so concurrent readers take turns (or one thread's restore
+    could leave stderr pointing at /dev/null)."""
+    with _STDERR_LOCK, open(os.devnull, "w") as null:
+        saved = os.dup(2)
+        os.dup2(null.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+
+
+# A JPEG marker: FF and a code that is not 00 (a stuffed FF byte in entropy-coded data), D0-D7
+# (restart markers, which belong to the scan around them) or FF (fill before the real code).
+_JPEG_MARKER = re.compile(rb"\xff[^\x00\xd0-\xd7\xff]")
+_JPEG_EOI = 0xD9
+_JPEG_NO_LENGTH = (0xD8, 0x01)  # SOI and TEM: the only other markers without a length field
+
+
+def jpeg_reaches_eoi(data: bytes) -> bool:
+    """Whether a JPEG's marker structure runs from SOI to an end-of-image marker.
+
+    Segments are stepped over by their lengths, so an EOI inside one (an EXIF thumbnail's) is never
+    taken for ours; a scan's entropy-coded data is searched for the marker that ends it, which is
+    how progressive files' later scans are reached. Stray bytes between segments are skipped, as
+    libjpeg skips them. Nothing after EOI is read: cameras pad with zeros or append trailers, a
+    second image (MPO) or a whole video (motion photos). Each search runs in C: a few ms for 10 MB.
+    """
+    pos = 2  # after SOI
+    while (found := _JPEG_MARKER.search(data, pos)) is not None:
+        pos = found.start()
+        code = data[pos + 1]
+        if code == _JPEG_EOI:
+            return True
+        # A segment cut short sends pos to (or past) the end, where the next search finds nothing.
+        pos += 2 if code in _JPEG_NO_LENGTH else 2 + int.from_bytes(data[pos + 2:pos + 4], "big")
+    return False
+
+
+def _pillow():
+    """PIL.Image, able to open HEIC/HEIF too."""
+    import pillow_heif
+    from PIL import Image
+
+    pillow_heif.register_heif_opener()
+    return Image
+
+
+def _refuse_huge(path: Path, data: bytes) -> None:
+    """Refuse an image whose header declares more than MAX_PIXELS, reading only the header (Pillow
+    opens lazily). Files Pillow cannot open are left to the decoders to judge."""
+    Image = _pillow()
+    saved, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None  # our limit, not Pillow's lower one
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # damaged tags are the decoders' to report, in one line
+            with Image.open(io.BytesIO(data)) as im:
+                width, height = im.size
+    except (OSError, SyntaxError, ValueError, EOFError):
+        return
+    finally:
+        Image.MAX_IMAGE_PIXELS = saved
+    if width * height > MAX_PIXELS:
+        raise ISONetError(f"{path}: declares {width}x{height} pixels, more than the {MAX_PIXELS // 10**6} "
+                          f"megapixels this tool reads (corrupt, or a decompression bomb)")
+
+
+def _is_heif(data: bytes) -> bool:
+    """An ISO-BMFF 'ftyp' box naming a HEIF brand: what libheif reads and OpenCV cannot."""
+    import pillow_heif
+
+    return pillow_heif.is_supported(data[:64])
+
+
+def _decode_heif(path: Path, data: bytes) -> np.ndarray:
+    """HEIC/HEIF through libheif (pillow-heif), as RGB(A) or gray, 16-bit where the file has more than 8
+    bits (scaled to the full uint16 range). libheif applies the container's rotation and mirror,
+    which is where HEIF keeps orientation."""
+    import pillow_heif
+
+    try:
+        return np.asarray(pillow_heif.open_heif(data, convert_hdr_to_8bit=False))
+    except (ValueError, RuntimeError, OSError) as e:  # what libheif's errors arrive as
+        raise ISONetError(f"{path}: not a readable HEIF image ({e})".splitlines()[0]) from None
+
+
+def _decode_raw(path: Path) -> np.ndarray:
+    """Develop a camera RAW as net_tif.pth's training TIFFs were: camera white balance, sRGB,
+    16-bit, no brightening and no noise reduction (which would erase the noise ISO is read from).
+    LibRaw turns the image as the camera's orientation flag says."""
+    import rawpy
+
+    try:  # LibRaw prints its own complaints on fd 2; ours is the one line
+        with _quiet_stderr(), rawpy.imread(str(path)) as raw:
+            return raw.postprocess(output_bps=16, no_auto_bright=True, use_camera_wb=True,
+                                   output_color=rawpy.ColorSpace.sRGB, median_filter_passes=0,
+                                   fbdd_noise_reduction=rawpy.FBDDNoiseReductionMode.Off)
+    except (rawpy.LibRawError, OSError, ValueError) as e:
+        raise ISONetError(f"{path}: not a readable RAW image ({type(e).__name__})") from None
+
+
+def _decode_opencv(path: Path, data: bytes) -> np.ndarray:
+    """Everything else through OpenCV, which honours EXIF orientation in JPEG, PNG, WebP and TIFF."""
+    if data[:2] == b"\xff\xd8" and not jpeg_reaches_eoi(data):
+        # libjpeg pads a truncated file with grey and only warns; that grey would look like ISO 0.
+        raise ISONetError(f"{path}: truncated JPEG (the data ends before its end-of-image marker)")
+    try:
+        with _quiet_stderr():
+            img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_ANYCOLOR | cv2.IMREAD_ANYDEPTH)
+    except cv2.error:  # OpenCV asserts on sizes over its own limit, where Pillow could not read the header
+        img = None
+    if img is None:
+        raise ISONetError(f"{path}: not a readable image (unknown format, truncated or corrupt)")
+    return img if img.ndim == 2 else img[:, :, 2::-1]  # BGR(A) -> RGB, alpha dropped
+
+
+def decode_image_file(path: str | os.PathLike) -> np.ndarray:
+    """Decode an image file as RGB HxWx3, uint8 or uint16 as stored.
+
+    Grayscale is replicated to three channels and alpha is dropped. EXIF orientation is honoured,
+    so the map lines up with the picture as viewers show it. The format is told by content, except
+    camera RAW (RAW_SUFFIXES), which is developed to 16-bit sRGB (see _decode_raw).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ISONetError(f"{path}: no such file")
+    data = path.read_bytes()
+    if not data:
+        raise ISONetError(f"{path}: empty file")
+    if path.suffix.lower() in RAW_SUFFIXES:
+        img = _decode_raw(path)
+    else:
+        _refuse_huge(path, data)
+        img = _decode_heif(path, data) if _is_heif(data) else _decode_opencv(path, data)
+    if img.dtype not in (np.uint8, np.uint16):
+        raise ISONetError(f"{path}: unsupported sample type {img.dtype} (8- or 16-bit expected)")
+    img = img.reshape(*img.shape[:2], -1)
+    # Gray (with or without alpha) is replicated to three channels; colour alpha is dropped.
+    img = np.repeat(img[:, :, :1], 3, axis=2) if img.shape[2] < 3 else img[:, :, :3]
+    h, w = img.shape[:2]
+    if h < PATCH or w < PATCH:
+        raise ISONetError(f"{path}: image is {w}x{h}, smaller than one {PATCH}x{PATCH} patch")
+    return img
+
+
+def read_image(path: str | os.PathLike) -> np.ndarray:
+    """Read an image as float32 RGB HxWx3 in [0, 1], as the paper feeds the network: 8-bit
+    files divided by 255, 16-bit files by 65535 (see decode_image_file)."""
+    img = decode_image_file(path)
+    return img.astype(np.float32) / np.float32(np.iinfo(img.dtype).max)
+
+
+_EXIF_IFD = 0x8769
+_PHOTOGRAPHIC_SENSITIVITY = 0x8827  # ISOSpeedRatings before Exif 2.3
+_SENSITIVITY_TYPE = 0x8830
+_SOS, _REI, _ISO_SPEED = 0x8831, 0x8832, 0x8833  # the ISO 12232 values Exif 2.3 records in full
+# SensitivityType: which of those the camera recorded. Where it names several they differ little;
+# we take them in one fixed order, REI, ISO speed, SOS.
+_SENSITIVITY_TAGS = {1: (_SOS,), 2: (_REI,), 3: (_ISO_SPEED,), 4: (_REI, _SOS), 5: (_ISO_SPEED, _SOS),
+                     6: (_REI, _ISO_SPEED), 7: (_REI, _ISO_SPEED, _SOS)}
+
+
+def _first_int(value: object) -> int | None:
+    """A tag's value as a positive int: the first of a sequence; None when absent, zero or not a number."""
+    if isinstance(value, (tuple, list)):
+        value = value[0] if value else None
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        return None
+    return number if number > 0 else None
+
+
+def _iso_from_exif(exif: Mapping[int, object], exif_ifd: Mapping[int, object]) -> int | None:
+    """The ISO in a file's EXIF: PhotographicSensitivity, unless absent or 65535, the value Exif 2.3
+    writes for 'ISO 65535 or more'; then the full value of the parameter SensitivityType names
+    (REI, ISO speed or SOS), else of any of them: each beats a clipped 65535."""
+    iso = _first_int(exif_ifd.get(_PHOTOGRAPHIC_SENSITIVITY, exif.get(_PHOTOGRAPHIC_SENSITIVITY)))
+    if iso is not None and iso != 65535:
+        return iso
+    named = _SENSITIVITY_TAGS.get(_first_int(exif_ifd.get(_SENSITIVITY_TYPE)), ())
+    order = named + tuple(tag for tag in (_REI, _ISO_SPEED, _SOS) if tag not in named)
+    full = (_first_int(exif_ifd.get(tag)) for tag in order)
+    return next((value for value in full if value is not None), iso)
+
+
+def read_exif_iso(path: str | os.PathLike) -> int | None:
+    """The ISO the camera wrote in EXIF (see _iso_from_exif), or None. For comparison only.
+
+    None also for files Pillow cannot read or whose EXIF is corrupt: the ISO map does not need it."""
+    Image = _pillow()  # Pillow reads EXIF; OpenCV does not expose it
+    # What Pillow raises for unreadable files and bad EXIF (UnidentifiedImageError is an OSError; a
+    # bad TIFF header in PNG/WebP EXIF is a SyntaxError); it refuses huge images even to read tags.
+    unreadable = (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError)
+    try:
+        if Path(path).suffix.lower() in RAW_SUFFIXES:
+            # TIFF-based RAWs (DNG, NEF, CR2, ARW, ...) are TIFF structures Pillow cannot open as
+            # images but can parse as EXIF; CR3 and RAF are not TIFF and give None.
+            exif = Image.Exif()
+            with warnings.catch_warnings():  # Pillow warns of corrupt EXIF; None says it already
+                warnings.simplefilter("ignore")
+                exif.load(Path(path).read_bytes())
+        else:
+            with Image.open(path) as im:
+                exif = im.getexif()
+        exif_ifd = exif.get_ifd(_EXIF_IFD)
+    except unreadable:
+        return None
+    return _iso_from_exif(exif, exif_ifd)
+
+def list_images(paths: list[str]) -> list[Path]:
+    """Expand files and folders (non-recursively, sorted) into image paths; files pass as given."""
+    out: list[Path] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            out.extend(sorted(f for f in p.iterdir() if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES))
+        else:
+            out.append(p)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Files
+# ---------------------------------------------------------------------------------------------
+def current_umask() -> int:
+    mask = os.umask(0)  # the only way to read it is to set it
+    os.umask(mask)
+    return mask
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary name beside `path`; rename it to `path` only if the block succeeds.
+
+    The file gets the permissions a plain open() would give it (mkstemp's are owner-only)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".part{path.suffix}", dir=path.parent)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.chmod(tmp, 0o666 & ~current_umask())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)

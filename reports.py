@@ -1,0 +1,251 @@
+"""What the scripts show and write: an image's analysis record, JSON/CSV outputs, the ISO-map
+figures, progress bars, and the command-line plumbing test_model.py, Fig4.py and Fig7.py share.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Callable, NoReturn
+
+import cv2
+import numpy as np
+
+from image_io import atomic_path, read_exif_iso, read_image
+from isonet import (DENSE_STEP, PATCH, PROJECT, ISONet, ISONetError, IsoMap, iso_map, iso_to_metric, load_model,
+                    metric_to_iso, nearest_full_stop, resolve_device)
+
+
+# ---------------------------------------------------------------------------------------------
+# Reports and figures
+# ---------------------------------------------------------------------------------------------
+def analyse_image(net: ISONet, path: str | os.PathLike, stride: int = PATCH, batch_size: int | None = None,
+                  calibration: Callable[[np.ndarray], np.ndarray] | None = None) -> tuple[np.ndarray, IsoMap, dict]:
+    """Read one image and compute its map; returns the image, the map and the JSON record.
+
+    `calibration` maps the network's metrics to calibrated ones (evaluate.py --calibrate).
+    """
+    start = time.perf_counter()
+    img = read_image(path)
+    result = iso_map(net, img, stride, batch_size)
+    if calibration is not None:
+        result.map = calibration(result.map).astype(np.float32)
+    rows, cols = result.map.shape
+    record = {
+        "file": str(path),
+        "width": img.shape[1],
+        "height": img.shape[0],
+        "patch_size": PATCH,
+        "stride": stride,
+        "rows": rows,
+        "cols": cols,
+        "map": np.round(result.map.astype(np.float64), 6).tolist(),
+        "global_iso_metric": result.global_metric,
+        "global_iso": result.global_iso,
+        "nearest_iso": nearest_full_stop(result.global_iso),
+        "iqr": result.iqr,
+        "exif_iso": read_exif_iso(path),
+        "seconds": time.perf_counter() - start,
+    }
+    return img, result, record
+
+
+def write_json(path: str | os.PathLike, obj: dict) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(obj))
+
+
+def write_csv(path: str | os.PathLike, rows: list[dict], columns: list[str]) -> None:
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
+        writer = csv.DictWriter(f, columns, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def pyplot():
+    """matplotlib, headless unless a window was asked for (ISONET_SHOW=1 from --show)."""
+    import matplotlib
+
+    if os.environ.get("ISONET_SHOW") != "1":
+        matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _iso_colorbar(fig, mappable, ax) -> None:
+    """Colour bar in ISO metric, each tick also labelled with its ISO."""
+    bar = fig.colorbar(mappable, ax=ax, fraction=0.046, pad=0.04)
+    bar.solids.set_alpha(1)
+    low, high = mappable.get_clim()
+    ticks = [t for t in bar.get_ticks() if low <= t <= high]
+    bar.set_ticks(ticks)
+    bar.set_ticklabels([f"{t:g} (ISO {metric_to_iso(t):.0f})" for t in ticks])
+    bar.set_label("ISO metric log2(ISO/100)")
+
+
+# A figure is ~800 px wide at dpi 100: a bigger background only costs time (resampling 12 MP took
+# most of a figure's seconds) and shows nothing more.
+FIGURE_MAX_SIDE = 1600
+
+
+def figure_background(img: np.ndarray, max_side: int = FIGURE_MAX_SIDE) -> np.ndarray:
+    """`img` shrunk (area interpolation, so noise averages rather than aliases) until its long side
+    is at most `max_side`; smaller images are returned as they are."""
+    h, w = img.shape[:2]
+    scale = max_side / max(h, w)
+    if scale >= 1:
+        return img
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    return cv2.resize(img, size, interpolation=cv2.INTER_AREA)
+
+
+def show_image(ax, img: np.ndarray, dim: float = 1.0) -> None:
+    """Draw a downsampled copy of `img` in the full image's pixel coordinates, so overlays placed
+    in those coordinates (map cells, outlines) line up with it."""
+    ax.imshow(figure_background(img) * dim, extent=(0, img.shape[1], img.shape[0], 0))
+
+
+def draw_map(ax, img: np.ndarray, result: IsoMap):
+    """The map over a dimmed copy of the image; each cell is centred on its patch."""
+    rows, cols = result.map.shape
+    left = PATCH / 2 - result.stride / 2
+    extent = (left, left + cols * result.stride, left + rows * result.stride, left)
+    show_image(ax, img, dim=0.5)
+    shown = ax.imshow(result.map, extent=extent, cmap="inferno", alpha=0.6, interpolation="nearest")
+    ax.set_xlim(0, img.shape[1])
+    ax.set_ylim(img.shape[0], 0)
+    return shown
+
+
+def save_figure(fig, path: str | os.PathLike) -> None:
+    plt = pyplot()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=100, bbox_inches="tight", format=Path(path).suffix[1:])
+    if os.environ.get("ISONET_SHOW") == "1":
+        plt.show()
+    plt.close(fig)
+
+
+def save_map_figure(img: np.ndarray, result: IsoMap, path: str | os.PathLike, title: str = "",
+                    side_by_side: bool = False, outline: np.ndarray | None = None) -> None:
+    """The ISO map over the dimmed image; with side_by_side, the plain image on its left.
+
+    `outline`, a boolean mask of the image's size (a known splice), is drawn on every panel."""
+    plt = pyplot()
+    panels = 2 if side_by_side else 1
+    fig, axes = plt.subplots(1, panels, figsize=(8 * panels, 8 * img.shape[0] / img.shape[1] + 0.5),
+                             squeeze=False)
+    if side_by_side:
+        show_image(axes[0, 0], img)
+        axes[0, 0].set_title("image")
+    ax = axes[0, -1]
+    _iso_colorbar(fig, draw_map(ax, img, result), ax)
+    ax.set_title(f"ISO map: global metric {result.global_metric:.2f} (ISO {result.global_iso:.0f})")
+    if outline is not None:
+        for panel in axes[0]:
+            panel.contour(outline, levels=[0.5], colors="cyan", linewidths=1.5)
+    fig.suptitle(title)
+    save_figure(fig, path)
+
+
+def save_scatter_figure(result: IsoMap, path: str | os.PathLike, title: str = "") -> None:
+    """Patch index against ISO metric, as the paper's script plots it."""
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(8, 4))
+    values = result.map.ravel()
+    ax.scatter(np.arange(1, values.size + 1), values, s=8)
+    ax.axhline(result.global_metric, color="red", lw=1, label=f"median {result.global_metric:.2f}")
+    ax.set_xlabel("patch index (row-major)")
+    ax.set_ylabel("ISO metric")
+    ax.set_title(title)
+    ax.legend()
+    save_figure(fig, path)
+
+
+def progress(items, **kwargs):
+    """A tqdm bar on stderr when it is a terminal; nothing in logs and tests."""
+    from tqdm import tqdm
+
+    return tqdm(items, disable=None, file=sys.stderr, **kwargs)
+
+
+# ---------------------------------------------------------------------------------------------
+# Command-line plumbing shared by test_model.py, Fig4.py and Fig7.py
+# ---------------------------------------------------------------------------------------------
+def fail(message: str, code: int = 2) -> NoReturn:
+    """One line on stderr and a non-zero exit: no traceback for a user's mistake."""
+    print(f"{Path(sys.argv[0]).name}: error: {message}", file=sys.stderr)
+    sys.exit(code)
+
+
+def add_inference_args(parser: argparse.ArgumentParser, model_default: str, pic_help: str | None) -> None:
+    """The paper's flags (--model_path, --pic_path, --checkpoint) and ours; no --pic_path if no help."""
+    parser.add_argument("--model_path", default=str(PROJECT / model_default),
+                        help=f"ISONet weights: state dict or training checkpoint (default: this project's {model_default})")
+    if pic_help:
+        parser.add_argument("--pic_path", nargs="+", help=pic_help)
+    parser.add_argument("--checkpoint", action="store_true",
+                        help="accepted for compatibility: checkpoints are detected automatically")
+    parser.add_argument("--out_dir", default="results", help="where outputs go (default results/)")
+    parser.add_argument("--stride", type=int, default=PATCH,
+                        help="patch step in pixels: 64 = the paper's non-overlapping map; "
+                             "a multiple of 4 below 64 gives a dense map (fully convolutional)")
+    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    parser.add_argument("--batch_size", type=int, help="patches per forward pass (default 16 on CPU, 1024 on CUDA)")
+    parser.add_argument("--show", action="store_true", help="also open the figures in windows")
+
+
+def setup_inference(args: argparse.Namespace, model_path: str | None = None) -> ISONet:
+    """Validate the shared arguments and load the model (--model_path unless given), or exit with one line."""
+    if not (0 < args.stride <= PATCH and args.stride % DENSE_STEP == 0):
+        fail(f"--stride {args.stride}: must be a multiple of {DENSE_STEP} between 4 and {PATCH}")
+    if args.batch_size is not None and args.batch_size < 1:
+        fail(f"--batch_size {args.batch_size}: must be at least 1")
+    if args.show:
+        os.environ["ISONET_SHOW"] = "1"
+    try:
+        return load_model(model_path or args.model_path, resolve_device(args.device))
+    except ISONetError as e:
+        fail(str(e))
+
+
+def map_one_image(args: argparse.Namespace, net: ISONet) -> tuple[Path, np.ndarray, IsoMap, dict]:
+    """Fig4/Fig7: map the one --pic_path, or exit with one line."""
+    path = _single_pic_path(args)
+    try:
+        return (path, *analyse_image(net, path, args.stride, args.batch_size))
+    except ISONetError as e:
+        fail(str(e), 1)
+
+
+def demo_if_no_pic(args: argparse.Namespace, make_demo: Callable[[Path], object]):
+    """Without --pic_path: render the embedded demo into --out_dir and map that instead.
+
+    `make_demo(out_dir)` returns a camera_noise.Demo (passed in: each script renders its own demo)."""
+    if args.pic_path:
+        return None
+    try:
+        demo = make_demo(Path(args.out_dir))
+    except ISONetError as e:
+        fail(f"no --pic_path, and the embedded demo could not be rendered: {e}")
+    args.pic_path = [str(demo.path)]
+    scene = f"ISO {demo.iso}" + (f" with a region spliced in from ISO {demo.region_iso}" if demo.region_iso else "")
+    print(f"no --pic_path given: demo {demo.path}, rendered at {scene} with the noise of a {demo.camera}")
+    return demo
+
+
+def describe_truth(demo, estimate: float) -> str:
+    truth = iso_to_metric(demo.iso)
+    return (f"truth: ISO {demo.iso} (metric {truth:.3f}); estimate ISO {metric_to_iso(estimate):.0f} "
+            f"(metric {estimate:.3f}), error {estimate - truth:+.2f} stops")
+
+
+def _single_pic_path(args: argparse.Namespace) -> Path:
+    if len(args.pic_path) > 1:
+        fail(f"--pic_path takes one image here, got {len(args.pic_path)} (test_model.py maps many)")
+    return Path(args.pic_path[0])
