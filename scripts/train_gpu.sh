@@ -8,13 +8,14 @@
 # other random patches and the real photos keep a share of the set near the CPU recipe's
 # (scripts/train_shipped_models.sh step 5). Both models start from the shipped ones and train side
 # by side on the one GPU.
-#     REAL=data/real bash scripts/train_gpu.sh          # OUT_DIR=runs/gpu RENDERS=20 EPOCHS=8
+#     REAL=data/real bash scripts/train_gpu.sh          # OUT_DIR=runs/gpu RENDERS=20 EPOCHS=8 LR=3e-4
 # TRAIN_SECONDS bounds each training run (the best epoch so far is kept); 0, the default, does not.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${OUT_DIR:-runs/gpu}
 renders=${RENDERS:-20}
 epochs=${EPOCHS:-8}
+lr=${LR:-3e-4}
 real=${REAL:-}
 real_copies=${REAL_COPIES:-4}
 train_seconds=${TRAIN_SECONDS:-0}
@@ -81,7 +82,7 @@ drop=$((epochs * 2 / 3 > 0 ? epochs * 2 / 3 : 1))
 pids=()
 for kind in jpg tif; do
     timeout "$train_seconds" python main_train.py --data_path "$out/h5_$kind" --out_dir "$out/train_$kind" \
-        --init_from "models/net_$kind.pth" --batch_size 256 --lr 3e-4 --epochs "$epochs" --milestones "$drop" "$epochs" \
+        --init_from "models/net_$kind.pth" --batch_size 256 --lr "$lr" --epochs "$epochs" --milestones "$drop" "$epochs" \
         --seed 8 --workers 6 --best_model_name "net_$kind.pth" >"$out/logs/train_$kind.log" 2>&1 &
     pids+=($!)
 done

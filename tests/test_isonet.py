@@ -29,15 +29,35 @@ def one_patch_at_a_time(net: isonet.ISONet, img: np.ndarray, stride: int) -> np.
 
 
 # ---- the published weights and maps ------------------------------------------------------------
+DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device"))]
+
+
 @needs_shared
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("weights", ["net_tif", "net_jpg"])
-def test_patch_map_matches_published_procedure(weights):
+def test_patch_map_matches_published_procedure(weights, device):
     expected = json.loads((SHARED / "expected_maps.json").read_text())["two_noise_levels.png"][weights]
-    net = isonet.load_model(SHARED / "authors_weights" / f"{weights}.pth")
-    result = isonet.iso_map(net, image_io.read_image(SHARED / "two_noise_levels.png"), batch_size=7)
+    net = isonet.load_model(SHARED / "authors_weights" / f"{weights}.pth", device)
+    img = image_io.read_image(SHARED / "two_noise_levels.png")
+    result = isonet.iso_map(net, img, batch_size=7)
     assert result.map.shape == np.array(expected["map"]).shape
     assert np.abs(result.map - np.array(expected["map"])).max() <= 1e-4
     assert abs(result.global_metric - expected["median"]) <= 1e-4
+    dense = isonet.dense_map(net, img, 64)  # the fully convolutional path
+    assert np.abs(dense - np.array(expected["map"])).max() <= 1e-4
+
+
+def test_maps_run_their_convolutions_without_tf32(monkeypatch):
+    """TF32 (PyTorch's default for cuDNN convolutions) moved CUDA maps by 5e-3: both map paths turn it
+    off while they run, and give the setting back afterwards."""
+    seen = []
+    features = isonet.ISONet.features
+    monkeypatch.setattr(isonet.ISONet, "features",
+                        lambda self, x: seen.append(torch.backends.cudnn.allow_tf32) or features(self, x))
+    net = isonet.ISONet().eval()
+    img = np.random.default_rng(0).random((128, 128, 3), np.float32)
+    isonet.iso_map(net, img), isonet.iso_map(net, img, stride=8)
+    assert seen == [False, False] and torch.backends.cudnn.allow_tf32
 
 
 @needs_shared
