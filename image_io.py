@@ -192,7 +192,9 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
     """Read an image as float32 RGB HxWx3 in [0, 1], as the paper feeds the network: 8-bit
     files divided by 255, 16-bit files by 65535 (see decode_image_file)."""
     img = decode_image_file(path)
-    return img.astype(np.float32) / np.float32(np.iinfo(img.dtype).max)
+    out = img.astype(np.float32)
+    out /= np.float32(np.iinfo(img.dtype).max)  # in place: one float copy of a 100 MP image is 1.2 GB
+    return out
 
 
 _EXIF_IFD = 0x8769

@@ -23,6 +23,7 @@ import torch.nn.functional as F
 PATCH = 64
 # Both max-pools halve the resolution, so fully convolutional outputs lie on a 4-pixel grid.
 DENSE_STEP = 4
+BAND_PATCHES = 4096  # patches cut from the image at a time (48 MiB of float patches)
 FULL_STOPS = tuple(100 * 2**k for k in range(-2, 10))  # ISO 25 ... 51200
 PROJECT = Path(__file__).resolve().parent  # shipped models are found from any working directory
 
@@ -281,6 +282,10 @@ def iso_map(net: ISONet, img: np.ndarray, stride: int = PATCH, batch_size: int |
     """The ISO map of an HxWx3 image: batched patches at stride 64, fully convolutional below."""
     if stride == PATCH:
         rows, cols = grid_shape(*img.shape[:2], PATCH)
-        values = predict_patches(net, image_to_patches(img), batch_size)
+        # Patches are cut a band of patch rows at a time: cutting a 100 MP image's all at once
+        # copied the whole float image (1.2 GB) a second time.
+        band = max(1, BAND_PATCHES // cols) * PATCH
+        values = np.concatenate([predict_patches(net, image_to_patches(img[y:y + band]), batch_size)
+                                 for y in range(0, rows * PATCH, band)])
         return IsoMap(values.reshape(rows, cols), stride)
     return IsoMap(dense_map(net, img, stride), stride)

@@ -90,7 +90,9 @@ def test_dense_map_equals_each_patch_alone(random_net, stride, tile):
     assert np.abs(dense - alone).max() <= 1e-4
 
 
-def test_batched_map_equals_one_at_a_time_in_row_major_order(random_net):
+@pytest.mark.parametrize("band_patches", [1, 7, 4096])  # a band of 1, 1 (7 < 5 x 2), whole image
+def test_batched_map_equals_one_at_a_time_in_row_major_order(random_net, monkeypatch, band_patches):
+    monkeypatch.setattr(isonet, "BAND_PATCHES", band_patches)
     img = noisy_image(200, 330, 8).astype(np.float32) / 255  # 3 x 5 patches, ragged edges dropped
     alone = one_patch_at_a_time(random_net, img, 64)
     for batch_size in (1, 4, 256):
