@@ -20,8 +20,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def write_large_tiff(path: Path, megapixels: float, seed: int = 0) -> tuple[int, int]:
-    """A 4:3 image of smooth gradients plus noise, written in row blocks to keep this process small."""
+def write_test_image(path: Path, megapixels: float, seed: int = 0) -> tuple[int, int]:
+    """A 4:3 image of smooth gradients plus noise (format by suffix), built in row blocks."""
     width = int(round((megapixels * 1e6 * 4 / 3) ** 0.5))
     height = int(round(megapixels * 1e6 / width))
     rng = np.random.default_rng(seed)
@@ -56,7 +56,7 @@ def main() -> int:
     work.mkdir(parents=True, exist_ok=True)
     image = work / f"large_{args.megapixels:g}mp.tif"
     if not image.exists():
-        width, height = write_large_tiff(image, args.megapixels)
+        width, height = write_test_image(image, args.megapixels)
     else:
         height, width = cv2.imread(str(image), cv2.IMREAD_UNCHANGED).shape[:2]
     print(f"{image}: {width}x{height} ({width * height / 1e6:.0f} MP, {image.stat().st_size / 2**20:.0f} MiB)")

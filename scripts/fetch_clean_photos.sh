@@ -15,6 +15,8 @@ dest="${1:-$repo/.cache/clean_photos}"
 max_side=1600
 
 fail() { echo "fetch_clean_photos: $*" >&2; exit 1; }
+# shellcheck source=scripts/apt_download.sh
+source "$repo/scripts/apt_download.sh"
 
 # name  package  path inside the package (under usr/share/)
 photos="
@@ -49,20 +51,11 @@ if [[ -z "$missing" ]]; then
     echo "$dest: already present ($(echo "$photos" | awk 'NF' | wc -l) photos)"
     exit 0
 fi
-command -v apt-get >/dev/null && command -v dpkg-deb >/dev/null \
-    || fail "needs apt-get and dpkg-deb (Debian/Ubuntu) to get the wallpaper packages"
 tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp"' EXIT
-chmod 755 "$tmp"  # apt's unprivileged _apt user downloads into it
 packages=$(echo "$photos" | awk 'NF {print $2}' | sort -u)
 # shellcheck disable=SC2086
-if ! (cd "$tmp" && apt-get download -q $packages >"$tmp/apt.log" 2>&1); then
-    [[ $EUID -eq 0 ]] || fail "apt-get download failed: $(tail -n1 "$tmp/apt.log") (run 'apt-get update' as root first)"
-    apt-get update -q >"$tmp/apt.log" 2>&1 || fail "apt-get update failed: $(tail -n1 "$tmp/apt.log")"
-    # shellcheck disable=SC2086
-    (cd "$tmp" && apt-get download -q $packages >"$tmp/apt.log" 2>&1) \
-        || fail "apt-get download failed: $(tail -n1 "$tmp/apt.log")"
-fi
+apt_download "$tmp" $packages
 for package in $packages; do
     deb=("$tmp/${package}"_*.deb)
     dpkg-deb -x "${deb[0]}" "$tmp/$package" || fail "${deb[0]##*/}: not a readable package"

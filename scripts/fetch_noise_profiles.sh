@@ -9,6 +9,8 @@ dest="${1:-$repo/.cache/noiseprofiles.json}"
 member="./usr/share/darktable/noiseprofiles.json"
 
 fail() { echo "fetch_noise_profiles: $*" >&2; exit 1; }
+# shellcheck source=scripts/apt_download.sh
+source "$repo/scripts/apt_download.sh"
 
 is_profiles() {
     python3 -c 'import json, sys; assert json.load(open(sys.argv[1]))["noiseprofiles"]' "$1" 2>/dev/null
@@ -26,17 +28,8 @@ if [[ -s "/${member#./}" ]]; then
     # darktable is installed: no download needed.
     cp "/${member#./}" "$part"
 else
-    command -v apt-get >/dev/null && command -v dpkg-deb >/dev/null \
-        || fail "needs apt-get and dpkg-deb (Debian/Ubuntu) to get darktable's noiseprofiles.json"
     tmp="$(mktemp -d)"
-    chmod 755 "$tmp"  # apt's unprivileged _apt user downloads into it
-    # A fresh machine has no package lists yet; as root, fetch them once and retry.
-    if ! (cd "$tmp" && apt-get download -q darktable >"$tmp/apt.log" 2>&1); then
-        [[ $EUID -eq 0 ]] || fail "apt-get download darktable failed: $(tail -n1 "$tmp/apt.log") (run 'apt-get update' as root first)"
-        apt-get update -q >"$tmp/apt.log" 2>&1 || fail "apt-get update failed: $(tail -n1 "$tmp/apt.log")"
-        (cd "$tmp" && apt-get download -q darktable >"$tmp/apt.log" 2>&1) \
-            || fail "apt-get download darktable failed: $(tail -n1 "$tmp/apt.log")"
-    fi
+    apt_download "$tmp" darktable
     deb=("$tmp"/darktable_*.deb)
     dpkg-deb --fsys-tarfile "${deb[0]}" | tar -xO "$member" >"$part" 2>/dev/null \
         || fail "${deb[0]##*/} has no $member"

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import socket
 import subprocess
@@ -176,6 +177,26 @@ def test_setup_script_keeps_a_present_database(db: cn.NoiseDatabase, tmp_path: P
     done = subprocess.run(["bash", str(script), str(dest)], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0 and "already present" in done.stdout
     assert dest.stat().st_mtime_ns == before
+
+
+def test_clean_photo_script_keeps_present_photos_and_says_what_it_needs(tmp_path: Path) -> None:
+    script = Path(__file__).resolve().parents[1] / "scripts" / "fetch_clean_photos.sh"
+    names = re.findall(r"^(\S+)\s+\S+\s+(?:backgrounds|wallpapers)/", script.read_text(), re.MULTILINE)
+    assert len(names) == 23
+    for name in names:
+        (tmp_path / f"{name}.jpg").write_bytes(b"x")
+    done = subprocess.run(["bash", str(script), str(tmp_path)], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and "already present (23 photos)" in done.stdout
+    # One photo missing on a machine without apt-get: one line that says what is needed, nothing written.
+    (tmp_path / f"{names[0]}.jpg").unlink()
+    bare = tmp_path / "bin"
+    bare.mkdir()
+    for tool in ("dirname", "awk", "mktemp", "chmod", "rm", "sort", "wc"):
+        (bare / tool).symlink_to(shutil.which(tool))
+    done = subprocess.run([shutil.which("bash"), str(script), str(tmp_path)], capture_output=True, text=True,
+                          timeout=60, env={"PATH": str(bare)})
+    assert done.returncode == 1 and done.stderr.strip().count("\n") == 0
+    assert "needs apt-get and dpkg-deb" in done.stderr and not (tmp_path / f"{names[0]}.jpg").exists()
 
 
 def test_lookup_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
