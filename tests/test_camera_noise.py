@@ -1,6 +1,7 @@
 """Tests of the camera-noise renderer against darktable's real database and real renders."""
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import shutil
@@ -197,6 +198,50 @@ def test_clean_photo_script_keeps_present_photos_and_says_what_it_needs(tmp_path
                           timeout=60, env={"PATH": str(bare)})
     assert done.returncode == 1 and done.stderr.strip().count("\n") == 0
     assert "needs apt-get and dpkg-deb" in done.stderr and not (tmp_path / f"{names[0]}.jpg").exists()
+
+
+def fake_darktable_deb(path: Path, profiles: bytes) -> None:
+    """A Debian package as ar lays it out, holding only data.tar.xz with noiseprofiles.json."""
+    import io
+    import tarfile
+
+    tar_bytes = io.BytesIO()
+    with tarfile.open(fileobj=tar_bytes, mode="w:xz") as tar:
+        info = tarfile.TarInfo("./usr/share/darktable/noiseprofiles.json")
+        info.size = len(profiles)
+        tar.addfile(info, io.BytesIO(profiles))
+    members = [(b"debian-binary", b"2.0\n"), (b"control.tar.xz", b"x"), (b"data.tar.xz", tar_bytes.getvalue())]
+    out = b"!<arch>\n"
+    for name, data in members:
+        out += name.ljust(16) + b"0".ljust(12) + b"0".ljust(6) * 2 + b"100644".ljust(8)
+        out += str(len(data)).encode().ljust(10) + b"`\n" + data + b"\n" * (len(data) % 2)
+    path.write_bytes(out)
+
+
+def test_noise_profiles_without_apt_get_come_from_the_pinned_package(tmp_path: Path) -> None:
+    profiles = json.dumps({"noiseprofiles": [{"maker": "X", "models": []}]}).encode()
+    deb = tmp_path / "darktable.deb"
+    fake_darktable_deb(deb, profiles)
+    bare = tmp_path / "bin"  # bash, Python and coreutils, no apt-get
+    bare.mkdir()
+    for tool in ("bash", "dirname", "mktemp", "rm", "mv", "cp", "wc", "mkdir"):
+        (bare / tool).symlink_to(shutil.which(tool))
+    (bare / "python3").symlink_to(sys.executable)
+    script = Path(__file__).resolve().parents[1] / "scripts" / "fetch_noise_profiles.sh"
+    sha = hashlib.sha256(deb.read_bytes()).hexdigest()
+
+    def fetch(dest: Path, pinned: str) -> subprocess.CompletedProcess:
+        env = {"PATH": str(bare), "DARKTABLE_DEB_URL": deb.as_uri(), "DARKTABLE_DEB_SHA256": pinned}
+        return subprocess.run([shutil.which("bash"), str(script), str(dest)], capture_output=True, text=True,
+                              timeout=60, env=env)
+
+    done = fetch(tmp_path / "ok.json", sha)
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "ok.json").read_bytes() == profiles
+    done = fetch(tmp_path / "bad.json", "0" * 64)
+    assert done.returncode == 1 and done.stderr.count("\n") == 1 and "SHA-256 is not the pinned" in done.stderr
+    assert "put its noiseprofiles.json at" in done.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bin", "darktable.deb", "ok.json"]  # nothing half-written
 
 
 def test_lookup_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
