@@ -11,7 +11,6 @@ import sys
 from pathlib import Path
 
 import camera_noise
-import evaluation
 import image_io
 import isonet
 import reports
@@ -49,6 +48,8 @@ def main() -> int:
     demo = reports.demo_if_no_pic(args, lambda out: camera_noise.write_demo(out, 1600))
     calibration = None
     if args.calibration:
+        import evaluation  # imported here: its SciPy takes 0.7 s to import, and only a calibration needs it
+
         try:
             calibration = evaluation.Calibration.load(args.calibration)
             calibration.check_model(net, args.calibration)

@@ -78,7 +78,8 @@ def main() -> int:
         if not photo.exists():
             write_test_image(photo, args.photo_megapixels, seed=k)
     bench(f"one {args.megapixels:g} MP JPEG", [big], work / "out_one", args.repeat)
-    bench(f"{args.photos} JPEGs of {args.photo_megapixels:g} MP", photos, work / "out_folder", args.repeat)
+    if photos:  # --photos 0: the one image only
+        bench(f"{args.photos} JPEGs of {args.photo_megapixels:g} MP", photos, work / "out_folder", args.repeat)
     return 0
 
 
