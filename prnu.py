@@ -52,6 +52,7 @@ ATTENUATION_TAU = 6.0
 FLAT_C = 0.03
 BLOCK = 128  # Chen et al.'s block size
 FALSE_ALARM = 0.01
+MIN_TAIL_BLOCKS = 20  # genuine blocks beyond a threshold needed to read it off their own errors
 
 
 # ---------------------------------------------------------------------------------------------
@@ -332,13 +333,20 @@ class CorrelationPredictor:
     residual_mean: float
     residual_std: float
     samples: int
+    errors: np.ndarray = field(repr=False)  # the genuine blocks' rho - rho_hat, sorted
 
     def predict(self, features: np.ndarray) -> np.ndarray:
         return self.coef[0] + features @ self.coef[1:]
 
     def threshold(self, false_alarm: float = FALSE_ALARM) -> float:
-        """Neyman-Pearson: flag a block when rho - rho_hat falls below this; genuine blocks'
-        prediction errors, taken as Gaussian, fall below it with probability `false_alarm`."""
+        """Neyman-Pearson: flag a block when rho - rho_hat falls below this, which genuine blocks do
+        with probability `false_alarm`. Read off the genuine blocks' own errors where at least
+        MIN_TAIL_BLOCKS of them lie below it, else off a Gaussian fit: errors with a heavier tail
+        than a Gaussian's get the rate asked for, not more. (In Fig7's unprocessed scenario the
+        held-out excess, 3.4-3.9% at 1% nominal, stayed: it comes from the held-out photos
+        differing from the Train ones, not from the shape of the tail.)"""
+        if false_alarm * len(self.errors) >= MIN_TAIL_BLOCKS:
+            return float(np.quantile(self.errors, false_alarm))
         return self.residual_mean + self.residual_std * float(norm.ppf(false_alarm))
 
     def forged(self, rho: np.ndarray, features: np.ndarray, false_alarm: float = FALSE_ALARM) -> np.ndarray:
@@ -354,7 +362,8 @@ def fit_predictor(features: np.ndarray, rho: np.ndarray) -> CorrelationPredictor
     design = np.column_stack([np.ones(len(rho)), features])
     coef, *_ = np.linalg.lstsq(design, rho, rcond=None)
     errors = rho - design @ coef
-    return CorrelationPredictor(coef, float(errors.mean()), float(errors.std(ddof=design.shape[1])), len(rho))
+    return CorrelationPredictor(coef, float(errors.mean()), float(errors.std(ddof=design.shape[1])), len(rho),
+                                np.sort(errors))
 
 
 @dataclass

@@ -175,10 +175,28 @@ def test_predictor_recovers_a_known_linear_relation():
     predictor = prnu.fit_predictor(features, rho)
     assert np.allclose(predictor.coef, truth, atol=0.001)
     assert predictor.residual_std == pytest.approx(0.002, rel=0.1)
-    assert predictor.threshold(0.01) == pytest.approx(predictor.residual_mean + norm.ppf(0.01) * predictor.residual_std)
+    assert predictor.threshold(0.01) == pytest.approx(np.quantile(rho - predictor.predict(features), 0.01))
+    assert predictor.threshold(0.001) == pytest.approx(predictor.residual_mean + norm.ppf(0.001) * predictor.residual_std)
     assert predictor.forged(np.array([0.0]), features[:1]).item()  # no PRNU where much is predicted
     with pytest.raises(ValueError, match="cannot fit"):
         prnu.fit_predictor(features[:5], rho[:5])
+
+
+def test_threshold_keeps_the_false_alarm_rate_on_heavy_tailed_errors():
+    """Genuine blocks' errors with a heavier tail than a Gaussian's (Student's t, 3 degrees of freedom):
+    the threshold lets through about the nominal share of fresh genuine blocks."""
+    rng = np.random.default_rng(1)
+    features = rng.uniform(0, 1, (20000, len(prnu.FEATURES)))
+    truth = np.array([0.05, 0.10, -0.05, 0.03, 0.20])
+
+    def genuine_rho(n: int) -> np.ndarray:
+        return truth[0] + features[:n] @ truth[1:] + 0.01 * rng.standard_t(3, n)
+
+    predictor = prnu.fit_predictor(features[:10000], genuine_rho(10000))
+    fresh = genuine_rho(20000)
+    for nominal in (0.01, 0.05):
+        measured = predictor.forged(fresh, features, nominal).mean()
+        assert nominal * 0.7 < measured < nominal * 1.3, (nominal, measured)
 
 
 def test_banded_predictors_pick_the_nearest_band():
