@@ -564,6 +564,7 @@ def demosaic_float(raw: np.ndarray, pattern: str, method: str) -> np.ndarray:
     return demosaic(raw, pattern).astype(np.float32) / np.float32(65535)
 
 
+LUMA_WEIGHTS = np.array([0.299, 0.587, 0.114], np.float32)  # ITU-R BT.601, as OpenCV's RGB2GRAY
 # Immerkaer's difference of two Laplacians: it cancels smooth content; the mean absolute response
 # times IMMERKAER_SCALE is the sigma of white Gaussian noise.
 IMMERKAER_MASK = np.array([[1, -2, 1], [-2, 4, -2], [1, -2, 1]], np.float32)

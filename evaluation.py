@@ -234,7 +234,6 @@ def model_report(scored: list[ScoredImage], name: str, cameras: list[str] | None
 # ---------------------------------------------------------------------------------------------
 # Noise statistics of flat regions: do renders look like real photos?
 # ---------------------------------------------------------------------------------------------
-LUMA = np.array([0.299, 0.587, 0.114], np.float32)
 FLAT_BLOCK = 32
 FLAT_PERCENTILE = 10  # the flattest tenth of the blocks: noise, little texture
 
@@ -248,7 +247,7 @@ def flat_noise_statistics(rgb: np.ndarray) -> dict[str, float]:
     import camera_noise
 
     rgb8 = rgb.astype(np.float32) * (255.0 / np.iinfo(rgb.dtype).max)
-    luma = rgb8 @ LUMA
+    luma = rgb8 @ camera_noise.LUMA_WEIGHTS
     # A channel clipped at black or white is flat for want of noise, not of texture.
     clipped = ((rgb8 <= 2) | (rgb8 >= 253)).any(axis=2).astype(np.float32)
     stats = {}
@@ -376,7 +375,7 @@ def noise_sigma_map(img: np.ndarray, stride: int) -> np.ndarray:
 
     import camera_noise
 
-    luma = img.astype(np.float32) @ LUMA
+    luma = img.astype(np.float32) @ camera_noise.LUMA_WEIGHTS
     response = np.abs(cv2.filter2D(luma, cv2.CV_32F, camera_noise.IMMERKAER_MASK))
     window = cv2.boxFilter(response, -1, (isonet.PATCH, isonet.PATCH), anchor=(0, 0), normalize=True,
                            borderType=cv2.BORDER_CONSTANT)
@@ -393,5 +392,5 @@ def splice_quality(values: np.ndarray, stride: int, mask: np.ndarray) -> dict:
 
 def score_splice(net: isonet.ISONet, splice: Splice, stride: int, batch_size: int | None = None) -> dict:
     """Pixel AUC and best F1 of the distance of each patch's metric from the image's median."""
-    image = splice.image.astype(np.float32) / np.float32(np.iinfo(splice.image.dtype).max)
+    image = image_io.to_unit_float(splice.image)
     return splice_quality(isonet.iso_map(net, image, stride, batch_size).map, stride, splice.mask)

@@ -188,13 +188,20 @@ def decode_image_file(path: str | os.PathLike) -> np.ndarray:
     return img
 
 
-def read_image(path: str | os.PathLike) -> np.ndarray:
-    """Read an image as float32 RGB HxWx3 in [0, 1], as the paper feeds the network: 8-bit
-    files divided by 255, 16-bit files by 65535 (see decode_image_file)."""
-    img = decode_image_file(path)
+def to_unit_float(img: np.ndarray) -> np.ndarray:
+    """Pixels as the network reads them: integers divided by their type's maximum (255 for 8-bit,
+    65535 for 16-bit) into float32 in [0, 1]; float images, already there, as they are."""
+    if not np.issubdtype(img.dtype, np.integer):
+        return img
     out = img.astype(np.float32)
     out /= np.float32(np.iinfo(img.dtype).max)  # in place: one float copy of a 100 MP image is 1.2 GB
     return out
+
+
+def read_image(path: str | os.PathLike) -> np.ndarray:
+    """Read an image as float32 RGB HxWx3 in [0, 1], as the paper feeds the network: 8-bit
+    files divided by 255, 16-bit files by 65535 (see decode_image_file)."""
+    return to_unit_float(decode_image_file(path))
 
 
 _EXIF_IFD = 0x8769
@@ -254,6 +261,7 @@ def read_exif_iso(path: str | os.PathLike) -> int | None:
     except unreadable:
         return None
     return _iso_from_exif(exif, exif_ifd)
+
 
 def list_images(paths: list[str]) -> list[Path]:
     """Expand files and folders (non-recursively, sorted) into image paths; files pass as given."""

@@ -40,7 +40,6 @@ SIGMA0 = 3.0  # the denoiser's assumed noise std, in 8-bit levels (Lukas et al.)
 WIENER_WINDOWS = (3, 5, 7, 9)
 WAVELET = "db8"
 LEVELS = 4
-LUMA_WEIGHTS = np.array([0.299, 0.587, 0.114], np.float32)  # ITU-R BT.601, as OpenCV's RGB2GRAY
 
 PCE_THRESHOLD = 60.0  # the usual camera-identification decision (Goljan, Fridrich and Filler 2009)
 PCE_EXCLUDE = 5  # the peak's neighbourhood (11x11) left out of the correlation energy
@@ -67,7 +66,7 @@ def in_levels(img: np.ndarray) -> np.ndarray:
 def luma_levels(img: np.ndarray) -> np.ndarray:
     """HxWx3 RGB or HxW (see in_levels) -> HxW float32 luma in 8-bit levels."""
     levels = in_levels(img)
-    return levels if levels.ndim == 2 else cv2.transform(levels, LUMA_WEIGHTS[None])
+    return levels if levels.ndim == 2 else cv2.transform(levels, camera_noise.LUMA_WEIGHTS[None])
 
 
 def noise_kept_by_wiener(coeffs: np.ndarray, noise_var: float, windows: Sequence[int] = WIENER_WINDOWS) -> np.ndarray:
@@ -124,7 +123,7 @@ def observe(img: np.ndarray, channels: str = "luma") -> Observation:
         return Observation(intensity, noise_residual(intensity))
     levels = in_levels(img)
     planes = [noise_residual(levels[:, :, c]) for c in range(3)]
-    return Observation(intensity, sum(wc * p for wc, p in zip(LUMA_WEIGHTS, planes)).astype(np.float32))
+    return Observation(intensity, sum(wc * p for wc, p in zip(camera_noise.LUMA_WEIGHTS, planes)).astype(np.float32))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -492,14 +491,9 @@ def flipped_variant(img: np.ndarray, k: int) -> np.ndarray:
     return np.ascontiguousarray(img)
 
 
-def unit_float(img: np.ndarray) -> np.ndarray:
-    """RGB in [0, 1] as ISONet reads it: 8-bit renders divided by 255, read_image's floats as they are."""
-    return img.astype(np.float32) / np.float32(255.0) if img.dtype == np.uint8 else img
-
-
 def isonet_metric_of(net: isonet.ISONet, img: np.ndarray) -> float:
     """ISONet's global ISO metric of an image: the median of its stride-64 map."""
-    return isonet.iso_map(net, unit_float(img)).global_metric
+    return isonet.iso_map(net, image_io.to_unit_float(img)).global_metric
 
 
 def measure_blocks(obs: Observation, fingerprint: np.ndarray, block: int, stride: int) -> tuple[np.ndarray, np.ndarray]:
@@ -826,7 +820,7 @@ def save_forgery_figure(img: np.ndarray, report: ProbeReport, path: str | os.Pat
     extent = (left, left + cols * report.stride, left + rows * report.stride, left)
     fig, axes = plt.subplots(1, 2, figsize=(16, 8 * img.shape[0] / img.shape[1] + 0.8))
     for ax in axes:
-        ax.imshow(unit_float(img) * 0.5, extent=(0, img.shape[1], img.shape[0], 0))
+        ax.imshow(image_io.to_unit_float(img) * 0.5, extent=(0, img.shape[1], img.shape[0], 0))
         ax.set_xlim(0, img.shape[1])
         ax.set_ylim(img.shape[0], 0)
     overlay = np.zeros((rows, cols, 4), np.float32)

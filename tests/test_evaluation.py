@@ -3,6 +3,7 @@ import cv2
 import numpy as np
 import pytest
 
+import camera_noise as cn
 import evaluation
 import isonet
 import reports
@@ -88,7 +89,7 @@ def test_noise_sigma_map_finds_the_noisier_region():
     values = evaluation.noise_sigma_map(img, 32)
     assert values.shape == isonet.grid_shape(256, 320, 32)
     # The patch at (64, 128) with its one-pixel ring: Immerkaer's mask answers on the 64x64 inside.
-    around = img[63:129, 127:193].astype(np.float32) @ evaluation.LUMA
+    around = img[63:129, 127:193].astype(np.float32) @ cn.LUMA_WEIGHTS
     assert 2 ** values[2, 4] == pytest.approx(camera_noise.immerkaer_sigma(around), rel=1e-4)
     assert evaluation.splice_quality(values, 32, mask)["auc"] > 0.9
 
@@ -99,7 +100,7 @@ def test_flat_noise_statistics_read_white_noise_at_every_scale():
     scene = np.stack([60 + 0.3 * x, 90 + 0.2 * y, 100 + 0.1 * (x + y)], axis=2)
     noisy = np.clip(scene + rng.normal(0, 4, scene.shape), 0, 255).astype(np.uint8)
     stats = evaluation.flat_noise_statistics(noisy)
-    luma_sigma = 4 * np.sqrt((evaluation.LUMA ** 2).sum())
+    luma_sigma = 4 * np.sqrt((cn.LUMA_WEIGHTS ** 2).sum())
     assert stats["sigma_1x"] == pytest.approx(luma_sigma, rel=0.15)
     assert stats["sigma_2x"] == pytest.approx(luma_sigma / 2, rel=0.2)  # white noise halves per 2x2 average
     assert stats["sigma_4x"] == pytest.approx(luma_sigma / 4, rel=0.25)

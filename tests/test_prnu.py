@@ -83,7 +83,7 @@ def test_per_channel_residuals_find_the_fingerprint_too(cameras, photos, fingerp
     luma, rgb = prnu.observe(img), prnu.observe(img, "rgb")
     assert np.array_equal(rgb.intensity, luma.intensity) and 0.5 < prnu.ncc(rgb.residual, luma.residual) < 0.99
     per_channel = [prnu.noise_residual(img[:, :, c].astype(np.float32)) for c in range(3)]  # R, G, B
-    assert np.allclose(rgb.residual, sum(w * r for w, r in zip(prnu.LUMA_WEIGHTS, per_channel)), atol=1e-4)
+    assert np.allclose(rgb.residual, sum(w * r for w, r in zip(cn.LUMA_WEIGHTS, per_channel)), atol=1e-4)
     assert prnu.pce(rgb.residual, prnu.expected_prnu(rgb, fingerprint)).value > 2 * prnu.PCE_THRESHOLD
     with pytest.raises(ValueError, match="'luma' or 'rgb'"):
         prnu.observe(img, "green")
