@@ -613,17 +613,24 @@ def import_real_photos(photos: list[RealPhoto], out_dir: str | os.PathLike, spli
     in both splits); every file and the manifest are written atomically."""
     out_dir = Path(out_dir)
     rows = {row["original"]: row for row in read_manifest(out_dir)}
+    owners = {row["file"]: original for original, row in rows.items()}
     added = []
     for photo in photos:
         split = split_of(photo)
+        original = str(photo.path.resolve())
         relative = Path(split) / str(photo.iso) / f"{camera_slug(photo.camera)}__{photo.path.name}"
+        if owners.get(relative.as_posix(), original) != original:
+            # Another original already has this name (series1/iso100.jpg and series2/iso100.jpg,
+            # or two repositories' TP3/iso100.jpg): a name of its own, the same on every import.
+            tag = hashlib.sha1(original.encode()).hexdigest()[:8]
+            relative = relative.with_name(f"{relative.stem}-{tag}{relative.suffix}")
         with atomic_path(out_dir / relative) as tmp:
             shutil.copyfile(photo.path, tmp)
-        original = str(photo.path.resolve())
         if original in rows and rows[original]["file"] != relative.as_posix():
             (out_dir / rows[original]["file"]).unlink(missing_ok=True)
         rows[original] = {"file": relative.as_posix(), "split": split, "iso": photo.iso, "camera": photo.camera,
                           "source": source, "commit": commit, "licence": licence, "original": original}
+        owners[relative.as_posix()] = original
         added.append(rows[original])
     with atomic_path(out_dir / MANIFEST) as tmp, tmp.open("w", newline="") as f:
         writer = csv.DictWriter(f, MANIFEST_COLUMNS)

@@ -25,6 +25,10 @@ PATCH = 64
 DENSE_STEP = 4
 BAND_PATCHES = 4096  # patches cut from the image at a time (48 MiB of float patches)
 FULL_STOPS = tuple(100 * 2**k for k in range(-2, 10))  # ISO 25 ... 51200
+# Inference precisions. bf16 (autocast) ran the stride-64 map of a 2 MP photo 3.3x faster on this
+# project's AMX CPU, its patch values up to 0.08 stop off and the global estimate 0.001; fp32
+# matches the published procedure to 1e-4.
+PRECISIONS = {"fp32": None, "bf16": torch.bfloat16}
 PROJECT = Path(__file__).resolve().parent  # shipped models are found from any working directory
 
 
@@ -53,6 +57,7 @@ class ISONet(nn.Module):
         self.fc = nn.Linear(8 * 10 * 10, 64)
         self.fc2 = nn.Linear(64, 8)
         self.fc3 = nn.Linear(8, 1)
+        self.precision = "fp32"  # of the maps (PRECISIONS); the weights themselves stay fp32
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """Convolutional trunk: (N,3,H,W) -> (N,8,((H-4)//2-10)//2,((W-4)//2-10)//2); 64x64 -> 8x10x10."""
@@ -116,8 +121,9 @@ def weights_fingerprint(net: ISONet) -> str:
     return digest.hexdigest()
 
 
-def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> ISONet:
-    """Load weights from a bare state dict or a training checkpoint (weights under "net").
+def load_model(path: str | os.PathLike, device: str | torch.device = "cpu", precision: str = "fp32") -> ISONet:
+    """Load weights from a bare state dict or a training checkpoint (weights under "net"), for maps
+    computed in `precision` (a key of PRECISIONS).
 
     Raises ISONetError with one line naming the file and the first mismatching key.
     """
@@ -147,6 +153,7 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> I
     if extra:
         raise ISONetError(f"{path}: not ISONet weights (unexpected key '{extra[0]}')")
     net.load_state_dict(state)
+    net.precision = precision
     # channels_last runs this network ~1.5x faster on CPU (oneDNN) and uses tensor cores on GPU.
     return net.to(device, memory_format=torch.channels_last).eval()
 
@@ -219,6 +226,12 @@ def default_batch_size(device: torch.device) -> int:
 exact_fp32_convolutions = functools.partial(torch.backends.cudnn.flags, enabled=True, allow_tf32=False)
 
 
+def map_precision(net: ISONet, device: torch.device) -> contextlib.AbstractContextManager:
+    """Autocast to the net's map precision: bf16 when asked for, else plain fp32."""
+    dtype = PRECISIONS[net.precision]
+    return torch.autocast(device.type, dtype=dtype) if dtype else contextlib.nullcontext()
+
+
 @exact_fp32_convolutions()
 @torch.inference_mode()
 def predict_patches(net: ISONet, patches: np.ndarray | torch.Tensor, batch_size: int | None = None) -> np.ndarray:
@@ -229,7 +242,8 @@ def predict_patches(net: ISONet, patches: np.ndarray | torch.Tensor, batch_size:
     for start in range(0, len(patches), batch_size):
         batch = torch.as_tensor(patches[start:start + batch_size])  # keeps the array's strides
         batch = batch.to(device).contiguous(memory_format=torch.channels_last)
-        out.append(net(batch).flatten().float().cpu())
+        with map_precision(net, device):
+            out.append(net(batch).flatten().float().cpu())
     return torch.cat(out).numpy() if out else np.zeros(0, np.float32)
 
 
@@ -254,7 +268,8 @@ def dense_map(net: ISONet, img: np.ndarray, stride: int, tile: int = 64) -> np.n
             y, x = r0 * stride, c0 * stride
             crop = img[y:y + span, x:x + span]
             t = image_to_tensor(crop).to(device).contiguous(memory_format=torch.channels_last)
-            block = net.dense(t, step)[0, 0].float().cpu().numpy()
+            with map_precision(net, device):
+                block = net.dense(t, step)[0, 0].float().cpu().numpy()
             out[r0:r0 + tile, c0:c0 + tile] = block[: rows - r0, : cols - c0]
     return out
 

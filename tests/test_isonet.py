@@ -424,6 +424,27 @@ def test_map_figure_of_a_large_image_draws_a_small_background_in_full_image_coor
     plt.close(fig)
 
 
+@pytest.mark.parametrize("height,width,side_by_side", [(1225, 1633, False), (1633, 1225, True), (300, 4900, False),
+                                                      (3000, 200, False)])
+def test_map_figures_keep_every_label_inside_without_a_layout_pass(height, width, side_by_side, monkeypatch, tmp_path):
+    """The map figure is laid out by hand (no bbox_inches="tight", which draws it twice): whatever
+    the image's shape, titles, tick labels and the colour bar's labels must still lie inside it."""
+    plt = reports.pyplot()
+    drawn = []
+    monkeypatch.setattr(reports, "save_figure", lambda fig, path, tight=True: drawn.append((fig, tight)))
+    img = np.full((height, width, 3), 0.5, np.float32)
+    values = np.random.default_rng(0).normal(3, 1.5, isonet.grid_shape(height, width, 64)).astype(np.float32)
+    reports.save_map_figure(img, isonet.IsoMap(values, 64), tmp_path / "m.png", title="a_long_file_name.jpg",
+                            side_by_side=side_by_side)
+    (fig, tight), = drawn
+    assert not tight
+    fig.canvas.draw()
+    inside = fig.get_tightbbox(fig.canvas.get_renderer())
+    width_in, height_in = fig.get_size_inches()
+    assert inside.x0 >= 0 and inside.y0 >= 0 and inside.x1 <= width_in and inside.y1 <= height_in, (inside, width_in, height_in)
+    plt.close(fig)
+
+
 # ---- formats ------------------------------------------------------------------------------------
 def smooth_image(height: int = 64, width: int = 96) -> np.ndarray:
     """Smooth content, so lossy codecs keep it close and any wrong rotation or flip shows."""

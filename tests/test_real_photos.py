@@ -98,6 +98,24 @@ def test_import_keeps_each_camera_in_one_split_and_writes_a_manifest(checkout, t
     assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*.jpg")) == sorted(r["file"] for r in rows)
 
 
+def test_photos_of_the_same_name_from_two_series_both_keep_their_copy(tmp_path):
+    """Lab series name their files by ISO (iso100.jpg ... in every series and repository): each
+    photo keeps a copy and a row of its own, and importing again renames nothing."""
+    series = [write_camera_jpeg(tmp_path / repo / "TP3" / "iso100.jpg", 100, seed=k)
+              for k, repo in enumerate(["repo_a", "repo_b"])]
+    out = tmp_path / "real"
+    for _ in range(2):
+        for repo in ("repo_a", "repo_b"):
+            photos, _ = dataset.find_real_photos(tmp_path / repo, "exif")
+            dataset.import_real_photos(photos, out, lambda photo: "Test", repo)
+        rows = list(csv.DictReader((out / "manifest.csv").open()))
+        assert len(rows) == 2 and len({r["file"] for r in rows}) == 2
+        assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*.jpg")) == sorted(r["file"] for r in rows)
+        for r in rows:  # each copy is its own original, byte for byte
+            original = next(p for p in series if str(p.resolve()) == r["original"])
+            assert (out / r["file"]).read_bytes() == original.read_bytes()
+
+
 def test_camera_split_is_stable_and_follows_the_fraction():
     cameras = [f"Maker Model {k}" for k in range(400)]
     test = [c for c in cameras if dataset.camera_split(c, [], 0.3) == "Test"]
