@@ -26,8 +26,9 @@ DENSE_STEP = 4
 BAND_PATCHES = 4096  # patches cut from the image at a time (48 MiB of float patches)
 FULL_STOPS = tuple(100 * 2**k for k in range(-2, 10))  # ISO 25 ... 51200
 # Inference precisions. bf16 (autocast) ran the stride-64 map of a 2 MP photo 3.3x faster on this
-# project's AMX CPU, its patch values up to 0.08 stop off and the global estimate 0.001; fp32
-# matches the published procedure to 1e-4.
+# project's AMX CPU; on 135 real photos its global estimates moved by 0.004 stop (median, at most
+# 0.06), its patch values by up to 0.05 (median per photo, at most 0.36). fp32 matches the
+# published procedure to 1e-4.
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16}
 PROJECT = Path(__file__).resolve().parent  # shipped models are found from any working directory
 

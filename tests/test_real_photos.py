@@ -198,6 +198,64 @@ def test_fit_head_recovers_a_linear_relation_and_ridge_pulls_to_the_prior():
     assert np.allclose(adapt_camera.fit_head(photos, prior, 1e9), prior, atol=1e-3)
 
 
+def test_held_out_estimates_never_fit_a_photo_of_the_scored_group(monkeypatch):
+    """--leave_out folder: no head that scores a photo was fitted, or had its method chosen, on a
+    photo of that photo's group."""
+    rng = np.random.default_rng(0)
+    photos = [adapt_camera.PhotoFit.of(rng.normal(size=(20, 4)), float(k % 4)) for k in range(9)]
+    groups = np.array(["a", "a", "a", "b", "b", "b", "c", "c", "c"])
+    group_of = {id(p): g for p, g in zip(photos, groups)}
+    fitted = []
+    real_fit = adapt_camera.fit
+    monkeypatch.setattr(adapt_camera, "fit", lambda used, prior, method: fitted.append(
+        {group_of[id(p)] for p in used}) or real_fit(used, prior, method))
+    estimates = adapt_camera.held_out_estimates(photos, np.zeros(5), groups)
+    assert np.isfinite(estimates).all()
+    # Per group left out: the inner folds (the 2 other groups) and the final fit on both.
+    assert len(fitted) == 3 * (len(adapt_camera.METHODS) * 2 + 1)
+    per_group = np.split(np.array(fitted, dtype=object), 3)
+    for left_out, fits in zip("abc", per_group):
+        assert all(left_out not in used for used in fits)
+        assert fits[-1] == set("abc") - {left_out}
+
+
+def grey_noise_patches(rng: np.random.Generator, sigma: float, n: int) -> np.ndarray:
+    return (128 + rng.normal(0, sigma, (n, 3, 64, 64))).clip(0, 255).astype(np.uint8)
+
+
+def test_finetune_learns_the_cameras_noise_and_leaves_the_start_untouched(random_net):
+    rng = np.random.default_rng(0)
+    isos = [100, 400, 1600, 6400]
+    patches = [grey_noise_patches(rng, 2 * (iso / 100) ** 0.5, 32) for iso in isos]
+    metrics = [float(isonet.iso_to_metric(iso)) for iso in isos]
+    start = {k: v.clone() for k, v in random_net.state_dict().items()}
+    before = adapt_camera.photo_estimates(random_net, patches)
+    tuned = adapt_camera.finetune(random_net, patches, metrics, epochs=4, lr=1e-3, seed=0, batch_size=8)
+    after = adapt_camera.photo_estimates(tuned, patches)
+    assert np.abs(after - metrics).mean() < 0.5 * np.abs(before - metrics).mean(), (before, after)
+    assert np.all(np.diff(after) > 0), after  # it reads the noise, not just the labels' mean
+    assert all(torch.equal(v, random_net.state_dict()[k]) for k, v in start.items())
+
+
+def test_finetune_held_out_never_trains_on_a_scored_group(random_net, monkeypatch):
+    rng = np.random.default_rng(1)
+    patches = [grey_noise_patches(rng, 4.0, 2) for _ in range(6)]
+    groups = np.array(["a", "a", "b", "b", "c", "c"])
+    trained_on = []
+
+    def fake_finetune(net, used, metrics, epochs, lr, seed):
+        trained_on.append({id(p) for p in used})
+        return net
+
+    monkeypatch.setattr(adapt_camera, "finetune", fake_finetune)
+    estimates = adapt_camera.finetune_held_out(random_net, patches, np.zeros(6), groups, folds=5, epochs=1,
+                                               lr=1e-3, seed=0)
+    assert np.isfinite(estimates).all() and len(trained_on) == 3  # one network per group: 3 < 5 folds
+    for used in trained_on:
+        left_out = [g for g in "abc" if not any(id(patches[i]) in used for i in np.flatnonzero(groups == g))]
+        assert len(left_out) == 1 and len(used) == 4
+
+
 def test_adapt_camera_end_to_end_writes_a_model_test_model_reads(tmp_path, weights_file):
     photos = tmp_path / "my_camera"
     for k, iso in enumerate([100, 200, 400, 800, 1600, 3200]):
