@@ -7,7 +7,8 @@ case runs, as separate processes started from the shell as a user would:
 - the published procedure: Python starts, imports torch, loads the weights, then for each image
   reads it, evaluates one 64x64 patch per forward pass (benchmarks/bench_inference.py's
   published_loop) and prints the median; no figures;
-- test_model.py with its figures (map and scatter per image) and with --figures none.
+- test_model.py with its figures (map and scatter per image) and with --figures none, each in the
+  default fp32 (the published maps to 1e-4) and with --precision bf16.
 Each configuration runs --repeat times, alternating, and keeps its best wall time (this machine's
 speed drifts under load). The shipped net_jpg.pth is used throughout.
 """
@@ -38,9 +39,12 @@ def commands(images: list[Path], out_dir: Path) -> dict[str, list[str]]:
     code = PUBLISHED.format(root=str(ROOT), bench=str(ROOT / "benchmarks"), model=str(MODEL))
     ours = [sys.executable, "test_model.py", "--model_path", str(MODEL), "--out_dir", str(out_dir),
             "--pic_path", str(images[0] if len(images) == 1 else images[0].parent)]
+    bf16 = ours + ["--precision", "bf16"]
     return {"published procedure": [sys.executable, "-c", code, *map(str, images)],
             "test_model.py, figures": ours,
-            "test_model.py, --figures none": ours + ["--figures", "none"]}
+            "test_model.py, --figures none": ours + ["--figures", "none"],
+            "--precision bf16, figures": bf16,
+            "--precision bf16, --figures none": bf16 + ["--figures", "none"]}
 
 
 def bench(label: str, images: list[Path], out_dir: Path, repeat: int) -> None:
