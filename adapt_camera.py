@@ -161,14 +161,14 @@ def finetune(net: isonet.ISONet, patches: list[np.ndarray], metrics: list[float]
     model = copy.deepcopy(net).train()
     optimiser = torch.optim.Adam(model.parameters(), lr=lr)
     sizes = np.array([len(p) for p in patches])
-    weights = np.repeat(1.0 / sizes, sizes)
+    weights = np.repeat(1.0 / sizes, sizes) / len(sizes)  # sums to 1
     pool, labels = np.concatenate(patches), np.repeat(np.float32(metrics), sizes)
     steps = max(1, len(pool) // batch_size)
     for epoch in range(epochs):
         for group in optimiser.param_groups:
             group["lr"] = lr / 10 if epoch == epochs - 1 and epochs > 1 else lr
         for _ in range(steps):
-            rows = rng.choice(len(pool), batch_size, p=weights / weights.sum())
+            rows = rng.choice(len(pool), batch_size, p=weights)
             x = dataset.augment(pool[rows], int(rng.integers(dataset.AUG_MODES)))
             x = dataset.to_unit_float(torch.from_numpy(np.ascontiguousarray(x)))
             loss = torch.nn.functional.mse_loss(model(x.contiguous(memory_format=MEMORY_FORMAT)).flatten(),
