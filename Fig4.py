@@ -24,8 +24,8 @@ def main() -> int:
     path, img, result, record = reports.map_one_image(args, net)
     out = Path(args.out_dir) / "Fig4.png"
     outline = None if demo is None else demo.mask
-    reports.save_map_figure(img, result, out, title=f"{path.name} ({args.model_path})", side_by_side=True,
-                           outline=outline)
+    reports.save_map_figure(img, result, out, title=f"{path.name} ({reports.model_label(args.model_path)})",
+                            side_by_side=True, outline=outline)
     print(f"{path}: {record['rows']}x{record['cols']} patch map, ISO metric from {result.map.min():.2f} "
           f"to {result.map.max():.2f}, median {result.global_metric:.3f}; figure: {out}")
     if demo is not None:

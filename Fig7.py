@@ -98,7 +98,7 @@ def main() -> int:
         args, lambda out: camera_noise.write_demo(out, 800, jpeg_quality=90, camera_processing=True))
     path, img, result, record = reports.map_one_image(args, net)
     out = Path(args.out_dir) / "Fig7.png"
-    reports.save_map_figure(img, result, out, title=f"{path.name} ({args.model_path})")
+    reports.save_map_figure(img, result, out, title=f"{path.name} ({reports.model_label(args.model_path)})")
     print(f"Estimated ISO metric: {result.global_metric:.3f} (ISO {result.global_iso:.0f}, "
           f"nearest full stop {record['nearest_iso']}, IQR {result.iqr:.2f} stops)")
     if record["exif_iso"] is not None:

@@ -233,6 +233,15 @@ def add_inference_args(parser: argparse.ArgumentParser, model_default: str, pic_
     parser.add_argument("--show", action="store_true", help="also open the figures in windows")
 
 
+def model_label(path: str | os.PathLike) -> str:
+    """A model as figure titles name it: relative to the project when it lies inside it (the
+    default models), else as the user gave it; never this machine's absolute project path."""
+    try:
+        return Path(path).resolve().relative_to(PROJECT).as_posix()
+    except ValueError:
+        return str(path)
+
+
 def setup_inference(args: argparse.Namespace, model_path: str | None = None) -> ISONet:
     """Validate the shared arguments and load the model (--model_path unless given), or exit with one line."""
     if not (0 < args.stride <= PATCH and args.stride % DENSE_STEP == 0):

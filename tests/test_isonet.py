@@ -445,6 +445,12 @@ def test_map_figures_keep_every_label_inside_without_a_layout_pass(height, width
     plt.close(fig)
 
 
+def test_figure_titles_name_a_model_without_this_machines_project_path(tmp_path):
+    assert reports.model_label(isonet.PROJECT / "models" / "net_tif.pth") == "models/net_tif.pth"
+    elsewhere = tmp_path / "mine.pth"
+    assert reports.model_label(elsewhere) == str(elsewhere)
+
+
 # ---- formats ------------------------------------------------------------------------------------
 def smooth_image(height: int = 64, width: int = 96) -> np.ndarray:
     """Smooth content, so lossy codecs keep it close and any wrong rotation or flip shows."""
