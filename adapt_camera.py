@@ -120,17 +120,24 @@ def fit(photos: list[PhotoFit], prior: np.ndarray, method: str | float) -> np.nd
     return fit_affine(photos, prior) if method == "affine" else fit_head(photos, prior, method)
 
 
+def group_folds(groups: np.ndarray, folds: int, rng: np.random.Generator | None = None) -> tuple[np.ndarray, int]:
+    """(each photo's fold, how many folds there are): whole groups dealt round the folds, in
+    sorted order or, with `rng`, shuffled; never more folds than groups."""
+    names = np.unique(groups)
+    order = np.arange(len(names)) if rng is None else rng.permutation(len(names))
+    fold_of = dict(zip(names, order % folds))
+    return np.array([fold_of[g] for g in groups]), min(folds, len(names))
+
+
 def choose_method(photos: list[PhotoFit], prior: np.ndarray, groups: np.ndarray,
                   folds: int = INNER_FOLDS) -> str | float:
     """The METHODS entry with the lowest cross-validated MAE on these photos, a group never split
     between the fitted and the scored photos."""
-    names = np.unique(groups)
-    fold_of = dict(zip(names, np.arange(len(names)) % folds))
-    fold = np.array([fold_of[g] for g in groups])
+    fold, count = group_folds(groups, folds)
 
     def mae(method: str | float) -> float:
         errors = []
-        for f in range(min(folds, len(names))):
+        for f in range(count):
             head = fit([p for p, k in zip(photos, fold) if k != f], prior, method)
             errors += [abs(photo_estimate(head, p) - p.metric) for p, k in zip(photos, fold) if k == f]
         return float(np.mean(errors))
@@ -188,11 +195,9 @@ def photo_estimates(net: isonet.ISONet, patches: list[np.ndarray]) -> np.ndarray
 def finetune_held_out(net: isonet.ISONet, patches: list[np.ndarray], metrics: np.ndarray, groups: np.ndarray,
                       folds: int, epochs: int, lr: float, seed: int) -> np.ndarray:
     """Each photo estimated by a network fine-tuned without its fold (folds of whole groups)."""
-    names = np.unique(groups)
-    fold_of = dict(zip(names, np.random.default_rng(seed).permutation(len(names)) % folds))
-    fold = np.array([fold_of[g] for g in groups])
+    fold, count = group_folds(groups, folds, np.random.default_rng(seed))
     estimates = np.empty(len(patches))
-    for f in reports.progress(range(min(folds, len(names))), desc="fine-tuning, held-out folds"):
+    for f in reports.progress(range(count), desc="fine-tuning, held-out folds"):
         train = np.flatnonzero(fold != f)
         model = finetune(net, [patches[i] for i in train], list(metrics[train]), epochs, lr, seed)
         scored = np.flatnonzero(fold == f)
@@ -237,9 +242,9 @@ def main(argv: list[str] | None = None) -> int:
                         "series that shoot one scene at every ISO (the scene's other photos would flatter it)")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
-    for flag in ("patches_per_photo", "epochs", "folds"):
-        if getattr(args, flag) < (2 if flag == "folds" else 1):
-            reports.fail(f"--{flag} {getattr(args, flag)}: must be at least {2 if flag == 'folds' else 1}")
+    for flag, least in {"patches_per_photo": 1, "epochs": 1, "folds": 2}.items():
+        if getattr(args, flag) < least:
+            reports.fail(f"--{flag} {getattr(args, flag)}: must be at least {least}")
     try:
         net = isonet.load_model(args.init_from)
     except isonet.ISONetError as e:
@@ -295,6 +300,7 @@ def main(argv: list[str] | None = None) -> int:
           + ", ".join(f"MAE {name} {value:.2f} stops" for name, value in mae.items()))
     print(f"adapted by {chosen.split(' ')[0]} ({how}); wrote {args.out}")
     return 1 if failed else 0
+
 
 if __name__ == "__main__":
     sys.exit(main())

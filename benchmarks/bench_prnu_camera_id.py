@@ -25,6 +25,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import image_io  # noqa: E402
+import isonet  # noqa: E402
 import prnu  # noqa: E402
 
 CROP = 512
@@ -37,16 +38,17 @@ def centre_crop(img: np.ndarray, size: int = CROP) -> np.ndarray:
 
 
 def read_set(folder: Path) -> tuple[list[str], list[np.ndarray]]:
-    """(device of each photo, its 8-bit RGB centre crop); unreadable files are named and skipped."""
+    """(device of each photo, its RGB centre crop as decoded: 8-bit for these JPEGs); unreadable
+    files are named and skipped."""
     devices, crops = [], []
     for path in sorted(folder.glob("*.JPG")):
         try:
-            img = image_io.read_image(path)
-        except image_io.ISONetError as e:
+            img = image_io.decode_image_file(path)
+        except isonet.ISONetError as e:
             print(f"skipped: {e}", file=sys.stderr)
             continue
         devices.append(path.stem.rsplit("_", 1)[0])
-        crops.append(np.round(centre_crop(img) * 255).astype(np.uint8))
+        crops.append(centre_crop(img))
     return devices, crops
 
 
