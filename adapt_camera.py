@@ -221,6 +221,14 @@ def adapted_state_dict(net: isonet.ISONet, head: np.ndarray) -> dict:
     return state
 
 
+def choose_column(mae: dict[str, float], method: str) -> str:
+    """The adaptation with the lowest held-out MAE. Under --method auto the starting model
+    ("before", fitted on none of the photos, so its figure is as honest) competes too: on a camera
+    the model already reads well, an adaptation to a few photos can read new ones worse."""
+    candidates = [name for name in mae if name != "before"] + (["before"] if method == "auto" else [])
+    return min(candidates, key=mae.__getitem__)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--photos", required=True, nargs="+",
@@ -232,7 +240,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--min_photos", type=int, default=5, help="fewest usable photos to adapt from (default 5)")
     p.add_argument("--method", choices=["auto", "head", "finetune"], default="auto",
                    help="head: refit of the head or a calibration (seconds); finetune: the whole network "
-                        "(minutes); auto (default): both, keeping the one with the lower held-out MAE")
+                        "(minutes); auto (default): both, keeping the one with the lower held-out MAE, or the "
+                        "starting model where neither reads the held-out photos better")
     p.add_argument("--epochs", type=int, default=2, help="fine-tuning epochs, the last at lr / 10 (default 2)")
     p.add_argument("--lr", type=float, default=3e-4, help="fine-tuning learning rate (default 3e-4)")
     p.add_argument("--folds", type=int, default=5,
@@ -283,8 +292,11 @@ def main(argv: list[str] | None = None) -> int:
         columns[f"fine-tune ({folds})"] = finetune_held_out(net, patches, metrics, groups, args.folds, args.epochs,
                                                              args.lr, args.seed)
     mae = {name: float(np.abs(values - metrics).mean()) for name, values in columns.items()}
-    chosen = min((name for name in columns if name != "before"), key=mae.get)
-    if chosen.startswith("head"):
+    chosen = choose_column(mae, args.method)
+    if chosen == "before":
+        state = bare_state_dict(net)
+        how = "no adaptation read the held-out photos better, so its weights are written unchanged"
+    elif chosen.startswith("head"):
         method = choose_method(photos, prior, groups)
         state = adapted_state_dict(net, fit(photos, prior, method))
         how = "calibration" if method == "affine" else f"head refit, ridge {method:g}"
@@ -298,7 +310,13 @@ def main(argv: list[str] | None = None) -> int:
               + " ".join(f"{isonet.metric_to_iso(values[k]):>26.0f}" for values in columns.values()))
     print(f"{len(paths)} photos, ISO {isonet.metric_to_iso(metrics.min()):.0f}-{isonet.metric_to_iso(metrics.max()):.0f}: "
           + ", ".join(f"MAE {name} {value:.2f} stops" for name, value in mae.items()))
-    print(f"adapted by {chosen.split(' ')[0]} ({how}); wrote {args.out}")
+    if chosen == "before":
+        print(f"kept the starting model ({how}); wrote {args.out}")
+    else:
+        print(f"adapted by {chosen.split(' ')[0]} ({how}); wrote {args.out}")
+        if mae[chosen] > mae["before"]:
+            print(f"warning: the held-out photos were read better before adapting ({mae['before']:.2f} against "
+                  f"{mae[chosen]:.2f} stops); --method auto keeps the starting model in that case")
     return 1 if failed else 0
 
 

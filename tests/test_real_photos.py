@@ -300,3 +300,32 @@ def test_fit_affine_calibrates_the_prior_estimates_and_keeps_them_increasing():
     flat = adapt_camera.fit_affine(reversed_photos, prior)
     after = np.array([adapt_camera.photo_estimate(flat, p) for p in reversed_photos])
     assert np.all(np.diff(after[np.argsort(before)]) > 0)
+
+
+def test_auto_keeps_the_starting_model_when_no_adaptation_reads_held_out_photos_better():
+    mae = {"before": 0.36, "head (leave-one-out)": 0.44, "fine-tune (5-fold)": 0.40}
+    assert adapt_camera.choose_column(mae, "auto") == "before"
+    # Asked for one method, the user gets it (main warns that it read the photos worse).
+    assert adapt_camera.choose_column(mae, "finetune") == "fine-tune (5-fold)"
+    assert adapt_camera.choose_column({**mae, "head (leave-one-out)": 0.2}, "auto") == "head (leave-one-out)"
+
+
+def test_adapt_camera_auto_writes_the_start_unchanged_when_it_reads_best(tmp_path, weights_file, monkeypatch,
+                                                                          capsys):
+    photos = tmp_path / "my_camera"
+    for k, iso in enumerate([100, 400, 1600, 6400]):
+        write_camera_jpeg(photos / f"p{k}.jpg", iso, seed=k, size=(128, 128))
+    # Held-out figures far worse than the start's, as on a camera the model already reads well.
+    monkeypatch.setattr(adapt_camera, "held_out_estimates", lambda photos, prior, groups: np.full(len(photos), 9.0))
+    monkeypatch.setattr(adapt_camera, "finetune_held_out", lambda net, patches, *rest: np.full(len(patches), 9.0))
+    common = ["--photos", str(photos), "--init_from", str(weights_file), "--patches_per_photo", "4", "--min_photos", "3"]
+    start = torch.load(weights_file)
+    assert adapt_camera.main([*common, "--out", str(tmp_path / "kept.pth")]) == 0
+    assert "kept the starting model" in capsys.readouterr().out
+    kept = torch.load(tmp_path / "kept.pth")
+    assert kept.keys() == start.keys() and all(torch.equal(kept[k], start[k]) for k in start)
+    # Asked for the head, the user gets a refitted head, with a warning.
+    assert adapt_camera.main([*common, "--method", "head", "--out", str(tmp_path / "head.pth")]) == 0
+    assert "warning: the held-out photos were read better before adapting" in capsys.readouterr().out
+    head = torch.load(tmp_path / "head.pth")
+    assert not all(torch.equal(head[k], start[k]) for k in start)
