@@ -15,8 +15,10 @@ cross-validation of the other photos alone. Where the photos are series of one s
 photos would flatter the figures. The result is a normal ISONet state dict (the affine map written
 into fc, fc2 and fc3).
 
-Prints the leave-one-out estimate of every photo and the MAE; writes --out. Exit code: 0 done,
-1 some photos could not be used, 2 bad arguments or fewer than --min_photos usable photos.
+Prints the leave-one-out estimate of every photo and the MAE; writes --out (under --method auto the
+starting weights, unchanged, when no adaptation reads the held-out photos better than they do).
+Exit code: 0 done, 1 some photos could not be used, 2 bad arguments or fewer than --min_photos
+usable photos.
 """
 from __future__ import annotations
 
