@@ -223,6 +223,17 @@ def adapted_state_dict(net: isonet.ISONet, head: np.ndarray) -> dict:
     return state
 
 
+def camera_photos(paths: list[str]) -> list[Path]:
+    """The files and folders given, as test_model.py reads them, and within a folder its ISO-named
+    subfolders too (DIR/800/, the layout prepare_data.py and import_real_photos.py write)."""
+    expanded = []
+    for path in map(Path, paths):
+        expanded.append(str(path))
+        if path.is_dir():
+            expanded += [str(d) for d in sorted(path.iterdir()) if d.is_dir() and dataset.iso_of_folder_name(d.name)]
+    return image_io.list_images(expanded)
+
+
 def choose_column(mae: dict[str, float], method: str) -> str:
     """The adaptation with the lowest held-out MAE. Under --method auto the starting model
     ("before", fitted on none of the photos, so its figure is as honest) competes too: on a camera
@@ -234,7 +245,8 @@ def choose_column(mae: dict[str, float], method: str) -> str:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--photos", required=True, nargs="+",
-                   help="the camera's photos: files and/or folders; the ISO from EXIF, else from an ISO folder name")
+                   help="the camera's photos: files and/or folders (with their ISO-named subfolders: DIR/800/); the ISO "
+                        "from EXIF, else from an ISO folder name")
     p.add_argument("--out", required=True, help="the adapted model to write (.pth)")
     p.add_argument("--init_from", default=str(isonet.PROJECT / "models" / "net_jpg.pth"),
                    help="starting weights (default: the shipped models/net_jpg.pth)")
@@ -263,7 +275,7 @@ def main(argv: list[str] | None = None) -> int:
     net = net.to(memory_format=MEMORY_FORMAT).eval()
     rng = np.random.default_rng(args.seed)
     paths, patches, features, metrics, failed = [], [], [], [], 0
-    for path in reports.progress(image_io.list_images(args.photos), desc="reading photos"):
+    for path in reports.progress(camera_photos(args.photos), desc="reading photos"):
         try:
             cut = photo_patches(path, args.patches_per_photo, rng)  # a missing or bad file says so first
             iso = image_io.read_exif_iso(path) or dataset.iso_of_folder_name(path.parent.name)

@@ -329,3 +329,13 @@ def test_adapt_camera_auto_writes_the_start_unchanged_when_it_reads_best(tmp_pat
     assert "warning: the held-out photos were read better before adapting" in capsys.readouterr().out
     head = torch.load(tmp_path / "head.pth")
     assert not all(torch.equal(head[k], start[k]) for k in start)
+
+
+def test_adapt_camera_reads_a_folder_of_iso_subfolders(tmp_path):
+    """The paper's layout, DIR/<ISO>/, as prepare_data.py and import_real_photos.py write it."""
+    for iso in (100, 800):
+        write_camera_jpeg(tmp_path / "cam" / str(iso) / f"p{iso}.jpg", None, seed=iso)
+    write_camera_jpeg(tmp_path / "cam" / "top.jpg", 200)
+    write_camera_jpeg(tmp_path / "cam" / "notes" / "not_an_iso.jpg", 400)  # not an ISO folder: left alone
+    found = adapt_camera.camera_photos([str(tmp_path / "cam")])
+    assert sorted(p.relative_to(tmp_path / "cam").as_posix() for p in found) == ["100/p100.jpg", "800/p800.jpg", "top.jpg"]
