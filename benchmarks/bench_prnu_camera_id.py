@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import evaluation  # noqa: E402
 import image_io  # noqa: E402
 import isonet  # noqa: E402
 import prnu  # noqa: E402
@@ -93,17 +94,11 @@ def reference(package_root: Path, python: str, flat: dict[str, list[np.ndarray]]
         return result["pce"], float(result["seconds"])
 
 
-def roc_auc(scores: np.ndarray, truth: np.ndarray) -> float:
-    """Probability that a matching pair scores above a non-matching one (ties count half)."""
-    pos, neg = scores[truth], scores[~truth]
-    return float(((pos[:, None] > neg[None]).sum() + 0.5 * (pos[:, None] == neg[None]).sum()) / (pos.size * neg.size))
-
-
 def report(name: str, pce: np.ndarray, devices: list[str], photo_devices: list[str], seconds: float) -> None:
     truth = np.array([[d == p for p in photo_devices] for d in devices])
     decided = pce > prnu.PCE_THRESHOLD
     top = np.array(devices)[np.argmax(pce, axis=0)] == np.array(photo_devices)
-    print(f"{name:16} AUC {roc_auc(pce.ravel(), truth.ravel()):.3f}   top-1 {top.mean():6.1%}   "
+    print(f"{name:16} AUC {evaluation.pixel_auc(pce, truth):.3f}   top-1 {top.mean():6.1%}   "
           f"PCE > {prnu.PCE_THRESHOLD:g}: true positives {decided[truth].mean():6.1%}, "
           f"false positives {decided[~truth].mean():5.1%}   {seconds:6.1f} s")
 
