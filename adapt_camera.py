@@ -303,7 +303,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.method in ("auto", "head"):
         columns[f"head ({held_out})"] = held_out_estimates(photos, prior, groups)
     if args.method in ("auto", "finetune"):
-        folds = f"{held_out}" if len(set(groups)) <= args.folds else f"{args.folds}-fold"
+        folds = held_out if len(set(groups)) <= args.folds else f"{args.folds}-fold"
         columns[f"fine-tune ({folds})"] = finetune_held_out(net, patches, metrics, groups, args.folds, args.epochs,
                                                              args.lr, args.seed)
     mae = {name: float(np.abs(values - metrics).mean()) for name, values in columns.items()}
