@@ -16,6 +16,8 @@ it takes, I * K, buried in random noise. Its pieces:
   far below its prediction (a Neyman-Pearson threshold at a chosen false-alarm rate) is forged.
   The correlation falls with ISO, so a predictor per ISO band, chosen by EXIF or by ISONet's
   global estimate, may predict better than one for all: run_scenario measures it on renders.
+  ISONet's bands are bands of its readings (of the images the predictors are fitted on, and of
+  the probe), never of the truth: a reader biased on this camera is biased on both alike.
 """
 from __future__ import annotations
 
@@ -406,6 +408,18 @@ def nearest_band(bands: Iterable[float], metric: float) -> float:
 
 
 Samples = dict[float | None, tuple[np.ndarray, np.ndarray, np.ndarray]]  # band: features, rho, photo of each block
+MIN_BAND_BLOCKS = 50  # fewer genuine blocks than this and a band of readings gets no predictor of its own
+
+
+def stack_samples(parts: dict[float | None, list[tuple[np.ndarray, np.ndarray, np.ndarray]]]) -> Samples:
+    """Each band's (features, rho, photo) arrays of its images joined into one of each."""
+    return {band: tuple(np.concatenate([part[i] for part in images]) for i in range(3))
+            for band, images in parts.items()}
+
+
+def reading_band(metric: float) -> float:
+    """The whole-stop band of an ISO metric (an EXIF ISO's or ISONet's reading)."""
+    return float(round(metric))
 
 
 def fit_banded(samples: Samples, min_blocks: int = 0) -> BandedPredictors:
@@ -469,6 +483,7 @@ class SchemeScore:
     detection: float
     detection_by_kind: dict[str, float]
     false_alarm_rate: float  # share of genuine test blocks flagged
+    detection_at_measured_false_alarm: float  # at the threshold flagging config.false_alarm of the genuine test blocks
     predicted: np.ndarray  # genuine test blocks, for the figure
     measured: np.ndarray
     iso: np.ndarray
@@ -548,18 +563,34 @@ def scenario_fingerprint(camera: camera_noise.CameraNoise, config: ScenarioConfi
     return estimate_fingerprint(observe(img) for img in renders)
 
 
+@dataclass
+class ScenarioPredictors:
+    """The scenario's predictors, fitted on the same Train renders: per band of the true ISO (what
+    EXIF says) and per band of ISONet's reading of each render, the bands `Fig7.py --fingerprint_dir`
+    fits with `--band isonet`: a probe read by ISONet gets the predictor of the renders ISONet read
+    the same way, its reading's bias included."""
+
+    by_iso: BandedPredictors
+    by_reading: BandedPredictors
+
+    def for_scheme(self, scheme: str) -> BandedPredictors:
+        return self.by_reading if scheme == "ISO (ISONet)" else self.by_iso
+
+
 def train_predictors(sources: Sequence[np.ndarray], camera: camera_noise.CameraNoise, fingerprint: np.ndarray,
-                     config: ScenarioConfig, rng: np.random.Generator) -> BandedPredictors:
-    """One predictor per ISO from genuine renders of the Train photos, and one for all (each photo
-    one group, at every ISO)."""
-    samples = {}
+                     net: isonet.ISONet, config: ScenarioConfig, rng: np.random.Generator) -> ScenarioPredictors:
+    """Predictors from genuine renders of the Train photos at every ISO, banded by the true ISO and
+    by ISONet's reading, and one for all (each photo one group, at every ISO)."""
+    by_iso: dict[float, list] = {}
+    by_reading: dict[float, list] = {}
     for iso in config.isos:
-        measured = [measure_blocks(observe(scenario_render(img, camera, iso, rng, config)), fingerprint,
-                                   config.block, config.stride) for img in sources]
-        samples[isonet.iso_to_metric(iso)] = (np.concatenate([f.reshape(-1, len(FEATURES)) for _, f in measured]),
-                                              np.concatenate([r.ravel() for r, _ in measured]),
-                                              np.concatenate([np.full(r.size, k) for k, (r, _) in enumerate(measured)]))
-    return fit_banded(samples)
+        for k, img in enumerate(sources):
+            render = scenario_render(img, camera, iso, rng, config)
+            rho, features = measure_blocks(observe(render), fingerprint, config.block, config.stride)
+            blocks = (features.reshape(-1, len(FEATURES)), rho.ravel(), np.full(rho.size, k))
+            by_iso.setdefault(isonet.iso_to_metric(iso), []).append(blocks)
+            by_reading.setdefault(reading_band(isonet_metric_of(net, render)), []).append(blocks)
+    return ScenarioPredictors(fit_banded(stack_samples(by_iso)), fit_banded(stack_samples(by_reading), MIN_BAND_BLOCKS))
 
 
 def make_probe(img: np.ndarray, mask: np.ndarray | None, iso: int, kind: str, fingerprint: np.ndarray,
@@ -595,31 +626,44 @@ def flagged_share(parts: Sequence[np.ndarray]) -> float:
     return float(sum(int(p.sum()) for p in parts) / total) if total else float("nan")
 
 
-def score_scheme(scheme: str, predictors: BandedPredictors, probes: Sequence[Probe], config: ScenarioConfig) -> SchemeScore:
+def standard_score(predictor: CorrelationPredictor, rho: np.ndarray, rho_hat: np.ndarray) -> np.ndarray:
+    """rho - rho_hat in units of the predictor's spread of genuine errors, so that blocks judged by
+    different predictors can share one threshold."""
+    return (rho - rho_hat - predictor.residual_mean) / predictor.residual_std
+
+
+def score_scheme(scheme: str, predictors: ScenarioPredictors, probes: Sequence[Probe], config: ScenarioConfig) -> SchemeScore:
     """Prediction error on genuine probes' blocks, false alarms on them, and detection of the
-    forged probes' blocks, each probe judged by the predictor its scheme chooses."""
-    genuine: list[tuple[int, np.ndarray, np.ndarray, np.ndarray]] = []  # iso, rho, rho_hat, flagged
-    detected: list[tuple[int, str, np.ndarray]] = []  # iso, kind, flags of the forged blocks
+    forged probes' blocks, each probe judged by the predictor its scheme chooses: at the
+    predictors' own thresholds, and at the one threshold (on the standard score) that flags
+    exactly the false-alarm rate of the genuine test blocks, which compares schemes at equal
+    false alarms."""
+    genuine: list[tuple[int, np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []  # iso, rho, rho_hat, flagged, score
+    detected: list[tuple[int, str, np.ndarray, np.ndarray]] = []  # iso, kind, flags and scores of the forged blocks
     for probe in probes:
-        predictor = predictors.for_metric(probe.band_metric(scheme))
+        predictor = predictors.for_scheme(scheme).for_metric(probe.band_metric(scheme))
         rho_hat = predictor.predict(probe.features)
         flagged = probe.rho - rho_hat < predictor.threshold(config.false_alarm)
+        score = standard_score(predictor, probe.rho, rho_hat)
         if probe.kind == GENUINE:
-            genuine.append((probe.iso, probe.rho, rho_hat, flagged))
+            genuine.append((probe.iso, probe.rho, rho_hat, flagged, score))
         else:
-            detected.append((probe.iso, probe.kind, flagged[probe.coverage >= config.forged_coverage]))
-    iso = np.concatenate([np.full(rho.shape, i) for i, rho, _, _ in genuine])
-    measured = np.concatenate([rho for _, rho, _, _ in genuine])
-    predicted = np.concatenate([rho_hat for _, _, rho_hat, _ in genuine])
+            forged = probe.coverage >= config.forged_coverage
+            detected.append((probe.iso, probe.kind, flagged[forged], score[forged]))
+    iso = np.concatenate([np.full(rho.shape, i) for i, rho, *_ in genuine])
+    measured = np.concatenate([rho for _, rho, *_ in genuine])
+    predicted = np.concatenate([rho_hat for _, _, rho_hat, *_ in genuine])
     error = measured - predicted
+    equal_threshold = np.quantile(np.concatenate([s for *_, s in genuine]), config.false_alarm)
     return SchemeScore(
         scheme,
         rmse_by_iso={i: float(np.sqrt(np.mean(error[iso == i] ** 2))) for i in config.isos},
         rmse=float(np.sqrt(np.mean(error ** 2))),
-        detection_by_iso={i: flagged_share([f for j, _, f in detected if j == i]) for i in config.isos},
-        detection=flagged_share([f for _, _, f in detected]),
-        detection_by_kind={kind: flagged_share([f for _, k, f in detected if k == kind]) for kind in (OTHER_CAMERA, COPY_MOVE)},
-        false_alarm_rate=flagged_share([f for _, _, _, f in genuine]),
+        detection_by_iso={i: flagged_share([f for j, _, f, _ in detected if j == i]) for i in config.isos},
+        detection=flagged_share([f for _, _, f, _ in detected]),
+        detection_by_kind={kind: flagged_share([f for _, k, f, _ in detected if k == kind]) for kind in (OTHER_CAMERA, COPY_MOVE)},
+        false_alarm_rate=flagged_share([f for _, _, _, f, _ in genuine]),
+        detection_at_measured_false_alarm=flagged_share([s < equal_threshold for *_, s in detected]),
         predicted=predicted, measured=measured, iso=iso)
 
 
@@ -634,13 +678,13 @@ def run_scenario(net: isonet.ISONet, config: ScenarioConfig = ScenarioConfig(),
     rng = np.random.default_rng(config.seed)
     train, test = scenario_sources(config)
     fingerprint = scenario_fingerprint(camera, config, rng)
-    predictors = train_predictors(train, camera, fingerprint, config, rng)
+    predictors = train_predictors(train, camera, fingerprint, net, config, rng)
     probes = scenario_probes(test, camera, donor, fingerprint, net, config, rng)
     readings = {iso: [p.isonet_metric for p in probes if p.iso == iso] for iso in config.isos}
-    right = {iso: float(np.mean([predictors.band_for(m) == isonet.iso_to_metric(iso) for m in ms]))
+    right = {iso: float(np.mean([predictors.by_reading.band_for(m) == isonet.iso_to_metric(iso) for m in ms]))
              for iso, ms in readings.items()}
     forged = sum(int((p.coverage >= config.forged_coverage).sum()) for p in probes if p.kind != GENUINE)
-    blocks = {"training": predictors.single.samples,
+    blocks = {"training": predictors.by_iso.single.samples,
               "genuine test": sum(p.rho.size for p in probes if p.kind == GENUINE), "forged test": forged}
     return ScenarioResult(config, [score_scheme(s, predictors, probes, config) for s in SCHEMES],
                           {iso: float(isonet.metric_to_iso(np.median(ms))) for iso, ms in readings.items()}, right,
@@ -671,6 +715,9 @@ def scenario_report(result: ScenarioResult) -> list[str]:
                      + ", ".join(f"{s.scheme} {s.detection_by_kind[kind]:.1%}" for s in scores))
     lines.append("false alarms measured on genuine held-out blocks: "
                  + ", ".join(f"{s.scheme} {s.false_alarm_rate:.2%}" for s in scores))
+    lines.append(f"detection at {config.false_alarm:.0%} measured false alarms (one threshold on the error in units of "
+                 "its predictor's spread, set on the genuine held-out blocks): "
+                 + ", ".join(f"{s.scheme} {s.detection_at_measured_false_alarm:.1%}" for s in scores))
     return lines
 
 
@@ -749,8 +796,8 @@ def band_of(path: Path, band_by: str, isonet_metric: float | None) -> float | No
         iso = image_io.read_exif_iso(path)
         if iso is None:
             raise ISONetError(f"{path}: no EXIF ISO (--band exif needs it in every image; try --band isonet)")
-        return float(round(isonet.iso_to_metric(iso)))
-    return float(round(isonet_metric))
+        return reading_band(isonet.iso_to_metric(iso))
+    return reading_band(isonet_metric)
 
 
 def read_fingerprint_images(paths: Sequence[Path], shape: tuple[int, int], net: isonet.ISONet, band_by: str,
@@ -784,11 +831,7 @@ def leave_one_out_samples(images: Sequence[FingerprintImage], numerator: np.ndar
         rho, features = measure_blocks(obs, others, block, stride)
         samples.setdefault(image.band, []).append((features.reshape(-1, len(FEATURES)), rho.ravel(),
                                                    np.full(rho.size, k)))
-    return {band: tuple(np.concatenate([part[i] for part in parts]) for i in range(3))
-            for band, parts in samples.items()}
-
-
-MIN_BAND_BLOCKS = 50  # fewer genuine blocks than this and a band gets no predictor of its own
+    return stack_samples(samples)
 
 
 def analyse_probe(probe: str | os.PathLike, fingerprint_paths: Sequence[Path], net: isonet.ISONet,

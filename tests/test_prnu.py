@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from conftest import assert_one_line_error, run_script, write_rgb
 from scipy.stats import norm
 
@@ -302,6 +303,49 @@ def test_scenario_scores_every_scheme_and_draws_its_figure(random_net, tmp_path)
     assert any(line.split()[0] == "3200" for line in lines) and "false alarm" in lines[1]
     prnu.save_scenario_figure(result, tmp_path / "f.png")
     assert (tmp_path / "f.png").stat().st_size > 0
+
+
+def constant_reader(metric: float) -> isonet.ISONet:
+    """An ISONet whose head ignores the trunk: it reads every patch, so every image, as `metric`."""
+    net = isonet.ISONet()
+    with torch.no_grad():
+        net.fc3.weight.zero_()
+        net.fc3.bias.fill_(metric)
+    return net.eval()
+
+
+def test_scenario_isonet_bands_are_the_renders_isonet_read_alike():
+    # A reader stuck at ISO 400 puts every Train render in one band, so the probes it reads get the
+    # predictor fitted on all of them: the single one. Picking among true-ISO bands by its reading
+    # would give every probe the ISO 100 band, wrong for the ISO 3200 ones.
+    config = prnu.ScenarioConfig(isos=(100, 3200), height=H, width=W, block=64, stride=64, flat_fields=4)
+    result = prnu.run_scenario(constant_reader(2.0), config)
+    single, by_iso, by_isonet = result.scores
+    assert by_isonet.rmse == pytest.approx(single.rmse, rel=1e-9)
+    assert by_isonet.false_alarm_rate == single.false_alarm_rate
+    assert result.isonet_right_band == {100: 0.0, 3200: 0.0}
+
+
+def synthetic_probe(kind: str, rho: np.ndarray, features: np.ndarray) -> prnu.Probe:
+    coverage = np.zeros(len(rho)) if kind == prnu.GENUINE else np.ones(len(rho))
+    return prnu.Probe(ISO, kind, 0.0, rho, features, coverage)
+
+
+def test_equal_false_alarm_detection_flags_the_asked_share_of_genuine_blocks():
+    # Genuine blocks scatter around a known linear relation with std 0.01; forged ones sit 0.03
+    # (3 std) below it: at 1% false alarms (z < -2.33) a share Phi(3 - 2.33) = 0.75 is detected.
+    rng = np.random.default_rng(0)
+    coef = np.array([0.05, 0.1, -0.02, 0.03, 0.01])
+    features = rng.uniform(0, 1, (40_000, len(prnu.FEATURES)))
+    truth = coef[0] + features @ coef[1:]
+    rho = truth + rng.normal(0, 0.01, len(truth))
+    fitted = prnu.fit_banded({None: (features[:20_000], rho[:20_000], np.arange(20_000) % 10)})
+    predictors = prnu.ScenarioPredictors(fitted, fitted)
+    probes = [synthetic_probe(prnu.GENUINE, rho[20_000:30_000], features[20_000:30_000]),
+              synthetic_probe(prnu.COPY_MOVE, rho[30_000:] - 0.03, features[30_000:])]
+    score = prnu.score_scheme("single", predictors, probes, prnu.ScenarioConfig(isos=(ISO,)))
+    assert score.detection_at_measured_false_alarm == pytest.approx(norm.cdf(3 - norm.ppf(0.99)), abs=0.02)
+    assert score.false_alarm_rate == pytest.approx(0.01, abs=0.003)
 
 
 @pytest.fixture
