@@ -8,7 +8,8 @@
     python evaluate.py --noise_stats --data REAL                             # real photos' noise vs the renders'
 
 Labelled sets from import_real_photos.py are reported per camera (their manifest.csv); splices
-are scored beside the classical baseline, Immerkaer's per-patch noise sigma.
+are scored beside the classical baseline, Immerkaer's per-patch noise sigma, and with each model's
+evidence and the sigma's added ("M + sigma", evaluation.fused_splice_scores).
 
 Writes per_image.csv, report.json, scatter.png and confusion.png (splice mode: splice.csv and
 report.json; --noise_stats: noise_statistics.csv and .png) to --out_dir. Exit code: 0 every image
@@ -176,18 +177,22 @@ def evaluate_splices(args: argparse.Namespace, nets: dict[str, isonet.ISONet]) -
     strides = sorted({isonet.PATCH, args.stride}, reverse=True)
     rows = []
     for k, splice in enumerate(reports.progress(splices)):
+        image = image_io.to_unit_float(splice.image)
         for stride in strides:
-            baseline = evaluation.noise_sigma_map(splice.image, stride)
-            rows.append({"splice": k, "gap_stops": splice.gap, "camera": splice.camera, "model": NOISE_SIGMA_BASELINE,
-                         "stride": stride, **evaluation.splice_quality(baseline, stride, splice.mask)})
+            sigma = evaluation.noise_sigma_map(splice.image, stride)
+            scores = {NOISE_SIGMA_BASELINE: evaluation.splice_scores(sigma)}
             for name, net in nets.items():
-                rows.append({"splice": k, "gap_stops": splice.gap, "camera": splice.camera, "model": name,
-                             "stride": stride, **evaluation.score_splice(net, splice, stride, args.batch_size)})
+                values = isonet.iso_map(net, image, stride, args.batch_size).map
+                scores[name] = evaluation.splice_scores(values)
+                scores[fused_name(name)] = evaluation.fused_splice_scores(values, sigma)
+            rows += [{"splice": k, "gap_stops": splice.gap, "camera": splice.camera, "model": name, "stride": stride,
+                      **evaluation.splice_quality(score, stride, splice.mask)} for name, score in scores.items()]
     table = []
     kind = f"real splices ({args.data})" if args.data else "rendered splices"
-    print(f"\n{len(splices)} {kind}: pixel AUC and best F1 of |patch value - image median|")
+    print(f"\n{len(splices)} {kind}: pixel AUC and best F1 of |patch value - image median| "
+          f"('+ sigma': a model's and the noise sigma's, each in units of its map's median, added)")
     print(f"{'model':<28} {'stride':>6} {'gap':>4} {'n':>4} {'AUC':>6} {'F1':>6}")
-    for name in [NOISE_SIGMA_BASELINE, *nets]:
+    for name in [NOISE_SIGMA_BASELINE, *nets, *map(fused_name, nets)]:
         for stride in strides:
             for gap in ["all", 1, 2, 3, 4]:
                 chosen = [r for r in rows if r["model"] == name and r["stride"] == stride
@@ -208,6 +213,11 @@ def evaluate_splices(args: argparse.Namespace, nets: dict[str, isonet.ISONet]) -
 
 NOISE_SIGMA_BASELINE = "noise sigma (Immerkaer)"  # the classical per-patch estimate, scored beside the models
 NOISE_STATISTICS = ("sigma_1x", "sigma_2x", "sigma_4x", "std_ratio")
+
+
+def fused_name(model: str) -> str:
+    """The row of a model's evidence and the noise sigma's added."""
+    return f"{model} + sigma"
 
 
 def evaluate_noise_statistics(args: argparse.Namespace) -> int:

@@ -179,6 +179,22 @@ def splice_scores(values: np.ndarray) -> np.ndarray:
     return np.abs(values - np.median(values))
 
 
+def robust_splice_scores(values: np.ndarray) -> np.ndarray:
+    """splice_scores in units of their median (the map's median absolute deviation), so that maps
+    of different spreads (a model's ISO metric, a log noise sigma) weigh the same when added."""
+    scores = splice_scores(values)
+    return scores / max(float(np.median(scores)), 1e-6)
+
+
+def fused_splice_scores(model_map: np.ndarray, sigma_map: np.ndarray) -> np.ndarray:
+    """A model's and the classical noise sigma's evidence added, each in its own map's units: on
+    real photos the two err on different patches (a model on texture it takes for noise, the sigma
+    on texture it measures as noise and on noise reduction it cannot see past), so the sum
+    localises better than either where both carry some signal; where the sigma carries none (on
+    renders it ranks worse than chance) the sum is worse than the model alone."""
+    return robust_splice_scores(model_map) + robust_splice_scores(sigma_map)
+
+
 # ---------------------------------------------------------------------------------------------
 # Scoring models on labelled images
 # ---------------------------------------------------------------------------------------------
@@ -384,13 +400,7 @@ def noise_sigma_map(img: np.ndarray, stride: int) -> np.ndarray:
     return np.log2(np.maximum(sigma, 1e-3))
 
 
-def splice_quality(values: np.ndarray, stride: int, mask: np.ndarray) -> dict:
-    """Pixel AUC and best F1 of the distance of each patch's value from the image's median."""
-    scores = map_to_pixels(splice_scores(values), stride, mask.shape)
-    return {"auc": pixel_auc(scores, mask), "f1": best_f1(scores, mask)}
-
-
-def score_splice(net: isonet.ISONet, splice: Splice, stride: int, batch_size: int | None = None) -> dict:
-    """Pixel AUC and best F1 of the distance of each patch's metric from the image's median."""
-    image = image_io.to_unit_float(splice.image)
-    return splice_quality(isonet.iso_map(net, image, stride, batch_size).map, stride, splice.mask)
+def splice_quality(scores: np.ndarray, stride: int, mask: np.ndarray) -> dict:
+    """Pixel AUC and best F1 of a map of splice scores (higher: more likely pasted in)."""
+    pixels = map_to_pixels(scores, stride, mask.shape)
+    return {"auc": pixel_auc(pixels, mask), "f1": best_f1(pixels, mask)}

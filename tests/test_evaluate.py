@@ -105,14 +105,14 @@ def test_splice_scores_for_both_strides(tmp_path, weights_file):
     assert proc.returncode == 0, proc.stderr
     with open(tmp_path / "splice.csv") as f:
         rows = list(csv.DictReader(f))
-    assert len(rows) == 4 * 2 * 2  # splices x strides x (model, classical noise-sigma baseline)
-    assert {r["model"] for r in rows} == {str(weights_file), "noise sigma (Immerkaer)"}
+    assert len(rows) == 4 * 2 * 3  # splices x strides x (model, classical noise-sigma baseline, both added)
+    assert {r["model"] for r in rows} == {str(weights_file), "noise sigma (Immerkaer)", f"{weights_file} + sigma"}
     assert sorted({int(r["gap_stops"]) for r in rows}) == [1, 2, 3, 4]
     assert {int(r["stride"]) for r in rows} == {32, 64}
     assert all(0 <= float(r["auc"]) <= 1 and 0 <= float(r["f1"]) <= 1 for r in rows)
     table = json.loads((tmp_path / "report.json").read_text())["table"]
     overall = [t for t in table if t["gap_stops"] == "all"]
-    assert len(overall) == 4 and all(t["n"] == 4 for t in overall)
+    assert len(overall) == 6 and all(t["n"] == 4 for t in overall)
 
 
 def test_real_splices_from_a_photo_set(tmp_path, weights_file):
@@ -124,7 +124,7 @@ def test_real_splices_from_a_photo_set(tmp_path, weights_file):
     assert proc.returncode == 0, proc.stderr
     assert "real splices" in proc.stdout
     rows = list(csv.DictReader((tmp_path / "out" / "splice.csv").open()))
-    assert len(rows) == 6 * 2 and {int(r["gap_stops"]) for r in rows} <= {2, 4}
+    assert len(rows) == 6 * 3 and {int(r["gap_stops"]) for r in rows} <= {2, 4}  # model, sigma, both added
     assert np.mean([float(r["auc"]) for r in rows if r["model"].startswith("noise sigma")]) > 0.8
 
 

@@ -91,7 +91,22 @@ def test_noise_sigma_map_finds_the_noisier_region():
     # The patch at (64, 128) with its one-pixel ring: Immerkaer's mask answers on the 64x64 inside.
     around = img[63:129, 127:193].astype(np.float32) @ cn.LUMA_WEIGHTS
     assert 2 ** values[2, 4] == pytest.approx(camera_noise.immerkaer_sigma(around), rel=1e-4)
-    assert evaluation.splice_quality(values, 32, mask)["auc"] > 0.9
+    assert evaluation.splice_quality(evaluation.splice_scores(values), 32, mask)["auc"] > 0.9
+
+
+def test_fused_splice_scores_weigh_two_maps_of_different_spreads_alike():
+    # Two maps see the pasted region through independent noise, one in stops, one 100x smaller
+    # (a log sigma could be any scale): the plain sum would be the first map alone, the fused
+    # scores are better than either.
+    rng = np.random.default_rng(0)
+    mask = np.zeros((20, 20), bool)
+    mask[5:12, 6:14] = True
+    model = 1.0 * mask + rng.normal(0, 1.0, mask.shape)
+    sigma = 0.01 * mask + rng.normal(0, 0.01, mask.shape)
+    auc = lambda scores: evaluation.pixel_auc(scores, mask)  # noqa: E731
+    alone = max(auc(evaluation.splice_scores(model)), auc(evaluation.splice_scores(sigma)))
+    assert auc(evaluation.splice_scores(model) + evaluation.splice_scores(sigma)) < alone + 0.01
+    assert auc(evaluation.fused_splice_scores(model, sigma)) > alone + 0.03
 
 
 def test_flat_noise_statistics_read_white_noise_at_every_scale():
