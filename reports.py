@@ -111,13 +111,14 @@ def show_image(ax, img: np.ndarray, dim: float = 1.0) -> None:
     ax.imshow(figure_background(img) * dim, extent=(0, img.shape[1], img.shape[0], 0))
 
 
-def draw_map(ax, img: np.ndarray, result: IsoMap):
-    """The map over a dimmed copy of the image; each cell is centred on its patch."""
-    rows, cols = result.map.shape
-    left = PATCH / 2 - result.stride / 2
-    extent = (left, left + cols * result.stride, left + rows * result.stride, left)
+def draw_map(ax, img: np.ndarray, values: np.ndarray, stride: int, vmax: float | None = None):
+    """A patch map over a dimmed copy of the image; each cell is centred on its patch."""
+    rows, cols = values.shape
+    left = PATCH / 2 - stride / 2
+    extent = (left, left + cols * stride, left + rows * stride, left)
     show_image(ax, img, dim=0.5)
-    shown = ax.imshow(result.map, extent=extent, cmap="inferno", alpha=0.6, interpolation="nearest")
+    low = None if vmax is None else 0.0  # scores start at 0; an ISO map keeps its own range
+    shown = ax.imshow(values, extent=extent, cmap="inferno", alpha=0.6, interpolation="nearest", vmin=low, vmax=vmax)
     ax.set_xlim(0, img.shape[1])
     ax.set_ylim(img.shape[0], 0)
     return shown
@@ -171,11 +172,30 @@ def save_map_figure(img: np.ndarray, result: IsoMap, path: str | os.PathLike, ti
         show_image(axes[0], img)
         axes[0].set_title("image")
     ax = axes[-1]
-    _iso_colorbar(fig, draw_map(ax, img, result), cax)
+    _iso_colorbar(fig, draw_map(ax, img, result.map, result.stride), cax)
     ax.set_title(f"ISO map: global metric {result.global_metric:.2f} (ISO {result.global_iso:.0f})")
     if outline is not None:
         for panel in axes:
             panel.contour(outline, levels=[0.5], colors="cyan", linewidths=1.5)
+    fig.suptitle(title, y=1 - 0.15 / fig.get_figheight(), va="top")
+    save_figure(fig, path, tight=False)
+
+
+def save_splice_scores_figure(img: np.ndarray, scores: dict[str, np.ndarray], stride: int, path: str | os.PathLike,
+                              title: str = "", outline: np.ndarray | None = None) -> None:
+    """Splice-score maps side by side, on one colour scale (each map's distance from its median in
+    units of its median distance: 1 is a typical patch)."""
+    plt = pyplot()
+    fig, axes, cax = _map_panels(plt, len(scores), *img.shape[:2])
+    vmax = max(float(np.percentile(v, 99)) for v in scores.values())
+    for ax, (name, values) in zip(axes, scores.items()):
+        shown = draw_map(ax, img, values, stride, vmax)
+        ax.set_title(name)
+        if outline is not None:
+            ax.contour(outline, levels=[0.5], colors="cyan", linewidths=1.5)
+    bar = fig.colorbar(shown, cax=cax)
+    bar.solids.set_alpha(1)
+    bar.set_label("distance from the median / median distance")
     fig.suptitle(title, y=1 - 0.15 / fig.get_figheight(), va="top")
     save_figure(fig, path, tight=False)
 

@@ -122,6 +122,7 @@ def test_fig4_and_fig7_write_their_figures(tmp_path, weights_file):
     proc = run("Fig4.py", "--model_path", weights_file, "--pic_path", image, "--out_dir", tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert (tmp_path / "Fig4.png").stat().st_size > 0 and "2x3 patch map" in proc.stdout
+    assert (tmp_path / "Fig4_splice.png").stat().st_size > 0 and "splice scores" in proc.stdout
     proc = run("Fig7.py", "--model_path", weights_file, "--pic_path", image, "--out_dir", tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert (tmp_path / "Fig7.png").stat().st_size > 0 and "Estimated ISO metric:" in proc.stdout
