@@ -183,7 +183,10 @@ def robust_splice_scores(values: np.ndarray) -> np.ndarray:
     """splice_scores in units of their median (the map's median absolute deviation), so that maps
     of different spreads (a model's ISO metric, a log noise sigma) weigh the same when added."""
     scores = splice_scores(values)
-    return scores / max(float(np.median(scores)), 1e-6)
+    # Over half the patches at the median (clipped or black areas) leave a median distance of 0:
+    # the mean distance then sets the unit, so one map cannot drown the other.
+    unit = float(np.median(scores)) or float(scores.mean())
+    return scores / unit if unit > 0 else scores
 
 
 def fused_splice_scores(model_map: np.ndarray, sigma_map: np.ndarray) -> np.ndarray:

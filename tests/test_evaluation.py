@@ -107,6 +107,11 @@ def test_fused_splice_scores_weigh_two_maps_of_different_spreads_alike():
     alone = max(auc(evaluation.splice_scores(model)), auc(evaluation.splice_scores(sigma)))
     assert auc(evaluation.splice_scores(model) + evaluation.splice_scores(sigma)) < alone + 0.01
     assert auc(evaluation.fused_splice_scores(model, sigma)) > alone + 0.03
+    # A sigma map mostly clipped to one value (a black or blown-out area) keeps a finite unit.
+    clipped = np.where(np.arange(mask.size).reshape(mask.shape) < 0.6 * mask.size, -10.0, sigma)
+    assert np.isfinite(evaluation.robust_splice_scores(clipped)).all()
+    assert evaluation.robust_splice_scores(clipped).max() < 100
+    assert not evaluation.robust_splice_scores(np.zeros((4, 4))).any()
 
 
 def test_flat_noise_statistics_read_white_noise_at_every_scale():
