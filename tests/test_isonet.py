@@ -416,7 +416,7 @@ def test_map_figure_of_a_large_image_draws_a_small_background_in_full_image_coor
     img = np.zeros((2000, 3000, 3), np.float32)
     result = isonet.IsoMap(np.zeros(isonet.grid_shape(2000, 3000, 64), np.float32), 64)
     fig, ax = plt.subplots()
-    reports.draw_map(ax, img, result)
+    reports.draw_map(ax, img, result.map, result.stride)
     background, cells = ax.get_images()
     assert max(background.get_array().shape[:2]) <= reports.FIGURE_MAX_SIDE
     assert tuple(background.get_extent()) == (0, 3000, 2000, 0)  # so the map's cells stay on their patches
