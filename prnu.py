@@ -455,7 +455,7 @@ class ScenarioConfig:
 
 
 GENUINE, OTHER_CAMERA, COPY_MOVE = "genuine", "other camera", "copy-move"
-SCHEMES = ("single", "ISO (true)", "ISO (ISONet)")
+SINGLE, BY_TRUE_ISO, BY_ISONET = SCHEMES = ("single", "ISO (true)", "ISO (ISONet)")
 
 
 @dataclass
@@ -471,7 +471,7 @@ class Probe:
 
     def band_metric(self, scheme: str) -> float | None:
         """The ISO metric that picks this probe's predictor: none, the truth (EXIF) or ISONet's."""
-        return {"single": None, "ISO (true)": isonet.iso_to_metric(self.iso), "ISO (ISONet)": self.isonet_metric}[scheme]
+        return {SINGLE: None, BY_TRUE_ISO: isonet.iso_to_metric(self.iso), BY_ISONET: self.isonet_metric}[scheme]
 
 
 @dataclass
@@ -574,7 +574,7 @@ class ScenarioPredictors:
     by_reading: BandedPredictors
 
     def for_scheme(self, scheme: str) -> BandedPredictors:
-        return self.by_reading if scheme == "ISO (ISONet)" else self.by_iso
+        return self.by_reading if scheme == BY_ISONET else self.by_iso
 
 
 def train_predictors(sources: Sequence[np.ndarray], camera: camera_noise.CameraNoise, fingerprint: np.ndarray,

@@ -343,7 +343,7 @@ def test_equal_false_alarm_detection_flags_the_asked_share_of_genuine_blocks():
     predictors = prnu.ScenarioPredictors(fitted, fitted)
     probes = [synthetic_probe(prnu.GENUINE, rho[20_000:30_000], features[20_000:30_000]),
               synthetic_probe(prnu.COPY_MOVE, rho[30_000:] - 0.03, features[30_000:])]
-    score = prnu.score_scheme("single", predictors, probes, prnu.ScenarioConfig(isos=(ISO,)))
+    score = prnu.score_scheme(prnu.SINGLE, predictors, probes, prnu.ScenarioConfig(isos=(ISO,)))
     assert score.detection_at_measured_false_alarm == pytest.approx(norm.cdf(3 - norm.ppf(0.99)), abs=0.02)
     assert score.false_alarm_rate == pytest.approx(0.01, abs=0.003)
 
