@@ -180,13 +180,14 @@ def splice_scores(values: np.ndarray) -> np.ndarray:
 
 
 def robust_splice_scores(values: np.ndarray) -> np.ndarray:
-    """splice_scores in units of their median (the map's median absolute deviation), so that maps
-    of different spreads (a model's ISO metric, a log noise sigma) weigh the same when added."""
+    """splice_scores in units of their median (about the map's median absolute deviation), so that
+    maps of different spreads (a model's ISO metric, a log noise sigma) weigh the same when added."""
     scores = splice_scores(values)
-    # Over half the patches at the median (clipped or black areas) leave a median distance of 0:
-    # the mean distance then sets the unit, so one map cannot drown the other.
-    unit = float(np.median(scores)) or float(scores.mean())
-    return scores / unit if unit > 0 else scores
+    # Patches at the median carry no scale, and where a map is clipped or floored (a model reading
+    # clean patches at its lowest output) they are over half of it: the unit is the median
+    # distance of the other patches, so neither map drowns the other.
+    moved = scores[scores > 0]
+    return scores / float(np.median(moved)) if moved.size else scores
 
 
 def fused_splice_scores(model_map: np.ndarray, sigma_map: np.ndarray) -> np.ndarray:
