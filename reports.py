@@ -183,19 +183,20 @@ def save_map_figure(img: np.ndarray, result: IsoMap, path: str | os.PathLike, ti
 
 def save_splice_scores_figure(img: np.ndarray, scores: dict[str, np.ndarray], stride: int, path: str | os.PathLike,
                               title: str = "", outline: np.ndarray | None = None) -> None:
-    """Splice-score maps side by side, on one colour scale (each map's distance from its median in
-    units of its median distance: 1 is a typical patch)."""
+    """Splice-score maps side by side, each relative to its own 99th percentile: one map's few
+    extreme patches (a model's reading of saturated colours) would leave the others black on a
+    shared scale."""
     plt = pyplot()
     fig, axes, cax = _map_panels(plt, len(scores), *img.shape[:2])
-    vmax = max(float(np.percentile(v, 99)) for v in scores.values())
     for ax, (name, values) in zip(axes, scores.items()):
-        shown = draw_map(ax, img, values, stride, vmax)
+        top = float(np.percentile(values, 99)) or 1.0
+        shown = draw_map(ax, img, np.minimum(values / top, 1.0), stride, vmax=1.0)
         ax.set_title(name)
         if outline is not None:
             ax.contour(outline, levels=[0.5], colors="cyan", linewidths=1.5)
     bar = fig.colorbar(shown, cax=cax)
     bar.solids.set_alpha(1)
-    bar.set_label("distance from the median / median distance")
+    bar.set_label("splice score / the map's 99th percentile")
     fig.suptitle(title, y=1 - 0.15 / fig.get_figheight(), va="top")
     save_figure(fig, path, tight=False)
 
