@@ -190,7 +190,7 @@ def evaluate_splices(args: argparse.Namespace, nets: dict[str, isonet.ISONet]) -
     table = []
     kind = f"real splices ({args.data})" if args.data else "rendered splices"
     print(f"\n{len(splices)} {kind}: pixel AUC and best F1 of |patch value - image median| "
-          f"('+ sigma': a model's and the noise sigma's, each in units of its map's median, added)")
+          f"('+ sigma': a model's and the noise sigma's, each in units of its map's median distance, added)")
     print(f"{'model':<28} {'stride':>6} {'gap':>4} {'n':>4} {'AUC':>6} {'F1':>6}")
     for name in [NOISE_SIGMA_BASELINE, *nets, *map(fused_name, nets)]:
         for stride in strides:

@@ -180,12 +180,12 @@ def splice_scores(values: np.ndarray) -> np.ndarray:
 
 
 def robust_splice_scores(values: np.ndarray) -> np.ndarray:
-    """splice_scores in units of their median (about the map's median absolute deviation), so that
-    maps of different spreads (a model's ISO metric, a log noise sigma) weigh the same when added."""
+    """splice_scores in units of the median distance of the patches off the median (about the
+    map's median absolute deviation), so that maps of different spreads (a model's ISO metric, a
+    log noise sigma) weigh the same when added."""
     scores = splice_scores(values)
     # Patches at the median carry no scale, and where a map is clipped or floored (a model reading
-    # clean patches at its lowest output) they are over half of it: the unit is the median
-    # distance of the other patches, so neither map drowns the other.
+    # clean patches at its lowest output) they are over half of it, so they are left out of the unit.
     moved = scores[scores > 0]
     return scores / float(np.median(moved)) if moved.size else scores
 
