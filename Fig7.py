@@ -30,7 +30,9 @@ def add_prnu_args(parser: argparse.ArgumentParser) -> None:
                                                   "(and the predictor's training blocks)")
     parser.add_argument("--band", choices=prnu.BAND_CHOICES, default="isonet",
                         help="what picks the correlation predictor's ISO band: ISONet's global estimate (default), "
-                             "the EXIF ISO, or one predictor for all")
+                             "the EXIF ISO, one predictor for all, or isonet_weighted: the EXIF-ISO bands of the "
+                             "fingerprint images (EXIF needed there, not in the probe) weighted by how often ISONet "
+                             "read images of each ISO as it reads the probe")
     parser.add_argument("--block", type=int, default=prnu.BLOCK, help="block size of the forgery map (default 128)")
     parser.add_argument("--block_stride", type=int, default=prnu.BLOCK // 2, help="block step (default 64)")
     parser.add_argument("--false_alarm", type=float, default=prnu.FALSE_ALARM,

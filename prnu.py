@@ -18,6 +18,9 @@ it takes, I * K, buried in random noise. Its pieces:
   global estimate, may predict better than one for all: run_scenario measures it on renders.
   ISONet's bands are bands of its readings (of the images the predictors are fitted on, and of
   the probe), never of the truth: a reader biased on this camera is biased on both alike.
+  Or, where the fitted images' ISOs are known, ISONet's reading weighs the true-ISO predictors
+  (WeightedPredictor, ReadingWeights): a block is flagged only where it is unlikely at every ISO
+  that images read like the probe were shot at.
 """
 from __future__ import annotations
 
@@ -30,6 +33,7 @@ from typing import Iterable, Sequence
 import cv2
 import numpy as np
 import pywt
+from scipy.special import log_ndtr, ndtri_exp
 from scipy.stats import norm
 
 import camera_noise
@@ -352,6 +356,11 @@ class CorrelationPredictor:
     def forged(self, rho: np.ndarray, features: np.ndarray, false_alarm: float = FALSE_ALARM) -> np.ndarray:
         return rho - self.predict(features) < self.threshold(false_alarm)
 
+    def standard_score(self, rho: np.ndarray, features: np.ndarray) -> np.ndarray:
+        """rho - rho_hat in units of the spread of genuine errors, so that blocks judged by different
+        predictors can share one threshold."""
+        return (rho - self.predict(features) - self.residual_mean) / self.residual_std
+
 
 def fit_predictor(features: np.ndarray, rho: np.ndarray, groups: np.ndarray | None = None) -> CorrelationPredictor:
     """Least squares of measured correlations of genuine blocks (n) on their features (n x 4).
@@ -401,6 +410,67 @@ class BandedPredictors:
     def for_metric(self, metric: float | None) -> CorrelationPredictor:
         band = self.band_for(metric)
         return self.single if band is None else self.bands[band]
+
+    def weighted(self, weights: dict[float, float]) -> WeightedPredictor:
+        """The bands' predictors mixed by `weights` (ISO metric band: weight), renormalised over the
+        bands that have a predictor; the single predictor where none has."""
+        held = {band: w for band, w in weights.items() if band in self.bands and w > 0}
+        total = sum(held.values())
+        if not held:
+            return WeightedPredictor([(None, 1.0, self.single)])
+        return WeightedPredictor([(band, w / total, self.bands[band]) for band, w in sorted(held.items())])
+
+
+@dataclass
+class WeightedPredictor:
+    """Predictors of several ISO bands at once, each weighted by the chance that the probe was shot
+    at its ISO: where the ISO is uncertain, the expected correlation is their weighted mean, and a
+    genuine block's error follows the mixture of their error laws (Gaussian, each with its band's
+    spread), so a block is flagged only where it is unlikely under every ISO the probe may have."""
+
+    parts: list[tuple[float | None, float, CorrelationPredictor]]  # (ISO band, weight, predictor); weights sum to 1
+
+    @property
+    def samples(self) -> int:
+        return sum(predictor.samples for *_, predictor in self.parts)
+
+    def predict(self, features: np.ndarray) -> np.ndarray:
+        return sum(weight * predictor.predict(features) for _, weight, predictor in self.parts)
+
+    def standard_score(self, rho: np.ndarray, features: np.ndarray) -> np.ndarray:
+        """The normal quantile of the mixture's probability of an error this low: a single part's
+        standard score, and comparable with one."""
+        log_p = np.logaddexp.reduce([math.log(weight) + log_ndtr(predictor.standard_score(rho, features))
+                                     for _, weight, predictor in self.parts], axis=0)
+        return ndtri_exp(log_p)
+
+    def forged(self, rho: np.ndarray, features: np.ndarray, false_alarm: float = FALSE_ALARM) -> np.ndarray:
+        return self.standard_score(rho, features) < norm.ppf(false_alarm)
+
+
+@dataclass
+class ReadingWeights:
+    """How ISONet read training images of known ISO: for each whole-stop band of its reading, how
+    many images of each true ISO band it put there. A probe's reading then weighs the true-ISO
+    predictors by how often images read like it were shot at each ISO."""
+
+    counts: dict[float, dict[float, int]]  # reading band: {true ISO band: images}
+
+    @classmethod
+    def of(cls, pairs: Iterable[tuple[float, float]]) -> ReadingWeights:
+        """From (true ISO band, as the predictors are keyed; ISONet's reading) of each training image."""
+        counts: dict[float, dict[float, int]] = {}
+        for truth, reading in pairs:
+            band = counts.setdefault(reading_band(reading), {})
+            band[truth] = band.get(truth, 0) + 1
+        return cls(counts)
+
+    def weights(self, metric: float) -> dict[float, float]:
+        """Each true ISO band's share among the training images read in `metric`'s band (or the
+        nearest band that holds any)."""
+        held = self.counts[nearest_band(self.counts, reading_band(metric))]
+        total = sum(held.values())
+        return {band: n / total for band, n in held.items()}
 
 
 def nearest_band(bands: Iterable[float], metric: float) -> float:
@@ -455,7 +525,8 @@ class ScenarioConfig:
 
 
 GENUINE, OTHER_CAMERA, COPY_MOVE = "genuine", "other camera", "copy-move"
-SINGLE, BY_TRUE_ISO, BY_ISONET = SCHEMES = ("single", "ISO (true)", "ISO (ISONet)")
+SINGLE, BY_TRUE_ISO, BY_ISONET, BY_ISONET_WEIGHTED = SCHEMES = ("single", "ISO (true)", "ISO (ISONet)",
+                                                                "ISONet-weighted")
 
 
 @dataclass
@@ -468,10 +539,6 @@ class Probe:
     rho: np.ndarray  # measured correlation of W and I * K per block
     features: np.ndarray  # n x 4
     coverage: np.ndarray  # share of each block inside the forged region (0 for genuine images)
-
-    def band_metric(self, scheme: str) -> float | None:
-        """The ISO metric that picks this probe's predictor: none, the truth (EXIF) or ISONet's."""
-        return {SINGLE: None, BY_TRUE_ISO: isonet.iso_to_metric(self.iso), BY_ISONET: self.isonet_metric}[scheme]
 
 
 @dataclass
@@ -568,13 +635,21 @@ class ScenarioPredictors:
     """The scenario's predictors, fitted on the same Train renders: per band of the true ISO (what
     EXIF says) and per band of ISONet's reading of each render, the bands `Fig7.py --fingerprint_dir`
     fits with `--band isonet`: a probe read by ISONet gets the predictor of the renders ISONet read
-    the same way, its reading's bias included."""
+    the same way, its reading's bias included. `reading_weights` (how ISONet read the renders of
+    each ISO) lets a reading weigh the true-ISO predictors instead (`--band isonet_weighted`)."""
 
     by_iso: BandedPredictors
     by_reading: BandedPredictors
+    reading_weights: ReadingWeights
 
-    def for_scheme(self, scheme: str) -> BandedPredictors:
-        return self.by_reading if scheme == BY_ISONET else self.by_iso
+    def for_probe(self, scheme: str, probe: Probe) -> CorrelationPredictor | WeightedPredictor:
+        if scheme == SINGLE:
+            return self.by_iso.single
+        if scheme == BY_TRUE_ISO:
+            return self.by_iso.for_metric(isonet.iso_to_metric(probe.iso))
+        if scheme == BY_ISONET:
+            return self.by_reading.for_metric(probe.isonet_metric)
+        return self.by_iso.weighted(self.reading_weights.weights(probe.isonet_metric))
 
 
 def train_predictors(sources: Sequence[np.ndarray], camera: camera_noise.CameraNoise, fingerprint: np.ndarray,
@@ -583,14 +658,17 @@ def train_predictors(sources: Sequence[np.ndarray], camera: camera_noise.CameraN
     by ISONet's reading, and one for all (each photo one group, at every ISO)."""
     by_iso: dict[float, list] = {}
     by_reading: dict[float, list] = {}
+    readings = []
     for iso in config.isos:
         for k, img in enumerate(sources):
             render = scenario_render(img, camera, iso, rng, config)
             rho, features = measure_blocks(observe(render), fingerprint, config.block, config.stride)
             blocks = (features.reshape(-1, len(FEATURES)), rho.ravel(), np.full(rho.size, k))
-            by_iso.setdefault(isonet.iso_to_metric(iso), []).append(blocks)
-            by_reading.setdefault(reading_band(isonet_metric_of(net, render)), []).append(blocks)
-    return ScenarioPredictors(fit_banded(stack_samples(by_iso)), fit_banded(stack_samples(by_reading), MIN_BAND_BLOCKS))
+            readings.append((isonet.iso_to_metric(iso), isonet_metric_of(net, render)))
+            by_iso.setdefault(readings[-1][0], []).append(blocks)
+            by_reading.setdefault(reading_band(readings[-1][1]), []).append(blocks)
+    return ScenarioPredictors(fit_banded(stack_samples(by_iso)), fit_banded(stack_samples(by_reading), MIN_BAND_BLOCKS),
+                              ReadingWeights.of(readings))
 
 
 def make_probe(img: np.ndarray, mask: np.ndarray | None, iso: int, kind: str, fingerprint: np.ndarray,
@@ -626,12 +704,6 @@ def flagged_share(parts: Sequence[np.ndarray]) -> float:
     return float(sum(int(p.sum()) for p in parts) / total) if total else float("nan")
 
 
-def standard_score(predictor: CorrelationPredictor, rho: np.ndarray, rho_hat: np.ndarray) -> np.ndarray:
-    """rho - rho_hat in units of the predictor's spread of genuine errors, so that blocks judged by
-    different predictors can share one threshold."""
-    return (rho - rho_hat - predictor.residual_mean) / predictor.residual_std
-
-
 def score_scheme(scheme: str, predictors: ScenarioPredictors, probes: Sequence[Probe], config: ScenarioConfig) -> SchemeScore:
     """Prediction error on genuine probes' blocks, false alarms on them, and detection of the
     forged probes' blocks, each probe judged by the predictor its scheme chooses: at the
@@ -641,10 +713,10 @@ def score_scheme(scheme: str, predictors: ScenarioPredictors, probes: Sequence[P
     genuine: list[tuple[int, np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []  # iso, rho, rho_hat, flagged, score
     detected: list[tuple[int, str, np.ndarray, np.ndarray]] = []  # iso, kind, flags and scores of the forged blocks
     for probe in probes:
-        predictor = predictors.for_scheme(scheme).for_metric(probe.band_metric(scheme))
+        predictor = predictors.for_probe(scheme, probe)
         rho_hat = predictor.predict(probe.features)
-        flagged = probe.rho - rho_hat < predictor.threshold(config.false_alarm)
-        score = standard_score(predictor, probe.rho, rho_hat)
+        flagged = predictor.forged(probe.rho, probe.features, config.false_alarm)
+        score = predictor.standard_score(probe.rho, probe.features)
         if probe.kind == GENUINE:
             genuine.append((probe.iso, probe.rho, rho_hat, flagged, score))
         else:
@@ -694,29 +766,30 @@ def run_scenario(net: isonet.ISONet, config: ScenarioConfig = ScenarioConfig(),
 def scenario_report(result: ScenarioResult) -> list[str]:
     """The scenario's tables as printed lines: RMSE and detection per ISO for each scheme."""
     config, scores = result.config, result.scores
-    names = " ".join(f"{s.scheme:>12}" for s in scores)
+    width = max(12, *(len(s.scheme) for s in scores))
+    names = " ".join(f"{s.scheme:>{width}}" for s in scores)
     processing = "camera processing (noise reduction rising with ISO)" if config.camera_processing else "plain development"
     lines = [f"PRNU scenario: {config.camera}, fingerprint from {config.flat_fields} flat fields; forgeries: a region "
              f"from a {config.donor} and copy-move; {config.height}x{config.width} renders, {processing}, JPEG "
              f"{config.jpeg_quality or 'off'}; {config.block}x{config.block} blocks every {config.stride} px; blocks: "
              + ", ".join(f"{n} {k}" for k, n in result.blocks.items()),
-             f"{'':29}RMSE of the correlation prediction{'':6}| detection of forged blocks at "
+             f"{'':30}{'RMSE of the correlation prediction':<{len(names)}} | detection of forged blocks at "
              f"{config.false_alarm:.0%} false alarm",
              f"{'ISO':>5} {'ISONet reads':>12} {'right band':>10} {names} | {names}"]
     for iso in config.isos:
-        rmse = " ".join(f"{s.rmse_by_iso[iso]:12.4f}" for s in scores)
-        detection = " ".join(f"{s.detection_by_iso[iso]:12.1%}" for s in scores)
+        rmse = " ".join(f"{s.rmse_by_iso[iso]:{width}.4f}" for s in scores)
+        detection = " ".join(f"{s.detection_by_iso[iso]:{width}.1%}" for s in scores)
         lines.append(f"{iso:>5} {result.isonet_iso_by_iso[iso]:>12.0f} {result.isonet_right_band[iso]:>10.0%} "
                      f"{rmse} | {detection}")
-    lines.append(f"{'all':>5} {'':>12} {'':>10} " + " ".join(f"{s.rmse:12.4f}" for s in scores) + " | "
-                 + " ".join(f"{s.detection:12.1%}" for s in scores))
+    lines.append(f"{'all':>5} {'':>12} {'':>10} " + " ".join(f"{s.rmse:{width}.4f}" for s in scores) + " | "
+                 + " ".join(f"{s.detection:{width}.1%}" for s in scores))
     for kind in (OTHER_CAMERA, COPY_MOVE):
         lines.append(f"detection, {kind} forgeries: "
                      + ", ".join(f"{s.scheme} {s.detection_by_kind[kind]:.1%}" for s in scores))
     lines.append("false alarms measured on genuine held-out blocks: "
                  + ", ".join(f"{s.scheme} {s.false_alarm_rate:.2%}" for s in scores))
-    lines.append(f"detection at {config.false_alarm:.0%} measured false alarms (one threshold on the error in units of "
-                 "its predictor's spread, set on the genuine held-out blocks): "
+    lines.append(f"detection at {config.false_alarm:.0%} measured false alarms (one threshold on each block's standard score, "
+                 "set on the genuine held-out blocks): "
                  + ", ".join(f"{s.scheme} {s.detection_at_measured_false_alarm:.1%}" for s in scores))
     return lines
 
@@ -754,7 +827,7 @@ def save_scenario_figure(result: ScenarioResult, path: str | os.PathLike) -> Non
 # ---------------------------------------------------------------------------------------------
 # A user's photos: a fingerprint from a folder, then one probe
 # ---------------------------------------------------------------------------------------------
-BAND_CHOICES = ("isonet", "exif", "single")
+BAND_CHOICES = ("isonet", "exif", "single", "isonet_weighted")
 
 
 @dataclass
@@ -762,6 +835,7 @@ class FingerprintImage:
     path: Path
     observation: Observation
     band: float | None  # whole stops of ISO metric, or None for the single predictor
+    reading: float | None  # ISONet's global ISO metric, where the band choice needs it
 
 
 @dataclass
@@ -772,8 +846,8 @@ class ProbeReport:
     pce: Pce
     isonet_metric: float
     exif_iso: int | None
-    band: float | None  # the predictor's ISO band (metric), None: fitted on every band
-    predictor: CorrelationPredictor
+    band: float | None  # the predictor's ISO band (metric), None: fitted on every band, or weighted
+    predictor: CorrelationPredictor | WeightedPredictor
     rho: np.ndarray  # rows x cols
     predicted: np.ndarray
     forged: np.ndarray
@@ -800,6 +874,17 @@ def band_of(path: Path, band_by: str, isonet_metric: float | None) -> float | No
     return reading_band(isonet_metric)
 
 
+def fingerprint_band_of(path: Path, band_by: str, isonet_metric: float | None) -> float | None:
+    """A fingerprint image's band: as band_of, but under --band isonet_weighted its EXIF ISO, the
+    truth that ISONet's readings of the images are weighed against."""
+    if band_by == "isonet_weighted":
+        if image_io.read_exif_iso(path) is None:
+            raise ISONetError(f"{path}: no EXIF ISO (--band isonet_weighted needs it in every fingerprint image; "
+                              "try --band isonet)")
+        band_by = "exif"
+    return band_of(path, band_by, isonet_metric)
+
+
 def read_fingerprint_images(paths: Sequence[Path], shape: tuple[int, int], net: isonet.ISONet, band_by: str,
                             channels: str) -> tuple[list[FingerprintImage], list[str]]:
     """Each image read, checked against the probe's size and observed; (the usable, one line per
@@ -811,8 +896,9 @@ def read_fingerprint_images(paths: Sequence[Path], shape: tuple[int, int], net: 
             if img.shape[:2] != shape:
                 raise ISONetError(f"{path}: {img.shape[1]}x{img.shape[0]}, the probe is {shape[1]}x{shape[0]} "
                                   "(a fingerprint only matches photos of the same size and orientation)")
-            metric = isonet_metric_of(net, img) if band_by == "isonet" else None
-            usable.append(FingerprintImage(path, observe(img, channels), band_of(path, band_by, metric)))
+            metric = isonet_metric_of(net, img) if band_by.startswith("isonet") else None
+            usable.append(FingerprintImage(path, observe(img, channels), fingerprint_band_of(path, band_by, metric),
+                                           metric))
         except ISONetError as e:
             failed.append(str(e))
     return usable, failed
@@ -854,20 +940,26 @@ def analyse_probe(probe: str | os.PathLike, fingerprint_paths: Sequence[Path], n
     fingerprint = fingerprint_from_sums(numerator, denominator)
     predictors = fit_banded(leave_one_out_samples(images, numerator, denominator, block, stride), MIN_BAND_BLOCKS)
     metric = isonet_metric_of(net, img)
-    band = predictors.band_for(band_of(probe, band_by, metric))
-    predictor = predictors.for_metric(band)
+    if band_by == "isonet_weighted":
+        band = None
+        predictor = predictors.weighted(ReadingWeights.of((i.band, i.reading) for i in images).weights(metric))
+    else:
+        band = predictors.band_for(band_of(probe, band_by, metric))
+        predictor = predictors.for_metric(band)
     obs = observe(img, channels)
     rho, features = measure_blocks(obs, fingerprint, block, stride)
-    predicted = predictor.predict(features)
     return ProbeReport(probe, [i.path for i in images], failed, pce(obs.residual, expected_prnu(obs, fingerprint)),
-                       metric, image_io.read_exif_iso(probe), band, predictor, rho, predicted,
-                       rho - predicted < predictor.threshold(false_alarm), block, stride, false_alarm)
+                       metric, image_io.read_exif_iso(probe), band, predictor, rho, predictor.predict(features),
+                       predictor.forged(rho, features, false_alarm), block, stride, false_alarm)
 
 
 def probe_report_lines(report: ProbeReport) -> list[str]:
     decision = "same camera" if report.same_camera else "not this camera"
     band = ("one predictor for all bands" if report.band is None
             else f"ISO band {isonet.metric_to_iso(report.band):.0f} (metric {report.band:g})")
+    if isinstance(report.predictor, WeightedPredictor):
+        band = "ISO bands weighted by how ISONet read the fingerprint images of each EXIF ISO: " + ", ".join(
+            "all bands" if b is None else f"{isonet.metric_to_iso(b):.0f} {w:.0%}" for b, w, _ in report.predictor.parts)
     exif = f", EXIF ISO {report.exif_iso}" if report.exif_iso is not None else ""
     forged = int(report.forged.sum())
     return [f"fingerprint: {len(report.used)} images of {report.probe.name}'s size",

@@ -3,9 +3,11 @@ predictor, forgery localisation, the Fig. 7 scenario and Fig7.py on a user's fol
 from __future__ import annotations
 
 import dataclasses
+import re
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 import pytest
 import torch
 from conftest import assert_one_line_error, run_script, write_rgb
@@ -294,7 +296,7 @@ def test_scenario_scores_every_scheme_and_draws_its_figure(random_net, tmp_path)
     config = prnu.ScenarioConfig(isos=(100, 3200), height=H, width=W, block=64, stride=64, flat_fields=4)
     result = prnu.run_scenario(random_net, config)
     assert [s.scheme for s in result.scores] == list(prnu.SCHEMES)
-    single, by_iso, _ = result.scores
+    single, by_iso, *_ = result.scores
     for score in result.scores:
         assert set(score.rmse_by_iso) == {100, 3200} and all(0 < v < 0.2 for v in score.rmse_by_iso.values())
         assert 0 <= score.false_alarm_rate <= 0.1 and 0 <= score.detection <= 1
@@ -320,7 +322,7 @@ def test_scenario_isonet_bands_are_the_renders_isonet_read_alike():
     # would give every probe the ISO 100 band, wrong for the ISO 3200 ones.
     config = prnu.ScenarioConfig(isos=(100, 3200), height=H, width=W, block=64, stride=64, flat_fields=4)
     result = prnu.run_scenario(constant_reader(2.0), config)
-    single, by_iso, by_isonet = result.scores
+    single, by_iso, by_isonet, _ = result.scores
     assert by_isonet.rmse == pytest.approx(single.rmse, rel=1e-9)
     assert by_isonet.false_alarm_rate == single.false_alarm_rate
     assert result.isonet_right_band == {100: 0.0, 3200: 0.0}
@@ -340,12 +342,52 @@ def test_equal_false_alarm_detection_flags_the_asked_share_of_genuine_blocks():
     truth = coef[0] + features @ coef[1:]
     rho = truth + rng.normal(0, 0.01, len(truth))
     fitted = prnu.fit_banded({None: (features[:20_000], rho[:20_000], np.arange(20_000) % 10)})
-    predictors = prnu.ScenarioPredictors(fitted, fitted)
+    predictors = prnu.ScenarioPredictors(fitted, fitted, prnu.ReadingWeights.of([]))
     probes = [synthetic_probe(prnu.GENUINE, rho[20_000:30_000], features[20_000:30_000]),
               synthetic_probe(prnu.COPY_MOVE, rho[30_000:] - 0.03, features[30_000:])]
     score = prnu.score_scheme(prnu.SINGLE, predictors, probes, prnu.ScenarioConfig(isos=(ISO,)))
     assert score.detection_at_measured_false_alarm == pytest.approx(norm.cdf(3 - norm.ppf(0.99)), abs=0.02)
     assert score.false_alarm_rate == pytest.approx(0.01, abs=0.003)
+
+
+def two_bands(rng: np.random.Generator, n: int) -> tuple[np.ndarray, dict, prnu.BandedPredictors]:
+    """Blocks of ISO 100 (metric 0) and ISO 800 (metric 3): the same features, the correlation
+    0.04 lower and less spread at ISO 800; fitted per band (ten photos each)."""
+    coef = np.array([0.06, 0.1, -0.02, 0.03, 0.01])
+    features = rng.uniform(0, 1, (n, len(prnu.FEATURES)))
+    rho = {0.0: coef[0] + features @ coef[1:] + rng.normal(0, 0.01, n),
+           3.0: coef[0] - 0.04 + features @ coef[1:] + rng.normal(0, 0.004, n)}
+    half = n // 2
+    fitted = prnu.fit_banded({band: (features[:half], r[:half], np.arange(half) % 10) for band, r in rho.items()})
+    return features[half:], {band: r[half:] for band, r in rho.items()}, fitted
+
+
+def test_weighted_predictor_of_one_band_is_that_band():
+    features, rho, fitted = two_bands(np.random.default_rng(0), 4000)
+    weighted, band = fitted.weighted({3.0: 1.0, 5.0: 0.5}), fitted.bands[3.0]  # 5.0: no predictor, dropped
+    assert [(b, w) for b, w, _ in weighted.parts] == [(3.0, 1.0)]
+    assert np.allclose(weighted.predict(features), band.predict(features), rtol=0, atol=1e-12)
+    assert np.allclose(weighted.standard_score(rho[3.0], features), band.standard_score(rho[3.0], features), atol=1e-9)
+    assert fitted.weighted({7.0: 1.0}).parts[0][2] is fitted.single
+
+
+def test_weighted_predictor_flags_the_asked_share_when_the_iso_is_uncertain():
+    # Genuine blocks shot at ISO 100 or 800, half each, and a reading that cannot tell which: the
+    # ISO 100 predictor alone flags most ISO 800 blocks (0.04 below it, 4 of its std); the mixture
+    # of both bands' error laws flags the 1% asked for.
+    features, rho, fitted = two_bands(np.random.default_rng(1), 40_000)
+    genuine = np.concatenate([rho[0.0][:10_000], rho[3.0][10_000:]])
+    weighted = fitted.weighted({0.0: 0.5, 3.0: 0.5})
+    assert weighted.forged(genuine, features).mean() == pytest.approx(0.01, abs=0.003)
+    assert fitted.bands[0.0].forged(genuine, features).mean() > 0.3
+    assert abs(weighted.predict(features) - (fitted.bands[0.0].predict(features) - 0.02)).max() < 0.002
+
+
+def test_reading_weights_share_the_true_isos_of_a_reading_band():
+    weights = prnu.ReadingWeights.of([(0.0, 0.2), (0.0, -0.4), (3.0, 0.1), (3.0, 2.8), (5.0, 3.2)])
+    assert weights.weights(0.3) == pytest.approx({0.0: 2 / 3, 3.0: 1 / 3})
+    assert weights.weights(3.4) == pytest.approx({3.0: 0.5, 5.0: 0.5})
+    assert weights.weights(9.0) == weights.weights(3.0)  # no image read there: the nearest band read
 
 
 @pytest.fixture
@@ -384,6 +426,36 @@ def test_fig7_fingerprint_inputs_that_fail(tmp_path, weights_file, fingerprint_f
     proc = run_script("Fig7.py", "--model_path", weights_file, "--pic_path", probe, "--fingerprint_dir",
                       fingerprint_folder, "--out_dir", tmp_path, "--band", "exif")
     assert_one_line_error(proc, 1, "0 usable fingerprint image(s)", "no EXIF ISO")
+
+
+def write_jpeg_with_iso(path: Path, rgb: np.ndarray, iso: int) -> Path:
+    image = Image.fromarray(rgb)
+    exif = image.getexif()
+    exif.get_ifd(0x8769)[0x8827] = iso
+    image.save(path, exif=exif, quality=95)
+    return path
+
+
+def test_fig7_weighted_bands_from_fingerprint_images_with_exif(tmp_path, weights_file, cameras, photos):
+    # Flat fields at ISO 100 and 1600 with their EXIF ISO: the probe (no EXIF) gets the two bands'
+    # predictors weighted by how the model read the images of each ISO.
+    rng = np.random.default_rng(8)
+    folder = tmp_path / "camera"
+    folder.mkdir()
+    for i, iso in enumerate((100, 100, 100, 1600, 1600, 1600)):
+        write_jpeg_with_iso(folder / f"{i}.jpg", camera_render(prnu.flat_field(H, W, rng), cameras[0], rng, iso), iso)
+    probe = write_rgb(tmp_path / "probe.png", camera_render(photos[PHOTO_NAMES.index("chelsea")], cameras[0], rng, 1600))
+    proc = run_script("Fig7.py", "--model_path", weights_file, "--fingerprint_dir", folder, "--pic_path", probe,
+                      "--block", 64, "--block_stride", 32, "--band", "isonet_weighted", "--out_dir", tmp_path / "a")
+    assert proc.returncode == 0, proc.stderr
+    line = next(line for line in proc.stdout.splitlines() if "weighted by how ISONet read" in line)
+    shares = dict(re.findall(r"\b(\d+) (\d+)%", line))
+    assert shares and set(shares) <= {"100", "1600"} and 99 <= sum(map(int, shares.values())) <= 101, line
+    assert "-> same camera" in proc.stdout
+    write_rgb(folder / "no_exif.png", camera_render(prnu.flat_field(H, W, rng), cameras[0], rng, 100))
+    proc = run_script("Fig7.py", "--model_path", weights_file, "--fingerprint_dir", folder, "--pic_path", probe,
+                      "--block", 64, "--band", "isonet_weighted", "--out_dir", tmp_path / "b")
+    assert proc.returncode == 1 and "no_exif.png: no EXIF ISO (--band isonet_weighted" in proc.stderr
 
 
 @pytest.mark.parametrize("extra, fragments", [
