@@ -494,12 +494,14 @@ def reading_band(metric: float) -> float:
 
 def fit_banded(samples: Samples, min_blocks: int = 0) -> BandedPredictors:
     """Predictors from genuine blocks' (features, rho, photo) per ISO metric band, and one from all
-    of them, each threshold from photos left out of its fit (fit_predictor); blocks under None, or
-    in a band with fewer than `min_blocks`, only feed the single one."""
+    of them, each threshold from photos left out of its fit (fit_predictor); blocks under None, in
+    a band with fewer than `min_blocks`, or in a band of one photo (no photo to leave out: its
+    errors would be the fitted photo's own, and its threshold far too narrow for any other) only
+    feed the single one."""
     features, rho, groups = (np.concatenate([part[k] for part in samples.values()]) for k in range(3))
     enough = max(min_blocks, len(FEATURES) + 2)
     bands = {band: fit_predictor(f, r, g) for band, (f, r, g) in samples.items()
-             if band is not None and r.size >= enough}
+             if band is not None and r.size >= enough and len(np.unique(g)) > 1}
     return BandedPredictors(bands, fit_predictor(features, rho, groups))
 
 
@@ -521,6 +523,7 @@ class ScenarioConfig:
     camera_processing: bool = True  # camera_noise.typical_isp (noise reduction rising with ISO); False: plain development
     false_alarm: float = FALSE_ALARM
     forged_coverage: float = 0.75  # a block this much inside the forged region counts as forged
+    folds: int = 1  # 1: the renderer's Test photos give the probes; more: every bundled photo held out once
     seed: int = 0
 
 
@@ -606,12 +609,19 @@ def measure_blocks(obs: Observation, fingerprint: np.ndarray, block: int, stride
     return rho, block_features(obs.intensity, block, stride)
 
 
-def scenario_sources(config: ScenarioConfig) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    """The bundled clean photos, split as the renderer splits them (Train fits the predictors,
-    Test gives the probes), each fitted to the scenario's image size."""
-    train, test = camera_noise.split_train_test(camera_noise.clean_images())
-    fit = lambda photos: [cover_fit(img, config.height, config.width) for _, img in photos]  # noqa: E731
-    return fit(train), fit(test)
+def scenario_folds(config: ScenarioConfig) -> list[tuple[list[np.ndarray], list[np.ndarray]]]:
+    """(Train, Test) photos of each fold, fitted to the scenario's image size: Train fits the
+    predictors, Test gives the probes. One fold: the bundled photos split as the renderer splits
+    them. More: every bundled photo held out once (dealt round the folds in name order), the others
+    fitting that fold's predictors; two held-out photos alone make fragile figures."""
+    named = [(name, cover_fit(img, config.height, config.width)) for name, img in camera_noise.clean_images()]
+    if config.folds == 1:
+        return [tuple([img for _, img in part] for part in camera_noise.split_train_test(named))]
+    photos = [img for _, img in named]
+    if not 2 <= config.folds <= len(photos):
+        raise ISONetError(f"{config.folds} folds: between 1 and the {len(photos)} bundled photos")
+    return [([img for k, img in enumerate(photos) if k % config.folds != fold], photos[fold::config.folds])
+            for fold in range(config.folds)]
 
 
 def scenario_isp(iso: int, config: ScenarioConfig) -> camera_noise.Isp | None:
@@ -704,15 +714,16 @@ def flagged_share(parts: Sequence[np.ndarray]) -> float:
     return float(sum(int(p.sum()) for p in parts) / total) if total else float("nan")
 
 
-def score_scheme(scheme: str, predictors: ScenarioPredictors, probes: Sequence[Probe], config: ScenarioConfig) -> SchemeScore:
+def score_scheme(scheme: str, judged: Sequence[tuple[ScenarioPredictors, Probe]], config: ScenarioConfig) -> SchemeScore:
     """Prediction error on genuine probes' blocks, false alarms on them, and detection of the
-    forged probes' blocks, each probe judged by the predictor its scheme chooses: at the
+    forged probes' blocks, each probe judged by the predictor its scheme chooses among the
+    predictors paired with it (its fold's, fitted without its photo): at the
     predictors' own thresholds, and at the one threshold (on the standard score) that flags
     exactly the false-alarm rate of the genuine test blocks, which compares schemes at equal
     false alarms."""
     genuine: list[tuple[int, np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []  # iso, rho, rho_hat, flagged, score
     detected: list[tuple[int, str, np.ndarray, np.ndarray]] = []  # iso, kind, flags and scores of the forged blocks
-    for probe in probes:
+    for predictors, probe in judged:
         predictor = predictors.for_probe(scheme, probe)
         rho_hat = predictor.predict(probe.features)
         flagged = predictor.forged(probe.rho, probe.features, config.false_alarm)
@@ -748,17 +759,21 @@ def run_scenario(net: isonet.ISONet, config: ScenarioConfig = ScenarioConfig(),
     camera_noise.cameras_by_iso([camera], config.isos)
     camera_noise.cameras_by_iso([donor], config.isos)
     rng = np.random.default_rng(config.seed)
-    train, test = scenario_sources(config)
     fingerprint = scenario_fingerprint(camera, config, rng)
-    predictors = train_predictors(train, camera, fingerprint, net, config, rng)
-    probes = scenario_probes(test, camera, donor, fingerprint, net, config, rng)
-    readings = {iso: [p.isonet_metric for p in probes if p.iso == iso] for iso in config.isos}
-    right = {iso: float(np.mean([predictors.by_reading.band_for(m) == isonet.iso_to_metric(iso) for m in ms]))
-             for iso, ms in readings.items()}
+    judged: list[tuple[ScenarioPredictors, Probe]] = []
+    training = []
+    for train, test in scenario_folds(config):
+        predictors = train_predictors(train, camera, fingerprint, net, config, rng)
+        training.append(predictors.by_iso.single.samples)
+        judged += [(predictors, probe) for probe in scenario_probes(test, camera, donor, fingerprint, net, config, rng)]
+    readings = {iso: [p.isonet_metric for _, p in judged if p.iso == iso] for iso in config.isos}
+    right = {iso: float(np.mean([predictors.by_reading.band_for(p.isonet_metric) == isonet.iso_to_metric(iso)
+                                 for predictors, p in judged if p.iso == iso])) for iso in config.isos}
+    probes = [p for _, p in judged]
     forged = sum(int((p.coverage >= config.forged_coverage).sum()) for p in probes if p.kind != GENUINE)
-    blocks = {"training": predictors.by_iso.single.samples,
+    blocks = {"training" if len(training) == 1 else f"training (mean of {len(training)} folds)": round(np.mean(training)),
               "genuine test": sum(p.rho.size for p in probes if p.kind == GENUINE), "forged test": forged}
-    return ScenarioResult(config, [score_scheme(s, predictors, probes, config) for s in SCHEMES],
+    return ScenarioResult(config, [score_scheme(s, judged, config) for s in SCHEMES],
                           {iso: float(isonet.metric_to_iso(np.median(ms))) for iso, ms in readings.items()}, right,
                           blocks)
 
@@ -769,7 +784,10 @@ def scenario_report(result: ScenarioResult) -> list[str]:
     width = max(12, *(len(s.scheme) for s in scores))
     names = " ".join(f"{s.scheme:>{width}}" for s in scores)
     processing = "camera processing (noise reduction rising with ISO)" if config.camera_processing else "plain development"
-    lines = [f"PRNU scenario: {config.camera}, fingerprint from {config.flat_fields} flat fields; forgeries: a region "
+    held_out = ("the renderer's Test photos" if config.folds == 1
+                else f"every bundled photo held out once ({config.folds} folds)")
+    lines = [f"PRNU scenario: {config.camera}, fingerprint from {config.flat_fields} flat fields; probes: {held_out}; "
+             f"forgeries: a region "
              f"from a {config.donor} and copy-move; {config.height}x{config.width} renders, {processing}, JPEG "
              f"{config.jpeg_quality or 'off'}; {config.block}x{config.block} blocks every {config.stride} px; blocks: "
              + ", ".join(f"{n} {k}" for k, n in result.blocks.items()),

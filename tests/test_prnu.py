@@ -243,6 +243,9 @@ def test_banded_predictors_pick_the_nearest_band():
     assert banded.for_metric(5.0).coef[0] == pytest.approx(0.04, abs=0.002)
     assert banded.for_metric(None) is banded.single and banded.single.samples == 320
     assert not prnu.fit_banded(samples, min_blocks=101).bands
+    # A band of one photo has no photo to leave out for its threshold: the nearest band serves it.
+    one_photo = {**samples, 3.0: (features, samples[3.0][1], np.zeros(100, int))}
+    assert sorted(prnu.fit_banded(one_photo).bands) == [0.0, 6.0]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -307,6 +310,23 @@ def test_scenario_scores_every_scheme_and_draws_its_figure(random_net, tmp_path)
     assert (tmp_path / "f.png").stat().st_size > 0
 
 
+def test_scenario_folds_hold_every_photo_out_once_and_pool_the_probes(random_net):
+    config = prnu.ScenarioConfig(isos=(100, 3200), height=H, width=W, block=64, stride=64, flat_fields=4, folds=4)
+    folds = prnu.scenario_folds(config)
+    photos = [img for _, test in folds for img in test]
+    assert len(folds) == 4 and len(photos) == len(cn.BUNDLED_PHOTOS)
+    for train, test in folds:
+        assert len(train) + len(test) == len(photos)
+        assert not any(np.array_equal(a, b) for a in train for b in test)  # fitted without its probes' photos
+    one = prnu.run_scenario(random_net, dataclasses.replace(config, folds=1))
+    pooled = prnu.run_scenario(random_net, config)
+    per_photo = one.blocks["genuine test"] // len(prnu.scenario_folds(dataclasses.replace(config, folds=1))[0][1])
+    assert pooled.blocks["genuine test"] == per_photo * len(photos)
+    assert "every bundled photo held out once (4 folds)" in prnu.scenario_report(pooled)[0]
+    with pytest.raises(isonet.ISONetError, match="13 folds"):
+        prnu.scenario_folds(dataclasses.replace(config, folds=13))
+
+
 def constant_reader(metric: float) -> isonet.ISONet:
     """An ISONet whose head ignores the trunk: it reads every patch, so every image, as `metric`."""
     net = isonet.ISONet()
@@ -345,7 +365,7 @@ def test_equal_false_alarm_detection_flags_the_asked_share_of_genuine_blocks():
     predictors = prnu.ScenarioPredictors(fitted, fitted, prnu.ReadingWeights.of([]))
     probes = [synthetic_probe(prnu.GENUINE, rho[20_000:30_000], features[20_000:30_000]),
               synthetic_probe(prnu.COPY_MOVE, rho[30_000:] - 0.03, features[30_000:])]
-    score = prnu.score_scheme(prnu.SINGLE, predictors, probes, prnu.ScenarioConfig(isos=(ISO,)))
+    score = prnu.score_scheme(prnu.SINGLE, [(predictors, p) for p in probes], prnu.ScenarioConfig(isos=(ISO,)))
     assert score.detection_at_measured_false_alarm == pytest.approx(norm.cdf(3 - norm.ppf(0.99)), abs=0.02)
     assert score.false_alarm_rate == pytest.approx(0.01, abs=0.003)
 
@@ -463,6 +483,7 @@ def test_fig7_weighted_bands_from_fingerprint_images_with_exif(tmp_path, weights
     (("--pic_path", "{probe}", "--fingerprint_dir", "{probe}"), ("is not a folder",)),
     (("--pic_path", "{probe}", "--fingerprint_dir", "{empty}"), ("0 image(s)",)),
     (("--pic_path", "{probe}", "--false_alarm", "0"), ("--false_alarm 0",)),
+    (("--scenario_folds", "13"), ("--scenario_folds 13",)),
 ])
 def test_fig7_bad_prnu_arguments_exit_2(tmp_path, weights_file, extra, fragments):
     probe = write_rgb(tmp_path / "p.png", np.zeros((64, 64, 3), np.uint8))
