@@ -6,10 +6,12 @@ Prints the global ISO metric and writes the map figure to <out_dir>/Fig7.png. Th
     python Fig7.py              # embedded demo (a camera JPEG rendered at ISO 800), then the PRNU
                                 # scenario on renders of held-out photos at ISO 100-6400:
                                 # predicted against measured correlation -> <out_dir>/Fig7_prnu.png
+    python Fig7.py --scenario_folds 6   # the scenario with each bundled photo held out once (steadier)
     python Fig7.py --model_path models/net_jpg.pth --pic_path photo.jpg
     python Fig7.py --pic_path probe.jpg --fingerprint_dir my_camera/
                                 # PCE of the probe against my_camera/'s fingerprint, the ISO band
                                 # ISONet picks, and the forgery map -> <out_dir>/Fig7_forgery.png
+                                # (--band isonet_weighted: my_camera/'s images carry EXIF ISOs)
 
 Exit code: 0 done, 1 an input failed (unreadable probe, fingerprint images left out), 2 bad arguments.
 """
