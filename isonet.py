@@ -296,6 +296,19 @@ class IsoMap:
         return float(metric_to_iso(self.global_metric))
 
 
+CLIPPED_BELOW, CLIPPED_ABOVE = 3 / 255, 252 / 255  # pixel levels (mean of the channels) black or saturated
+
+
+def clipped_share(img: np.ndarray, stride: int = PATCH) -> float:
+    """The share of the map's patches with more than half their pixels black or saturated. The
+    camera's black level and highlights clip the noise away there, so those patches' estimates
+    say nothing of the ISO: a night sky whose pixels sit at 0-3 reads as base ISO at any setting."""
+    level = torch.from_numpy(np.ascontiguousarray(img, dtype=np.float32))
+    level = level.mean(-1) if level.ndim == 3 else level
+    clipped = ((level <= CLIPPED_BELOW) | (level >= CLIPPED_ABOVE)).float()
+    return float((F.avg_pool2d(clipped[None, None], PATCH, stride) > 0.5).float().mean())
+
+
 def iso_map(net: ISONet, img: np.ndarray, stride: int = PATCH, batch_size: int | None = None) -> IsoMap:
     """The ISO map of an HxWx3 image: batched patches at stride 64, fully convolutional below."""
     if stride == PATCH:

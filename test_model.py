@@ -16,7 +16,7 @@ import isonet
 import reports
 
 SUMMARY_COLUMNS = ["file", "width", "height", "stride", "rows", "cols", "global_iso_metric",
-                   "global_iso", "nearest_iso", "iqr", "exif_iso", "seconds", "error"]
+                   "global_iso", "nearest_iso", "iqr", "exif_iso", "clipped_share", "seconds", "error"]
 
 
 def unique_stem(path: Path, used: set[str]) -> str:
@@ -34,7 +34,8 @@ def describe(record: dict) -> str:
             f"(nearest {record['nearest_iso']}), IQR {record['iqr']:.2f} stops")
     if record["exif_iso"] is not None:
         line += f", EXIF ISO {record['exif_iso']}"
-    return line
+    warning = reports.clipping_warning(record)
+    return line if warning is None else f"{line}\n{warning}"
 
 
 def main() -> int:

@@ -115,6 +115,21 @@ def test_global_estimate_is_median_with_iqr():
     assert result.global_iso == pytest.approx(100 * 2 ** 2.5)
 
 
+def test_clipped_share_counts_patches_whose_noise_is_clipped_away():
+    rng = np.random.default_rng(0)
+    night = rng.integers(0, 3, (128, 256, 3)).astype(np.float32) / 255  # a black level at 0-2
+    grey = (128 + rng.normal(0, 5, (128, 256, 3))).astype(np.float32) / 255
+    assert isonet.clipped_share(night) == 1.0 and isonet.clipped_share(grey) == 0.0
+    half = grey.copy()
+    half[:, :128] = night[:, :128]  # the left two of four patch columns black
+    assert isonet.clipped_share(half) == 0.5
+    # Every 32 px: of 7 columns, those at x = 0, 32, 64 are black, the one at 96 only half (not more).
+    assert isonet.clipped_share(half, stride=32) == pytest.approx(3 / 7)
+    half[:40, 128:] = 1.0  # saturated over 40 of the top row's 64 lines on the right
+    assert isonet.clipped_share(half) == 0.75
+    assert isonet.clipped_share(half[:, :, 0]) == 0.75  # grey images too
+
+
 def test_rejects_stride_off_the_dense_grid(random_net):
     with pytest.raises(ValueError):
         isonet.dense_map(random_net, np.zeros((64, 64, 3), np.float32), 6)

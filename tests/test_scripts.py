@@ -50,6 +50,19 @@ def test_batch_writes_every_output_and_survives_a_bad_file(tmp_path, batch, weig
     assert len(printed) == 3 and f"{record['global_iso_metric']:.3f}" in printed[0]
 
 
+def test_a_clipped_photo_is_read_with_a_warning(tmp_path, weights_file):
+    night = write_rgb(tmp_path / "night.png", np.random.default_rng(0).integers(0, 3, (128, 192, 3)).astype(np.uint8))
+    day = write_rgb(tmp_path / "day.png", noisy_image(128, 192, 5))
+    proc = run("test_model.py", "--model_path", weights_file, "--pic_path", night, day, "--out_dir", tmp_path / "out",
+               "--figures", "none")
+    assert proc.returncode == 0, proc.stderr
+    warnings = [line for line in proc.stdout.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == 1 and "night.png: 100% of its patches are mostly black" in warnings[0]
+    assert json.loads((tmp_path / "out" / "night.json").read_text())["clipped_share"] == 1.0
+    with open(tmp_path / "out" / "summary.csv") as f:
+        assert [r["clipped_share"] for r in csv.DictReader(f)] == ["1.0", "0.0"]
+
+
 def test_dense_stride_and_exif_iso(tmp_path, weights_file):
     from PIL import Image
 
