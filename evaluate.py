@@ -18,6 +18,7 @@ scored) or none could, 2 bad arguments or no images.
 """
 import argparse
 import sys
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -66,6 +67,16 @@ def print_per_camera(model_reports: dict[str, dict]) -> None:
         print(f"{row['camera'][:30]:<30} {row['n']:>4} {row['iso_min']:>5}-{row['iso_max']:<5}{cells}")
 
 
+def print_clipped(scored: list[evaluation.ScoredImage], cameras: list[str]) -> None:
+    """Which images are mostly black or saturated: their estimates (in every figure above) say
+    nothing of the ISO."""
+    clipped = Counter(camera for s, camera in zip(scored, cameras) if s.clipped_share > 0.5)
+    if clipped:
+        print(f"\n{sum(clipped.values())} image(s) have more than half their patches black or saturated, where "
+              "clipping leaves no noise to read (clipped_share in per_image.csv): "
+              + ", ".join(f"{camera} {n}" for camera, n in clipped.most_common()))
+
+
 def save_figures(scored: list[evaluation.ScoredImage], names: list[str], out_dir: Path) -> None:
     plt = reports.pyplot()
     true = np.array([s.true_metric for s in scored])
@@ -112,7 +123,8 @@ def evaluate_labelled(args: argparse.Namespace, nets: dict[str, isonet.ISONet]) 
 
     rows = []
     for s, camera in zip(scored, cameras):
-        row = {"file": str(s.file), "camera": camera, "true_iso": s.true_iso, "true_metric": s.true_metric}
+        row = {"file": str(s.file), "camera": camera, "true_iso": s.true_iso, "true_metric": s.true_metric,
+               "clipped_share": s.clipped_share}
         for k, name in enumerate(names):
             tag = "" if k == 0 else "compare_"
             row |= {f"{tag}estimated_metric": s.estimate[name],
@@ -146,6 +158,7 @@ def evaluate_labelled(args: argparse.Namespace, nets: dict[str, isonet.ISONet]) 
     print_per_iso(model_reports)
     if len(set(cameras)) > 1:
         print_per_camera(model_reports)
+    print_clipped(scored, cameras)
     if args.calibrate:
         print(f"\ncalibration of {names[0]} fitted on all {len(scored)} images: {out_dir / 'calibration.json'} "
               f"(apply with test_model.py --calibration); its figures above are {args.folds}-fold cross-validated")

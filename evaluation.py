@@ -208,6 +208,7 @@ class ScoredImage:
 
     file: Path
     true_iso: int
+    clipped_share: float = 0.0  # isonet.clipped_share: patches with no noise left to read
     estimate: dict[str, float] = field(default_factory=dict)
     patch_abs_errors: dict[str, np.ndarray] = field(default_factory=dict)
 
@@ -229,7 +230,7 @@ def score_images(nets: dict[str, isonet.ISONet], labelled: list[tuple[Path, int 
         except isonet.ISONetError as e:
             skipped.append((path, str(e).removeprefix(f"{path}: ")))
             continue
-        item = ScoredImage(path, iso)
+        item = ScoredImage(path, iso, isonet.clipped_share(img, stride))
         for name, net in nets.items():
             values = isonet.iso_map(net, img, stride, batch_size).map
             item.estimate[name] = float(np.median(values))

@@ -9,7 +9,7 @@ import torch
 import evaluation
 import image_io
 import isonet
-from conftest import assert_one_line_error, make_labelled_folder, run_script
+from conftest import assert_one_line_error, make_labelled_folder, run_script, write_rgb
 
 
 @pytest.fixture(scope="module")
@@ -85,6 +85,20 @@ def test_exif_labels_from_a_flat_folder(tmp_path, weights_file):
     assert "no_exif.jpg: no ISO label" in proc.stderr
     report = json.loads((tmp_path / "o" / "report.json").read_text())
     assert [r["iso"] for r in report["models"][str(weights_file)]["per_iso"]] == [200, 3200]
+
+
+def test_black_images_are_counted_apart(tmp_path, weights_file):
+    folder = tmp_path / "data" / "800"
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    write_rgb(folder / "night.png", rng.integers(0, 3, (128, 128, 3)).astype(np.uint8))
+    write_rgb(folder / "day.png", (120 + rng.normal(0, 4, (128, 128, 3))).clip(0, 255).astype(np.uint8))
+    proc = run_script("evaluate.py", "--model_path", weights_file, "--data", tmp_path / "data", "--out_dir", tmp_path / "o")
+    assert proc.returncode == 0, proc.stderr
+    assert "1 image(s) have more than half their patches black or saturated" in proc.stdout
+    with open(tmp_path / "o" / "per_image.csv") as f:
+        shares = {r["file"].rsplit("/", 1)[-1]: float(r["clipped_share"]) for r in csv.DictReader(f)}
+    assert shares == {"day.png": 0.0, "night.png": 1.0}
 
 
 def test_no_labelled_image_is_a_clear_error(tmp_path, weights_file):
