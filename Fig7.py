@@ -113,8 +113,9 @@ def main() -> int:
           f"nearest full stop {record['nearest_iso']}, IQR {result.iqr:.2f} stops)")
     if record["exif_iso"] is not None:
         print(f"EXIF ISO: {record['exif_iso']} (metric {isonet.iso_to_metric(record['exif_iso']):.3f})")
-    if reports.clipping_warning(record):
-        print(reports.clipping_warning(record))
+    warning = reports.clipping_warning(record)
+    if warning:
+        print(warning)
     if demo is not None:
         print(reports.describe_truth(demo, result.global_metric))
     print(f"figure: {out}")

@@ -70,7 +70,7 @@ def print_per_camera(model_reports: dict[str, dict]) -> None:
 def print_clipped(scored: list[evaluation.ScoredImage], cameras: list[str]) -> None:
     """Which images are mostly black or saturated: their estimates (in every figure above) say
     nothing of the ISO."""
-    clipped = Counter(camera for s, camera in zip(scored, cameras) if s.clipped_share > 0.5)
+    clipped = Counter(camera for s, camera in zip(scored, cameras) if s.clipped_share > isonet.CLIPPED_UNRELIABLE)
     if clipped:
         print(f"\n{sum(clipped.values())} image(s) have more than half their patches black or saturated, where "
               "clipping leaves no noise to read (clipped_share in per_image.csv): "

@@ -297,6 +297,7 @@ class IsoMap:
 
 
 CLIPPED_BELOW, CLIPPED_ABOVE = 3 / 255, 252 / 255  # pixel levels (mean of the channels) black or saturated
+CLIPPED_UNRELIABLE = 0.5  # more than this share of the patches clipped, and the global estimate is unreliable
 
 
 def clipped_share(img: np.ndarray, stride: int = PATCH) -> float:

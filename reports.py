@@ -16,8 +16,8 @@ import cv2
 import numpy as np
 
 from image_io import atomic_path, read_exif_iso, read_image
-from isonet import (DENSE_STEP, PATCH, PRECISIONS, PROJECT, ISONet, ISONetError, IsoMap, clipped_share, iso_map,
-                    iso_to_metric, load_model, metric_to_iso, nearest_full_stop, resolve_device)
+from isonet import (CLIPPED_UNRELIABLE, DENSE_STEP, PATCH, PRECISIONS, PROJECT, ISONet, ISONetError, IsoMap,
+                    clipped_share, iso_map, iso_to_metric, load_model, metric_to_iso, nearest_full_stop, resolve_device)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -58,7 +58,7 @@ def analyse_image(net: ISONet, path: str | os.PathLike, stride: int = PATCH, bat
 
 def clipping_warning(record: dict) -> str | None:
     """A warning line where most of the image's patches are clipped (isonet.clipped_share)."""
-    if record["clipped_share"] <= 0.5:
+    if record["clipped_share"] <= CLIPPED_UNRELIABLE:
         return None
     return (f"warning: {record['file']}: {record['clipped_share']:.0%} of its patches are mostly black or saturated, "
             "where clipping leaves no noise to read: the estimate is unreliable")
