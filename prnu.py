@@ -674,9 +674,10 @@ def train_predictors(sources: Sequence[np.ndarray], camera: camera_noise.CameraN
             render = scenario_render(img, camera, iso, rng, config)
             rho, features = measure_blocks(observe(render), fingerprint, config.block, config.stride)
             blocks = (features.reshape(-1, len(FEATURES)), rho.ravel(), np.full(rho.size, k))
-            readings.append((isonet.iso_to_metric(iso), isonet_metric_of(net, render)))
-            by_iso.setdefault(readings[-1][0], []).append(blocks)
-            by_reading.setdefault(reading_band(readings[-1][1]), []).append(blocks)
+            truth, reading = isonet.iso_to_metric(iso), isonet_metric_of(net, render)
+            readings.append((truth, reading))
+            by_iso.setdefault(truth, []).append(blocks)
+            by_reading.setdefault(reading_band(reading), []).append(blocks)
     return ScenarioPredictors(fit_banded(stack_samples(by_iso)), fit_banded(stack_samples(by_reading), MIN_BAND_BLOCKS),
                               ReadingWeights.of(readings))
 
@@ -885,21 +886,24 @@ def band_of(path: Path, band_by: str, isonet_metric: float | None) -> float | No
     if band_by == "single":
         return None
     if band_by == "exif":
-        iso = image_io.read_exif_iso(path)
-        if iso is None:
-            raise ISONetError(f"{path}: no EXIF ISO (--band exif needs it in every image; try --band isonet)")
-        return reading_band(isonet.iso_to_metric(iso))
+        return exif_band(path, band_by, "image")
     return reading_band(isonet_metric)
+
+
+def exif_band(path: Path, band_by: str, needed_in: str) -> float:
+    """The whole-stop band of the image's EXIF ISO; an ISONetError naming the file and the --band
+    choice that needs it where it has none."""
+    iso = image_io.read_exif_iso(path)
+    if iso is None:
+        raise ISONetError(f"{path}: no EXIF ISO (--band {band_by} needs it in every {needed_in}; try --band isonet)")
+    return reading_band(isonet.iso_to_metric(iso))
 
 
 def fingerprint_band_of(path: Path, band_by: str, isonet_metric: float | None) -> float | None:
     """A fingerprint image's band: as band_of, but under --band isonet_weighted its EXIF ISO, the
     truth that ISONet's readings of the images are weighed against."""
     if band_by == "isonet_weighted":
-        if image_io.read_exif_iso(path) is None:
-            raise ISONetError(f"{path}: no EXIF ISO (--band isonet_weighted needs it in every fingerprint image; "
-                              "try --band isonet)")
-        band_by = "exif"
+        return exif_band(path, band_by, "fingerprint image")
     return band_of(path, band_by, isonet_metric)
 
 

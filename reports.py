@@ -183,6 +183,11 @@ def save_map_figure(img: np.ndarray, result: IsoMap, path: str | os.PathLike, ti
     ax = axes[-1]
     _iso_colorbar(fig, draw_map(ax, img, result.map, result.stride), cax)
     ax.set_title(f"ISO map: global metric {result.global_metric:.2f} (ISO {result.global_iso:.0f})")
+    _finish_map_figure(fig, axes, title, outline, path)
+
+
+def _finish_map_figure(fig, axes, title: str, outline: np.ndarray | None, path: str | os.PathLike) -> None:
+    """`outline` (a known splice's mask) on every panel, the title above them, and the file written."""
     if outline is not None:
         for panel in axes:
             panel.contour(outline, levels=[0.5], colors="cyan", linewidths=1.5)
@@ -201,13 +206,10 @@ def save_splice_scores_figure(img: np.ndarray, scores: dict[str, np.ndarray], st
         top = float(np.percentile(values, 99)) or 1.0
         shown = draw_map(ax, img, np.minimum(values / top, 1.0), stride, vmax=1.0)
         ax.set_title(name)
-        if outline is not None:
-            ax.contour(outline, levels=[0.5], colors="cyan", linewidths=1.5)
     bar = fig.colorbar(shown, cax=cax)
     bar.solids.set_alpha(1)
     bar.set_label("splice score / the map's 99th percentile")
-    fig.suptitle(title, y=1 - 0.15 / fig.get_figheight(), va="top")
-    save_figure(fig, path, tight=False)
+    _finish_map_figure(fig, axes, title, outline, path)
 
 
 def save_scatter_figure(result: IsoMap, path: str | os.PathLike, title: str = "") -> None:
