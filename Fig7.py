@@ -7,6 +7,7 @@ Prints the global ISO metric and writes the map figure to <out_dir>/Fig7.png. Th
                                 # scenario on renders of held-out photos at ISO 100-6400:
                                 # predicted against measured correlation -> <out_dir>/Fig7_prnu.png
     python Fig7.py --scenario_folds 6   # the scenario with each bundled photo held out once (steadier)
+    python Fig7.py --no_adapt   # the scenario's ISONet reads as given, not adapted to the camera first
     python Fig7.py --model_path models/net_jpg.pth --pic_path photo.jpg
     python Fig7.py --pic_path probe.jpg --fingerprint_dir my_camera/
                                 # PCE of the probe against my_camera/'s fingerprint, the ISO band
@@ -43,10 +44,13 @@ def add_prnu_args(parser: argparse.ArgumentParser) -> None:
                         help="noise residual of the luma, or of each colour channel combined (3x slower)")
     parser.add_argument("--plain", action="store_true",
                         help="scenario renders without the camera's processing (no noise reduction)")
+    parser.add_argument("--no_adapt", action="store_true",
+                        help="scenario: ISONet reads as given, not fine-tuned first on the camera's Train renders "
+                             "at their known ISOs (that takes about 3 min a fold on 2 cores)")
     parser.add_argument("--scenario_folds", type=int, default=1,
                         help=f"1 (default): the scenario's probes come from the renderer's two Test photos; 2-"
                              f"{len(camera_noise.BUNDLED_PHOTOS)}: every bundled photo held out once, in that many "
-                             "folds (about 1 min each on 2 cores): steadier figures")
+                             "folds (about 4 min each on 2 cores, 1 min with --no_adapt): steadier figures")
 
 
 def check_prnu_args(args: argparse.Namespace) -> list[Path]:
@@ -71,7 +75,8 @@ def check_prnu_args(args: argparse.Namespace) -> list[Path]:
 
 def run_scenario(args: argparse.Namespace, net: isonet.ISONet) -> None:
     config = dataclasses.replace(prnu.ScenarioConfig(), camera_processing=not args.plain,
-                                 false_alarm=args.false_alarm, folds=args.scenario_folds)
+                                 false_alarm=args.false_alarm, folds=args.scenario_folds,
+                                 adapt_reader=not args.no_adapt)
     try:
         result = prnu.run_scenario(net, config)
     except isonet.ISONetError as e:

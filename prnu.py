@@ -21,6 +21,8 @@ it takes, I * K, buried in random noise. Its pieces:
   Or, where the fitted images' ISOs are known, ISONet's reading weighs the true-ISO predictors
   (WeightedPredictor, ReadingWeights): a block is flagged only where it is unlikely at every ISO
   that images read like the probe were shot at.
+- adapted_reader: the images that fit ISO-specific predictors come with their ISO, so they can
+  first adapt ISONet to the camera's processing (adapt_camera's fine-tune), as the scenario does.
 """
 from __future__ import annotations
 
@@ -36,7 +38,9 @@ import pywt
 from scipy.special import log_ndtr, ndtri_exp
 from scipy.stats import norm
 
+import adapt_camera
 import camera_noise
+import dataset
 import image_io
 import isonet
 import reports
@@ -524,6 +528,7 @@ class ScenarioConfig:
     false_alarm: float = FALSE_ALARM
     forged_coverage: float = 0.75  # a block this much inside the forged region counts as forged
     folds: int = 1  # 1: the renderer's Test photos give the probes; more: every bundled photo held out once
+    adapt_reader: bool = True  # ISONet fine-tuned on each fold's Train renders before it reads (adapted_reader)
     seed: int = 0
 
 
@@ -633,6 +638,30 @@ def scenario_render(img: np.ndarray, camera: camera_noise.CameraNoise, iso: int,
     return camera_noise.render(img, camera, iso, rng, config.jpeg_quality, scenario_isp(iso, config), prnu=True)
 
 
+ADAPT_PATCH_STRIDE = 32  # patches of each Train render the reader's fine-tune takes (165 of a 384x512 render)
+ADAPT_PATCHES = 200  # at most, from one render
+
+
+def training_renders(sources: Sequence[np.ndarray], camera: camera_noise.CameraNoise, config: ScenarioConfig,
+                     rng: np.random.Generator) -> list[tuple[int, int, np.ndarray]]:
+    """(ISO, photo index, genuine render) of every Train photo at every ISO."""
+    return [(iso, k, scenario_render(img, camera, iso, rng, config))
+            for iso in config.isos for k, img in enumerate(sources)]
+
+
+def adapted_reader(net: isonet.ISONet, renders: Sequence[tuple[int, int, np.ndarray]],
+                   config: ScenarioConfig) -> isonet.ISONet:
+    """A copy of `net` fine-tuned on the Train renders at their true ISO, as adapt_camera.py adapts
+    it to a user's photos. ISO-specific predictors need the camera's images at every ISO, with
+    their ISO; the same images teach ISONet this camera's noise reduction, which the model as
+    given reads as a range compressed towards the middle (ISO 100-6400 as ISO 520-1460)."""
+    rng = np.random.default_rng(config.seed)
+    patches = [dataset.cut_patches(render, ADAPT_PATCH_STRIDE, ADAPT_PATCHES, rng)[0] for *_, render in renders]
+    metrics = [float(isonet.iso_to_metric(iso)) for iso, *_ in renders]
+    return adapt_camera.finetune(net, patches, metrics, adapt_camera.FINETUNE_EPOCHS, adapt_camera.FINETUNE_LR,
+                                 config.seed)
+
+
 def scenario_fingerprint(camera: camera_noise.CameraNoise, config: ScenarioConfig, rng: np.random.Generator) -> np.ndarray:
     """The camera's fingerprint from flat fields shot at its lowest ISO."""
     renders = (scenario_render(flat_field(config.height, config.width, rng), camera, config.isos[0], rng, config)
@@ -662,22 +691,20 @@ class ScenarioPredictors:
         return self.by_iso.weighted(self.reading_weights.weights(probe.isonet_metric))
 
 
-def train_predictors(sources: Sequence[np.ndarray], camera: camera_noise.CameraNoise, fingerprint: np.ndarray,
-                     net: isonet.ISONet, config: ScenarioConfig, rng: np.random.Generator) -> ScenarioPredictors:
-    """Predictors from genuine renders of the Train photos at every ISO, banded by the true ISO and
+def train_predictors(renders: Sequence[tuple[int, int, np.ndarray]], fingerprint: np.ndarray, net: isonet.ISONet,
+                     config: ScenarioConfig) -> ScenarioPredictors:
+    """Predictors from the genuine Train renders (training_renders), banded by the true ISO and
     by ISONet's reading, and one for all (each photo one group, at every ISO)."""
     by_iso: dict[float, list] = {}
     by_reading: dict[float, list] = {}
     readings = []
-    for iso in config.isos:
-        for k, img in enumerate(sources):
-            render = scenario_render(img, camera, iso, rng, config)
-            rho, features = measure_blocks(observe(render), fingerprint, config.block, config.stride)
-            blocks = (features.reshape(-1, len(FEATURES)), rho.ravel(), np.full(rho.size, k))
-            truth, reading = isonet.iso_to_metric(iso), isonet_metric_of(net, render)
-            readings.append((truth, reading))
-            by_iso.setdefault(truth, []).append(blocks)
-            by_reading.setdefault(reading_band(reading), []).append(blocks)
+    for iso, k, render in renders:
+        rho, features = measure_blocks(observe(render), fingerprint, config.block, config.stride)
+        blocks = (features.reshape(-1, len(FEATURES)), rho.ravel(), np.full(rho.size, k))
+        truth, reading = isonet.iso_to_metric(iso), isonet_metric_of(net, render)
+        readings.append((truth, reading))
+        by_iso.setdefault(truth, []).append(blocks)
+        by_reading.setdefault(reading_band(reading), []).append(blocks)
     return ScenarioPredictors(fit_banded(stack_samples(by_iso)), fit_banded(stack_samples(by_reading), MIN_BAND_BLOCKS),
                               ReadingWeights.of(readings))
 
@@ -753,8 +780,9 @@ def score_scheme(scheme: str, judged: Sequence[tuple[ScenarioPredictors, Probe]]
 
 def run_scenario(net: isonet.ISONet, config: ScenarioConfig = ScenarioConfig(),
                  noise_profiles: str | os.PathLike | None = None) -> ScenarioResult:
-    """Fig. 7 on renders: a fingerprint from flat fields, predictors fitted on Train photos,
-    then genuine and forged renders of the held-out Test photos judged by each scheme."""
+    """Fig. 7 on renders: a fingerprint from flat fields, predictors fitted on Train photos (and,
+    with config.adapt_reader, ISONet adapted to the camera on them), then genuine and forged renders
+    of the held-out Test photos judged by each scheme."""
     db = camera_noise.load_noise_profiles(noise_profiles)
     camera, donor = db.select(config.camera)[0], db.select(config.donor)[0]
     camera_noise.cameras_by_iso([camera], config.isos)
@@ -763,10 +791,12 @@ def run_scenario(net: isonet.ISONet, config: ScenarioConfig = ScenarioConfig(),
     fingerprint = scenario_fingerprint(camera, config, rng)
     judged: list[tuple[ScenarioPredictors, Probe]] = []
     training = []
-    for train, test in scenario_folds(config):
-        predictors = train_predictors(train, camera, fingerprint, net, config, rng)
+    for train, test in reports.progress(scenario_folds(config), desc="PRNU scenario, folds"):
+        renders = training_renders(train, camera, config, rng)
+        reader = adapted_reader(net, renders, config) if config.adapt_reader else net
+        predictors = train_predictors(renders, fingerprint, reader, config)
         training.append(predictors.by_iso.single.samples)
-        judged += [(predictors, probe) for probe in scenario_probes(test, camera, donor, fingerprint, net, config, rng)]
+        judged += [(predictors, probe) for probe in scenario_probes(test, camera, donor, fingerprint, reader, config, rng)]
     readings = {iso: [p.isonet_metric for _, p in judged if p.iso == iso] for iso in config.isos}
     right = {iso: float(np.mean([predictors.by_reading.band_for(p.isonet_metric) == isonet.iso_to_metric(iso)
                                  for predictors, p in judged if p.iso == iso])) for iso in config.isos}
@@ -787,7 +817,10 @@ def scenario_report(result: ScenarioResult) -> list[str]:
     processing = "camera processing (noise reduction rising with ISO)" if config.camera_processing else "plain development"
     held_out = ("the renderer's Test photos" if config.folds == 1
                 else f"every bundled photo held out once ({config.folds} folds)")
+    reader = ("adapted to the camera on its Train renders (fine-tuned, as adapt_camera.py does)" if config.adapt_reader
+              else "as given")
     lines = [f"PRNU scenario: {config.camera}, fingerprint from {config.flat_fields} flat fields; probes: {held_out}; "
+             f"ISONet {reader}; "
              f"forgeries: a region "
              f"from a {config.donor} and copy-move; {config.height}x{config.width} renders, {processing}, JPEG "
              f"{config.jpeg_quality or 'off'}; {config.block}x{config.block} blocks every {config.stride} px; blocks: "
@@ -838,8 +871,9 @@ def save_scenario_figure(result: ScenarioResult, path: str | os.PathLike) -> Non
     axes[-1].set_xlabel("ISO")
     axes[-1].set_ylabel("RMSE of the prediction")
     axes[-1].legend()
+    reader = "adapted to the camera" if result.config.adapt_reader else "as given"
     fig.suptitle(f"PRNU correlation predictors on held-out renders ({result.config.camera}, "
-                 f"{result.config.block}x{result.config.block} blocks)")
+                 f"{result.config.block}x{result.config.block} blocks; ISONet {reader})")
     reports.save_figure(fig, path)
 
 

@@ -10,7 +10,7 @@ import numpy as np
 from PIL import Image
 import pytest
 import torch
-from conftest import assert_one_line_error, run_script, write_rgb
+from conftest import ROOT, assert_one_line_error, run_script, write_rgb
 from scipy.stats import norm
 
 import camera_noise as cn
@@ -311,7 +311,8 @@ def test_scenario_scores_every_scheme_and_draws_its_figure(random_net, tmp_path)
 
 
 def test_scenario_folds_hold_every_photo_out_once_and_pool_the_probes(random_net):
-    config = prnu.ScenarioConfig(isos=(100, 3200), height=H, width=W, block=64, stride=64, flat_fields=4, folds=4)
+    config = prnu.ScenarioConfig(isos=(100, 3200), height=H, width=W, block=64, stride=64, flat_fields=4, folds=4,
+                                 adapt_reader=False)
     folds = prnu.scenario_folds(config)
     photos = [img for _, test in folds for img in test]
     assert len(folds) == 4 and len(photos) == len(cn.BUNDLED_PHOTOS)
@@ -340,12 +341,35 @@ def test_scenario_isonet_bands_are_the_renders_isonet_read_alike():
     # A reader stuck at ISO 400 puts every Train render in one band, so the probes it reads get the
     # predictor fitted on all of them: the single one. Picking among true-ISO bands by its reading
     # would give every probe the ISO 100 band, wrong for the ISO 3200 ones.
-    config = prnu.ScenarioConfig(isos=(100, 3200), height=H, width=W, block=64, stride=64, flat_fields=4)
+    config = prnu.ScenarioConfig(isos=(100, 3200), height=H, width=W, block=64, stride=64, flat_fields=4,
+                                 adapt_reader=False)
     result = prnu.run_scenario(constant_reader(2.0), config)
     single, by_iso, by_isonet, _ = result.scores
     assert by_isonet.rmse == pytest.approx(single.rmse, rel=1e-9)
     assert by_isonet.false_alarm_rate == single.false_alarm_rate
     assert result.isonet_right_band == {100: 0.0, 3200: 0.0}
+
+
+def test_scenario_reader_adapted_on_the_train_renders_reads_the_probes_isos():
+    # The shipped net_jpg reads this camera's processed renders compressed towards the middle (the
+    # scenario's ISO 100 as ISO 500 or so); fine-tuned on the Train renders at their known ISOs it
+    # reads the held-out probes nearer their truth and further apart.
+    net = isonet.load_model(ROOT / "models" / "net_jpg.pth")
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    config = prnu.ScenarioConfig(isos=(100, 3200), height=H, width=W, block=64, stride=64, flat_fields=4)
+    given = prnu.run_scenario(net, dataclasses.replace(config, adapt_reader=False))
+    adapted = prnu.run_scenario(net, config)
+
+    def error(result: prnu.ScenarioResult) -> float:
+        return np.mean([abs(np.log2(read / iso)) for iso, read in result.isonet_iso_by_iso.items()])
+
+    assert error(adapted) < error(given) - 0.5, (given.isonet_iso_by_iso, adapted.isonet_iso_by_iso)
+    spread = {name: np.log2(r.isonet_iso_by_iso[3200] / r.isonet_iso_by_iso[100]) for name, r in
+              (("given", given), ("adapted", adapted))}
+    assert spread["adapted"] > spread["given"] + 1, spread  # five stops apart, read less compressed
+    assert "ISONet adapted to the camera" in prnu.scenario_report(adapted)[0]
+    assert "ISONet as given" in prnu.scenario_report(given)[0]
+    assert all(torch.equal(v, before[k]) for k, v in net.state_dict().items())  # the caller's network is untouched
 
 
 def synthetic_probe(kind: str, rho: np.ndarray, features: np.ndarray) -> prnu.Probe:
