@@ -23,7 +23,10 @@ def accuracy(estimated: np.ndarray, true: np.ndarray) -> dict:
     """Image-level figures of a set of estimates, in stops."""
     estimated, true = np.asarray(estimated, float), np.asarray(true, float)
     error = estimated - true
-    rho = spearmanr(estimated, true).statistic if len(np.unique(true)) > 1 else float("nan")
+    # A rank correlation needs two ranks on each side: one true ISO, or a model that reads every
+    # image the same (its floor), ranks nothing.
+    ranked = len(np.unique(true)) > 1 and len(np.unique(estimated)) > 1
+    rho = spearmanr(estimated, true).statistic if ranked else float("nan")
     return {
         "n": int(error.size),
         "mae": float(np.mean(np.abs(error))),

@@ -1,4 +1,6 @@
 """Scoring functions against figures computed by hand."""
+import warnings
+
 import cv2
 import numpy as np
 import pytest
@@ -21,6 +23,15 @@ def test_accuracy_of_a_known_set():
     assert figures["within_one_stop"] == pytest.approx(1.0)
     # ranks of est: 1.5, 1.5, 3.5, 3.5 against 1, 2, 3, 4
     assert figures["spearman"] == pytest.approx(0.8944, abs=1e-4)
+
+
+
+def test_accuracy_of_a_model_that_reads_every_image_the_same_ranks_nothing_without_a_warning():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # scipy warns on a constant input
+        figures = evaluation.accuracy(np.full(4, 0.055), np.array([0.0, 1.0, 2.0, 3.0]))
+    assert np.isnan(figures["spearman"])
+    assert figures["mae"] == pytest.approx((0.055 + 0.945 + 1.945 + 2.945) / 4)
 
 
 def test_per_iso_table_and_confusion():
