@@ -25,7 +25,6 @@ def test_accuracy_of_a_known_set():
     assert figures["spearman"] == pytest.approx(0.8944, abs=1e-4)
 
 
-
 def test_accuracy_of_a_model_that_reads_every_image_the_same_ranks_nothing_without_a_warning():
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # scipy warns on a constant input
