@@ -118,8 +118,7 @@ def main() -> int:
           f"nearest full stop {record['nearest_iso']}, IQR {result.iqr:.2f} stops)")
     if record["exif_iso"] is not None:
         print(f"EXIF ISO: {record['exif_iso']} (metric {isonet.iso_to_metric(record['exif_iso']):.3f})")
-    warning = reports.clipping_warning(record)
-    if warning:
+    for warning in reports.reading_warnings(record):
         print(warning)
     if demo is not None:
         print(reports.describe_truth(demo, result.global_metric))

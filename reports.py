@@ -56,12 +56,31 @@ def analyse_image(net: ISONet, path: str | os.PathLike, stride: int = PATCH, bat
     return img, result, record
 
 
-def clipping_warning(record: dict) -> str | None:
-    """A warning line where most of the image's patches are clipped (isonet.clipped_share)."""
-    if record["clipped_share"] <= CLIPPED_UNRELIABLE:
-        return None
-    return (f"warning: {record['file']}: {record['clipped_share']:.0%} of its patches are mostly black or saturated, "
-            "where clipping leaves no noise to read: the estimate is unreliable")
+# From this EXIF ISO up, models not adapted to a camera read its in-camera JPEGs far too low: its
+# noise reduction leaves them as clean as base ISO (models/README.md, "Real photos": net_jpg.pth
+# 2.4-3.7 stops low on average over four held-out sets), so a reading below the metadata proves
+# little there.
+LOW_READING_FROM_EXIF_ISO = 800
+LOW_READING_STOPS = 1.0
+
+
+def reading_warnings(record: dict) -> list[str]:
+    """Warning lines for an estimate a user should not take at face value: most of the image's
+    patches clipped (isonet.clipped_share), or a reading well below a high EXIF ISO."""
+    warnings = []
+    if record["clipped_share"] > CLIPPED_UNRELIABLE:
+        warnings.append(f"warning: {record['file']}: {record['clipped_share']:.0%} of its patches are mostly black or "
+                        "saturated, where clipping leaves no noise to read: the estimate is unreliable")
+    exif = record["exif_iso"]
+    if exif is not None and exif >= LOW_READING_FROM_EXIF_ISO:
+        gap = float(iso_to_metric(exif)) - record["global_iso_metric"]
+        if gap > LOW_READING_STOPS:
+            warnings.append(
+                f"warning: {record['file']}: read {gap:.1f} stops below its EXIF ISO {exif}. Models not adapted to a "
+                f"camera read its in-camera JPEGs at ISO {LOW_READING_FROM_EXIF_ISO} and above low (models/net_jpg.pth: "
+                "2.4-3.7 stops on average over held-out cameras; their noise reduction leaves them clean), so this "
+                "gap alone does not show that the metadata lies: adapt a model to the camera first (adapt_camera.py)")
+    return warnings
 
 
 def write_json(path: str | os.PathLike, obj: dict) -> None:

@@ -34,8 +34,7 @@ def describe(record: dict) -> str:
             f"(nearest {record['nearest_iso']}), IQR {record['iqr']:.2f} stops")
     if record["exif_iso"] is not None:
         line += f", EXIF ISO {record['exif_iso']}"
-    warning = reports.clipping_warning(record)
-    return line if warning is None else f"{line}\n{warning}"
+    return "\n".join([line, *reports.reading_warnings(record)])
 
 
 def main() -> int:

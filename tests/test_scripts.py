@@ -78,6 +78,41 @@ def test_dense_stride_and_exif_iso(tmp_path, weights_file):
     assert "EXIF ISO 3200" in proc.stdout
 
 
+@pytest.mark.parametrize("exif, metric, warned", [
+    (3200, 0.5, True),  # ISO 141 for a photo that says 3200: what unadapted models do to in-camera JPEGs
+    (3200, 4.2, False),
+    (800, 1.9, True),  # 1.1 stops below
+    (800, 2.1, False),  # 0.9 stops below: within the model's usual error
+    (400, -1.0, False),  # below ISO 800 the models are not known to read low
+    (None, 0.0, False),
+])
+def test_a_reading_well_below_a_high_exif_iso_is_flagged(exif, metric, warned):
+    record = {"file": "shot.jpg", "clipped_share": 0.0, "exif_iso": exif, "global_iso_metric": metric}
+    warnings = reports.reading_warnings(record)
+    assert len(warnings) == warned
+    if warned:
+        assert warnings[0].startswith(f"warning: shot.jpg: read {isonet.iso_to_metric(exif) - metric:.1f} stops below "
+                                      f"its EXIF ISO {exif}.")
+
+
+def test_a_clean_photo_that_says_iso_3200_is_read_with_a_warning(tmp_path):
+    """The shipped net_jpg.pth reads a nearly noiseless JPEG near base ISO: with EXIF ISO 3200 the
+    user is told that such a gap is what the model does to in-camera JPEGs; with ISO 200, nothing."""
+    from PIL import Image
+
+    pixels = Image.fromarray(noisy_image(192, 256, 1))
+    for iso in (3200, 200):
+        exif = pixels.getexif()
+        exif.get_ifd(0x8769)[0x8827] = iso
+        pixels.save(tmp_path / f"iso{iso}.jpg", exif=exif, quality=95)
+    proc = run("test_model.py", "--model_path", isonet.PROJECT / "models" / "net_jpg.pth", "--pic_path",
+               tmp_path / "iso3200.jpg", tmp_path / "iso200.jpg", "--out_dir", tmp_path / "out", "--figures", "none")
+    assert proc.returncode == 0, proc.stderr
+    warnings = [line for line in proc.stdout.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == 1 and "iso3200.jpg: read" in warnings[0] and "below its EXIF ISO 3200" in warnings[0]
+    assert json.loads((tmp_path / "out" / "iso3200.json").read_text())["global_iso_metric"] < 4
+
+
 def test_same_names_in_two_folders_do_not_overwrite(tmp_path, weights_file):
     for sub in ["a", "b"]:
         (tmp_path / sub).mkdir()
