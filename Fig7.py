@@ -46,11 +46,11 @@ def add_prnu_args(parser: argparse.ArgumentParser) -> None:
                         help="scenario renders without the camera's processing (no noise reduction)")
     parser.add_argument("--no_adapt", action="store_true",
                         help="scenario: ISONet reads as given, not fine-tuned first on the camera's Train renders "
-                             "at their known ISOs (that takes about 3 min a fold on 2 cores)")
+                             "at their known ISOs (three readers a fold: about 6 min on 2 cores)")
     parser.add_argument("--scenario_folds", type=int, default=1,
                         help=f"1 (default): the scenario's probes come from the renderer's two Test photos; 2-"
                              f"{len(camera_noise.BUNDLED_PHOTOS)}: every bundled photo held out once, in that many "
-                             "folds (about 4 min each on 2 cores, 1 min with --no_adapt): steadier figures")
+                             "folds (about 6 min each on 2 cores, 1 min with --no_adapt): steadier figures")
 
 
 def check_prnu_args(args: argparse.Namespace) -> list[Path]:

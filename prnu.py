@@ -23,6 +23,8 @@ it takes, I * K, buried in random noise. Its pieces:
   that images read like the probe were shot at.
 - adapted_reader: the images that fit ISO-specific predictors come with their ISO, so they can
   first adapt ISONet to the camera's processing (adapt_camera's fine-tune), as the scenario does.
+  The reading weights then come from readers adapted without each image's photo
+  (cross_fitted_readings): they must tell how a photo the reader never saw, a probe, is read.
 """
 from __future__ import annotations
 
@@ -691,22 +693,41 @@ class ScenarioPredictors:
         return self.by_iso.weighted(self.reading_weights.weights(probe.isonet_metric))
 
 
-def train_predictors(renders: Sequence[tuple[int, int, np.ndarray]], fingerprint: np.ndarray, net: isonet.ISONet,
+def cross_fitted_readings(net: isonet.ISONet, renders: Sequence[tuple[int, int, np.ndarray]],
+                          config: ScenarioConfig) -> list[float]:
+    """ISONet's reading of each Train render by a reader adapted without that render's photo: the
+    photos dealt into two halves, each read by the reader fine-tuned on the other. A probe is a
+    photo its reader never saw; the renders a reader learnt from it reads too well, and weights
+    built on such readings trust ISONet more than its readings of a probe deserve."""
+    half = {k: n % 2 for n, k in enumerate(sorted({k for _, k, _ in renders}))}
+    readings = [0.0] * len(renders)
+    for side in (0, 1):
+        reader = adapted_reader(net, [r for r in renders if half[r[1]] != side], config)
+        for n, (_, k, render) in enumerate(renders):
+            if half[k] == side:
+                readings[n] = isonet_metric_of(reader, render)
+    return readings
+
+
+def train_predictors(renders: Sequence[tuple[int, int, np.ndarray]], band_readings: Sequence[float],
+                     weight_readings: Sequence[float], fingerprint: np.ndarray,
                      config: ScenarioConfig) -> ScenarioPredictors:
-    """Predictors from the genuine Train renders (training_renders), banded by the true ISO and
-    by ISONet's reading, and one for all (each photo one group, at every ISO)."""
+    """Predictors from the genuine Train renders (training_renders), banded by the true ISO and by
+    ISONet's `band_readings` of them, and one for all (each photo one group, at every ISO); the
+    reading weights from `weight_readings`. Where the reader was adapted on these renders, its
+    bands take its own readings of them (a band is then the renders of an ISO as the reader knows
+    it), but the weights must say how often a reading of a photo it never saw comes from each ISO,
+    which only readings of renders of such photos tell (cross_fitted_readings)."""
     by_iso: dict[float, list] = {}
     by_reading: dict[float, list] = {}
-    readings = []
-    for iso, k, render in renders:
+    for (iso, k, render), reading in zip(renders, band_readings):
         rho, features = measure_blocks(observe(render), fingerprint, config.block, config.stride)
         blocks = (features.reshape(-1, len(FEATURES)), rho.ravel(), np.full(rho.size, k))
-        truth, reading = isonet.iso_to_metric(iso), isonet_metric_of(net, render)
-        readings.append((truth, reading))
-        by_iso.setdefault(truth, []).append(blocks)
+        by_iso.setdefault(isonet.iso_to_metric(iso), []).append(blocks)
         by_reading.setdefault(reading_band(reading), []).append(blocks)
+    truths = [isonet.iso_to_metric(iso) for iso, *_ in renders]
     return ScenarioPredictors(fit_banded(stack_samples(by_iso)), fit_banded(stack_samples(by_reading), MIN_BAND_BLOCKS),
-                              ReadingWeights.of(readings))
+                              ReadingWeights.of(zip(truths, weight_readings)))
 
 
 def make_probe(img: np.ndarray, mask: np.ndarray | None, iso: int, kind: str, fingerprint: np.ndarray,
@@ -794,7 +815,9 @@ def run_scenario(net: isonet.ISONet, config: ScenarioConfig = ScenarioConfig(),
     for train, test in reports.progress(scenario_folds(config), desc="PRNU scenario, folds"):
         renders = training_renders(train, camera, config, rng)
         reader = adapted_reader(net, renders, config) if config.adapt_reader else net
-        predictors = train_predictors(renders, fingerprint, reader, config)
+        own = [isonet_metric_of(reader, render) for *_, render in renders]
+        unseen = cross_fitted_readings(net, renders, config) if config.adapt_reader else own
+        predictors = train_predictors(renders, own, unseen, fingerprint, config)
         training.append(predictors.by_iso.single.samples)
         judged += [(predictors, probe) for probe in scenario_probes(test, camera, donor, fingerprint, reader, config, rng)]
     readings = {iso: [p.isonet_metric for _, p in judged if p.iso == iso] for iso in config.isos}

@@ -372,6 +372,19 @@ def test_scenario_reader_adapted_on_the_train_renders_reads_the_probes_isos():
     assert all(torch.equal(v, before[k]) for k, v in net.state_dict().items())  # the caller's network is untouched
 
 
+def test_train_renders_are_read_by_a_reader_adapted_without_their_photo(random_net, cameras, photos):
+    # The photos are dealt into two halves (0, 2 | 1, 3), each read by the reader fine-tuned on the
+    # other. Change photo 0's renders: its half-mate's readings stay bit for bit (their reader never
+    # saw photo 0), the other half's change (theirs learnt from it).
+    config = prnu.ScenarioConfig(isos=(100, 3200), height=H, width=W, block=64, stride=64)
+    renders = prnu.training_renders(photos[:4], cameras[0], config, np.random.default_rng(0))
+    changed = [(iso, k, 255 - render if k == 0 else render) for iso, k, render in renders]
+    before, after = (np.array(prnu.cross_fitted_readings(random_net, r, config)) for r in (renders, changed))
+    photo = np.array([k for _, k, _ in renders])
+    assert np.array_equal(before[photo == 2], after[photo == 2])
+    assert not np.allclose(before[np.isin(photo, (1, 3))], after[np.isin(photo, (1, 3))])
+
+
 def synthetic_probe(kind: str, rho: np.ndarray, features: np.ndarray) -> prnu.Probe:
     coverage = np.zeros(len(rho)) if kind == prnu.GENUINE else np.ones(len(rho))
     return prnu.Probe(ISO, kind, 0.0, rho, features, coverage)
