@@ -56,13 +56,15 @@ def photo_patches(path: Path, limit: int, rng: np.random.Generator) -> np.ndarra
     return patches
 
 
+@isonet.exact_fp32_convolutions()  # the fitted head must see the features the map computes
 @torch.no_grad()
 def trunk_features(net: isonet.ISONet, patches: np.ndarray, batch_size: int = 64) -> np.ndarray:
-    """The 800 trunk features of each patch, float64 (N x 800)."""
+    """The 800 trunk features of each patch, float64 (N x 800), computed on the network's device."""
+    device = next(net.parameters()).device
     out = []
     for start in range(0, len(patches), batch_size):
-        x = dataset.to_unit_float(torch.from_numpy(patches[start:start + batch_size]))
-        out.append(net.features(x.contiguous(memory_format=MEMORY_FORMAT)).flatten(1).double().numpy())
+        x = dataset.to_unit_float(torch.from_numpy(patches[start:start + batch_size]).to(device))
+        out.append(net.features(x.contiguous(memory_format=MEMORY_FORMAT)).flatten(1).double().cpu().numpy())
     return np.concatenate(out)
 
 
@@ -71,7 +73,7 @@ def head_affine(net: isonet.ISONet) -> np.ndarray:
     with torch.no_grad():
         w = net.fc3.weight @ net.fc2.weight @ net.fc.weight
         b = net.fc3.weight @ (net.fc2.weight @ net.fc.bias + net.fc2.bias) + net.fc3.bias
-    return torch.cat([w.ravel(), b]).double().numpy()
+    return torch.cat([w.ravel(), b]).double().cpu().numpy()
 
 
 def with_bias(features: np.ndarray) -> np.ndarray:
@@ -167,10 +169,12 @@ def finetune(net: isonet.ISONet, patches: list[np.ndarray], metrics: list[float]
     """A copy of `net`, the whole network trained on these photos' patches (MSE to the photo's
     ISO metric, each photo weighing the same, random rotations and flips); the learning rate drops
     10x for the last epoch. For cameras whose noise the trunk does not tell apart (its features
-    saturate, so no refit of the head can help)."""
+    saturate, so no refit of the head can help). Trained on `net`'s device; the batches are drawn
+    on the CPU, so a seed draws the same patches on any device."""
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     model = copy.deepcopy(net).train()
+    device = next(model.parameters()).device
     optimiser = torch.optim.Adam(model.parameters(), lr=lr)
     sizes = np.array([len(p) for p in patches])
     weights = np.repeat(1.0 / sizes, sizes) / len(sizes)  # sums to 1
@@ -182,9 +186,9 @@ def finetune(net: isonet.ISONet, patches: list[np.ndarray], metrics: list[float]
         for _ in range(steps):
             rows = rng.choice(len(pool), batch_size, p=weights)
             x = dataset.augment(pool[rows], int(rng.integers(dataset.AUG_MODES)))
-            x = dataset.to_unit_float(torch.from_numpy(np.ascontiguousarray(x)))
+            x = dataset.to_unit_float(torch.from_numpy(np.ascontiguousarray(x)).to(device))
             loss = torch.nn.functional.mse_loss(model(x.contiguous(memory_format=MEMORY_FORMAT)).flatten(),
-                                                torch.from_numpy(labels[rows]))
+                                                torch.from_numpy(labels[rows]).to(device))
             optimiser.zero_grad()
             loss.backward()
             optimiser.step()
@@ -268,12 +272,13 @@ def main(argv: list[str] | None = None) -> int:
                    help="what each honest fit leaves out: the photo (default), or its whole folder, for "
                         "series that shoot one scene at every ISO (the scene's other photos would flatter it)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto", help="auto (default: CUDA when available), cpu, cuda, cuda:1 ...")
     args = p.parse_args(argv)
     for flag, least in {"patches_per_photo": 1, "epochs": 1, "folds": 2}.items():
         if getattr(args, flag) < least:
             reports.fail(f"--{flag} {getattr(args, flag)}: must be at least {least}")
     try:
-        net = isonet.load_model(args.init_from)
+        net = isonet.load_model(args.init_from, isonet.resolve_device(args.device))
     except isonet.ISONetError as e:
         reports.fail(str(e))
     net = net.to(memory_format=MEMORY_FORMAT).eval()

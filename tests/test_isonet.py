@@ -13,7 +13,7 @@ from PIL import Image, ImageOps
 import image_io
 import isonet
 import reports
-from conftest import SHARED, make_labelled_folder, needs_shared, noisy_image, run_script, tiny_dng, write_rgb
+from conftest import DEVICES, SHARED, make_labelled_folder, needs_shared, noisy_image, run_script, tiny_dng, write_rgb
 
 
 def one_patch_at_a_time(net: isonet.ISONet, img: np.ndarray, stride: int) -> np.ndarray:
@@ -29,9 +29,6 @@ def one_patch_at_a_time(net: isonet.ISONet, img: np.ndarray, stride: int) -> np.
 
 
 # ---- the published weights and maps ------------------------------------------------------------
-DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device"))]
-
-
 @needs_shared
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("weights", ["net_tif", "net_jpg"])

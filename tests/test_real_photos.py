@@ -2,6 +2,7 @@
 and adapting a model to one camera."""
 from __future__ import annotations
 
+import copy
 import csv
 from pathlib import Path
 
@@ -11,7 +12,7 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import ROOT, assert_one_line_error, noise_image, run_script
+from conftest import DEVICES, ROOT, assert_one_line_error, noise_image, run_script
 
 import adapt_camera  # noqa: E402
 import dataset  # noqa: E402
@@ -151,20 +152,22 @@ def test_evaluate_reports_each_camera(checkout, tmp_path, weights_file):
 # ---------------------------------------------------------------------------------------------
 # Adapting a model to one camera
 # ---------------------------------------------------------------------------------------------
-def test_adapted_state_dict_is_the_fitted_affine_head(random_net):
+@pytest.mark.parametrize("device", DEVICES)
+def test_adapted_state_dict_is_the_fitted_affine_head(random_net, device):
     rng = np.random.default_rng(0)
     head = rng.normal(0, 0.05, 801)
+    on_device = copy.deepcopy(random_net).to(device)
     net = isonet.ISONet()
-    net.load_state_dict(adapt_camera.adapted_state_dict(random_net, head))
+    net.load_state_dict(adapt_camera.adapted_state_dict(on_device, head))
     patches = rng.integers(0, 256, (6, 3, 64, 64), dtype=np.uint8)
-    features = adapt_camera.trunk_features(random_net, patches)
+    features = adapt_camera.trunk_features(on_device, patches)
     with torch.no_grad():
         out = net(torch.from_numpy(patches).float() / 255).numpy().ravel()
     assert np.allclose(out, adapt_camera.with_bias(features) @ head, atol=1e-4)
     # head_affine of a network is what its head computes.
     with torch.no_grad():
         original = random_net(torch.from_numpy(patches).float() / 255).numpy().ravel()
-    assert np.allclose(adapt_camera.with_bias(features) @ adapt_camera.head_affine(random_net), original, atol=1e-4)
+    assert np.allclose(adapt_camera.with_bias(features) @ adapt_camera.head_affine(on_device), original, atol=1e-4)
 
 
 def test_adapt_camera_reads_16_bit_photos_whole(tmp_path, random_net):
@@ -223,18 +226,21 @@ def grey_noise_patches(rng: np.random.Generator, sigma: float, n: int) -> np.nda
     return (128 + rng.normal(0, sigma, (n, 3, 64, 64))).clip(0, 255).astype(np.uint8)
 
 
-def test_finetune_learns_the_cameras_noise_and_leaves_the_start_untouched(random_net):
+@pytest.mark.parametrize("device", DEVICES)
+def test_finetune_learns_the_cameras_noise_and_leaves_the_start_untouched(random_net, device):
     rng = np.random.default_rng(0)
     isos = [100, 400, 1600, 6400]
     patches = [grey_noise_patches(rng, 2 * (iso / 100) ** 0.5, 32) for iso in isos]
     metrics = [float(isonet.iso_to_metric(iso)) for iso in isos]
-    start = {k: v.clone() for k, v in random_net.state_dict().items()}
-    before = adapt_camera.photo_estimates(random_net, patches)
-    tuned = adapt_camera.finetune(random_net, patches, metrics, epochs=4, lr=1e-3, seed=0, batch_size=8)
+    start_net = copy.deepcopy(random_net).to(device)
+    start = {k: v.clone() for k, v in start_net.state_dict().items()}
+    before = adapt_camera.photo_estimates(start_net, patches)
+    tuned = adapt_camera.finetune(start_net, patches, metrics, epochs=4, lr=1e-3, seed=0, batch_size=8)
+    assert next(tuned.parameters()).device.type == device
     after = adapt_camera.photo_estimates(tuned, patches)
     assert np.abs(after - metrics).mean() < 0.5 * np.abs(before - metrics).mean(), (before, after)
     assert np.all(np.diff(after) > 0), after  # it reads the noise, not just the labels' mean
-    assert all(torch.equal(v, random_net.state_dict()[k]) for k, v in start.items())
+    assert all(torch.equal(v, start_net.state_dict()[k]) for k, v in start.items())
 
 
 def test_finetune_held_out_never_trains_on_a_scored_group(random_net, monkeypatch):
@@ -277,6 +283,17 @@ def test_adapt_camera_end_to_end_writes_a_model_test_model_reads(tmp_path, weigh
         for name, net in (("before", before), ("after", after)):
             errors[name].append(abs(isonet.iso_map(net, img).global_metric - isonet.iso_to_metric(iso)))
     assert np.mean(errors["after"]) < np.mean(errors["before"])
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="CUDA is available here")
+def test_adapt_camera_without_cuda_says_so_in_one_line(tmp_path, weights_file):
+    photos = tmp_path / "cam"
+    for k, iso in enumerate([100, 400, 1600]):
+        write_camera_jpeg(photos / f"p{k}.jpg", iso, seed=k)
+    assert_one_line_error(run_script("adapt_camera.py", "--photos", photos, "--out", tmp_path / "m.pth",
+                                     "--init_from", weights_file, "--device", "cuda"), 2, "--device cuda",
+                          "CUDA is not available")
+    assert not (tmp_path / "m.pth").exists()
 
 
 def test_adapt_camera_needs_enough_photos(tmp_path, weights_file):
