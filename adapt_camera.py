@@ -15,7 +15,9 @@ cross-validation of the other photos alone. Where the photos are series of one s
 photos would flatter the figures. The result is a normal ISONet state dict (the affine map written
 into fc, fc2 and fc3).
 
-Prints the leave-one-out estimate of every photo and the MAE; writes --out (under --method auto the
+Prints the leave-one-out estimate of every photo and the MAE, beside a constant guess's (each photo
+read as the other photos' median ISO), and warns where the adaptation does no better than that
+guess (photos of nearly one ISO teach a constant); writes --out (under --method auto the
 starting weights, unchanged, when no adaptation reads the held-out photos better than they do).
 Exit code: 0 done, 1 some photos could not be used, 2 bad arguments or fewer than --min_photos
 usable photos.
@@ -214,6 +216,12 @@ def finetune_held_out(net: isonet.ISONet, patches: list[np.ndarray], metrics: np
     return estimates
 
 
+def constant_held_out(metrics: np.ndarray, groups: np.ndarray) -> np.ndarray:
+    """Each photo guessed as the median ISO metric of the photos outside its group: what any
+    adaptation must beat before its figures say that it reads the ISO, not the photos' usual ISO."""
+    return np.array([np.median(metrics[groups != g]) for g in groups])
+
+
 def adapted_state_dict(net: isonet.ISONet, head: np.ndarray) -> dict:
     """`net`'s weights with its head replaced by the affine map `head`, kept in ISONet's layers:
     fc's first unit carries the map, fc2 and fc3 pass that unit through."""
@@ -315,6 +323,7 @@ def main(argv: list[str] | None = None) -> int:
         columns[f"fine-tune ({folds})"] = finetune_held_out(net, patches, metrics, groups, args.folds, args.epochs,
                                                              args.lr, args.seed)
     mae = {name: float(np.abs(values - metrics).mean()) for name, values in columns.items()}
+    constant_mae = float(np.abs(constant_held_out(metrics, groups) - metrics).mean())
     chosen = choose_column(mae, args.method)
     if chosen == "before":
         state = bare_state_dict(net)
@@ -332,7 +341,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{path.name[-40:]:<40} {isonet.metric_to_iso(truth):>8.0f} "
               + " ".join(f"{isonet.metric_to_iso(values[k]):>26.0f}" for values in columns.values()))
     print(f"{len(paths)} photos, ISO {isonet.metric_to_iso(metrics.min()):.0f}-{isonet.metric_to_iso(metrics.max()):.0f}: "
-          + ", ".join(f"MAE {name} {value:.2f} stops" for name, value in mae.items()))
+          + ", ".join(f"MAE {name} {value:.2f} stops" for name, value in mae.items())
+          + f"; a constant guess (the other photos' median ISO) {constant_mae:.2f}")
     if chosen == "before":
         print(f"kept the starting model ({how}); wrote {args.out}")
     else:
@@ -340,6 +350,10 @@ def main(argv: list[str] | None = None) -> int:
         if mae[chosen] > mae["before"]:
             print(f"warning: the held-out photos were read better before adapting ({mae['before']:.2f} against "
                   f"{mae[chosen]:.2f} stops); --method auto keeps the starting model in that case")
+    if mae[chosen] >= constant_mae:
+        print(f"warning: a constant guess reads the held-out photos as well ({constant_mae:.2f} against "
+              f"{mae[chosen]:.2f} stops): their ISOs are too alike to show that the model reads the ISO; "
+              "add photos taken at other ISOs")
     return 1 if failed else 0
 
 

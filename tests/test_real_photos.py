@@ -272,6 +272,7 @@ def test_adapt_camera_end_to_end_writes_a_model_test_model_reads(tmp_path, weigh
                       "--patches_per_photo", "9")
     assert proc.returncode == 1, proc.stderr  # one photo had no ISO: reported, the others used
     assert "no_iso.jpg" in proc.stderr and "leave-one-out" in proc.stdout and out.is_file()
+    assert "a constant guess (the other photos' median ISO) 2.00" in proc.stdout  # 3, 2, 1, 1, 2, 3 stops off
     result = run_script("test_model.py", "--model_path", out, "--pic_path", photos / "p5.jpg", "--out_dir", tmp_path / "r")
     assert result.returncode == 0, result.stderr
     # The adapted model reads the photos of its training set closer to their ISO than the start.
@@ -283,6 +284,24 @@ def test_adapt_camera_end_to_end_writes_a_model_test_model_reads(tmp_path, weigh
         for name, net in (("before", before), ("after", after)):
             errors[name].append(abs(isonet.iso_map(net, img).global_metric - isonet.iso_to_metric(iso)))
     assert np.mean(errors["after"]) < np.mean(errors["before"])
+
+
+def test_constant_guess_reads_each_photo_from_the_other_groups_only():
+    metrics = np.array([0.0, 0.0, 5.0, 5.0, 5.0, 10.0])
+    groups = np.array(["a", "a", "b", "b", "b", "c"])
+    np.testing.assert_array_equal(adapt_camera.constant_held_out(metrics, groups), [5, 5, 0, 0, 0, 5])
+
+
+def test_adapt_camera_warns_when_the_photos_are_nearly_of_one_iso(tmp_path, weights_file):
+    """Photos of one ISO teach a constant: the figures must not pass that off as reading the ISO."""
+    photos = tmp_path / "one_iso"
+    for k, iso in enumerate([200, 200, 200, 200, 200, 250]):
+        write_camera_jpeg(photos / f"p{k}.jpg", iso, seed=k, size=(192, 192))
+    proc = run_script("adapt_camera.py", "--photos", photos, "--out", tmp_path / "m.pth", "--init_from", weights_file,
+                      "--patches_per_photo", "9", "--method", "head")
+    assert proc.returncode == 0, proc.stderr
+    assert "a constant guess (the other photos' median ISO) 0.05" in proc.stdout
+    assert "warning: a constant guess reads the held-out photos as well" in proc.stdout
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="CUDA is available here")
