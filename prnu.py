@@ -720,12 +720,12 @@ def train_predictors(renders: Sequence[tuple[int, int, np.ndarray]], band_readin
     which only readings of renders of such photos tell (cross_fitted_readings)."""
     by_iso: dict[float, list] = {}
     by_reading: dict[float, list] = {}
-    for (iso, k, render), reading in zip(renders, band_readings):
+    truths = [isonet.iso_to_metric(iso) for iso, *_ in renders]
+    for (_, k, render), truth, reading in zip(renders, truths, band_readings):
         rho, features = measure_blocks(observe(render), fingerprint, config.block, config.stride)
         blocks = (features.reshape(-1, len(FEATURES)), rho.ravel(), np.full(rho.size, k))
-        by_iso.setdefault(isonet.iso_to_metric(iso), []).append(blocks)
+        by_iso.setdefault(truth, []).append(blocks)
         by_reading.setdefault(reading_band(reading), []).append(blocks)
-    truths = [isonet.iso_to_metric(iso) for iso, *_ in renders]
     return ScenarioPredictors(fit_banded(stack_samples(by_iso)), fit_banded(stack_samples(by_reading), MIN_BAND_BLOCKS),
                               ReadingWeights.of(zip(truths, weight_readings)))
 
