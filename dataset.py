@@ -40,7 +40,7 @@ import torch
 from torch.utils.data import Dataset
 
 from camera_noise import camera_slug
-from image_io import IMAGE_SUFFIXES, atomic_path, decode_image_file, read_exif_iso
+from image_io import IMAGE_SUFFIXES, atomic_path, decode_image_file, read_exif, read_exif_iso
 from isonet import PATCH, ISONetError, grid_shape, iso_to_metric
 
 FORMAT = "isonet-patches-v1"
@@ -517,12 +517,8 @@ class RealPhoto:
 
 def read_exif_camera(path: Path) -> tuple[str | None, str | None]:
     """(make + model, software) from EXIF; None where absent."""
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(path) as im:
-            exif = im.getexif()
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError):  # Pillow's SyntaxError: a broken EXIF block
+    exif = read_exif(path)
+    if exif is None:
         return None, None
 
     def text(tag: int) -> str:

@@ -13,12 +13,15 @@ import tempfile
 import threading
 import warnings
 from pathlib import Path
-from typing import Iterator, Mapping
+from typing import TYPE_CHECKING, Iterator, Mapping
 
 import cv2
 import numpy as np
 
 from isonet import PATCH, ISONetError
+
+if TYPE_CHECKING:
+    from PIL.Image import Exif
 
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp", ".ppm", ".pgm", ".pnm", ".mpo",
@@ -238,29 +241,40 @@ def _iso_from_exif(exif: Mapping[int, object], exif_ifd: Mapping[int, object]) -
     return next((value for value in full if value is not None), iso)
 
 
+def read_exif(path: str | os.PathLike) -> Exif | None:
+    """A file's EXIF (Pillow's Exif: IFD0's tags, get_ifd for the others), or None for files Pillow
+    cannot read or whose EXIF is corrupt. Only tags are read, never pixels, so neither Pillow's
+    pixel limit nor a header's absurd size refuses it."""
+    Image = _pillow()  # Pillow reads EXIF; OpenCV does not expose it
+    # What Pillow raises for unreadable files and bad EXIF (UnidentifiedImageError is an OSError; a
+    # bad TIFF header in PNG/WebP EXIF is a SyntaxError).
+    unreadable = (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError)
+    saved, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
+    try:
+        with warnings.catch_warnings():  # Pillow warns of corrupt EXIF; None says it already
+            warnings.simplefilter("ignore")
+            if Path(path).suffix.lower() in RAW_SUFFIXES:
+                # TIFF-based RAWs (DNG, NEF, CR2, ARW, ...) are TIFF structures Pillow cannot open
+                # as images but can parse as EXIF; CR3 and RAF are not TIFF and give None.
+                exif = Image.Exif()
+                exif.load(Path(path).read_bytes())
+            else:
+                with Image.open(path) as im:
+                    exif = im.getexif()
+            exif.get_ifd(_EXIF_IFD)  # parsed now, so that a corrupt sub-IFD is caught here
+    except unreadable:
+        return None
+    finally:
+        Image.MAX_IMAGE_PIXELS = saved
+    return exif
+
+
 def read_exif_iso(path: str | os.PathLike) -> int | None:
     """The ISO the camera wrote in EXIF (see _iso_from_exif), or None. For comparison only.
 
     None also for files Pillow cannot read or whose EXIF is corrupt: the ISO map does not need it."""
-    Image = _pillow()  # Pillow reads EXIF; OpenCV does not expose it
-    # What Pillow raises for unreadable files and bad EXIF (UnidentifiedImageError is an OSError; a
-    # bad TIFF header in PNG/WebP EXIF is a SyntaxError); it refuses huge images even to read tags.
-    unreadable = (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError)
-    try:
-        if Path(path).suffix.lower() in RAW_SUFFIXES:
-            # TIFF-based RAWs (DNG, NEF, CR2, ARW, ...) are TIFF structures Pillow cannot open as
-            # images but can parse as EXIF; CR3 and RAF are not TIFF and give None.
-            exif = Image.Exif()
-            with warnings.catch_warnings():  # Pillow warns of corrupt EXIF; None says it already
-                warnings.simplefilter("ignore")
-                exif.load(Path(path).read_bytes())
-        else:
-            with Image.open(path) as im:
-                exif = im.getexif()
-        exif_ifd = exif.get_ifd(_EXIF_IFD)
-    except unreadable:
-        return None
-    return _iso_from_exif(exif, exif_ifd)
+    exif = read_exif(path)
+    return None if exif is None else _iso_from_exif(exif, exif.get_ifd(_EXIF_IFD))
 
 
 def list_images(paths: list[str]) -> list[Path]:

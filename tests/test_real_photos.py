@@ -58,6 +58,19 @@ def test_exif_layout_labels_by_camera_and_refuses_edited_files(checkout):
     assert "Photoshop" in reasons["edited.jpg"] and reasons["no_iso.jpg"] == "no EXIF ISO"
 
 
+def test_a_header_declaring_absurd_pixels_stops_neither_the_labelling_nor_the_others(checkout):
+    """Public sample collections hold fuzzing files (a TIFF declaring 2.4e12 pixels in one): EXIF is
+    read without Pillow's pixel limit, since no pixel is decoded, and the batch goes on."""
+    path = write_camera_jpeg(checkout / "fuzz" / "huge.jpg", 3200, model="Cam Huge")
+    data = bytearray(path.read_bytes())
+    sof = data.index(b"\xff\xc0")
+    data[sof + 5:sof + 9] = (65000).to_bytes(2, "big") * 2  # 4.2e9 pixels: Pillow refuses to open it
+    path.write_bytes(bytes(data))
+    photos, _ = dataset.find_real_photos(checkout, "exif")
+    assert ("Acme Cam Huge", 3200) in {(p.camera, p.iso) for p in photos} and len(photos) == 6
+    assert image_io.read_exif_iso(path) == 3200 and dataset.read_exif_camera(path) == ("Acme Cam Huge", None)
+
+
 def test_iso_folders_and_sidd_layouts(tmp_path):
     root = tmp_path / "crops"
     for iso in ("iso0100", "iso3200"):
