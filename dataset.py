@@ -602,18 +602,43 @@ def read_manifest(root: str | os.PathLike) -> list[dict]:
 
 
 def import_real_photos(photos: list[RealPhoto], out_dir: str | os.PathLike, split_of: Callable[[RealPhoto], str],
-                       source: str, commit: str = "", licence: str = "") -> list[dict]:
+                       source: str, commit: str = "", licence: str = "") -> tuple[list[dict], list[tuple[Path, str]]]:
     """Copy `photos` into out_dir/{Train,Test}/<ISO>/<camera>__<name> and add them to the
     manifest (file, split, iso, camera, source, commit, licence, original). Importing a photo
     again replaces its row and its copy, wherever the new split puts it (a photo must never sit
-    in both splits); every file and the manifest are written atomically."""
+    in both splits); a photo whose bytes another original already brought in (the same file at two
+    commits of a repository, or under two names) is left out, since it would count twice. Every
+    file and the manifest are written atomically. Returns the rows added and the (file, reason)
+    pairs left out."""
     out_dir = Path(out_dir)
     rows = {row["original"]: row for row in read_manifest(out_dir)}
     owners = {row["file"]: original for original, row in rows.items()}
-    added = []
+    by_size: dict[int, list[str]] = {}  # copies' sizes, so that only same-size files are hashed
+    for original, row in rows.items():
+        if (out_dir / row["file"]).is_file():
+            by_size.setdefault((out_dir / row["file"]).stat().st_size, []).append(original)
+    digests: dict[str, str] = {}
+
+    def same_bytes_as(path: Path, original: str) -> str | None:
+        """The original of another row whose copy has the bytes of `path`, if any."""
+        others = [o for o in by_size.get(path.stat().st_size, []) if o != original]
+        if not others:
+            return None
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        for other in others:
+            if other not in digests:
+                digests[other] = hashlib.sha256((out_dir / rows[other]["file"]).read_bytes()).hexdigest()
+            if digests[other] == digest:
+                return other
+        return None
+
+    added, duplicates = [], []
     for photo in photos:
-        split = split_of(photo)
         original = str(photo.path.resolve())
+        if twin := same_bytes_as(photo.path, original):
+            duplicates.append((photo.path, f"the same file as {rows[twin]['file']} (from {twin}), already in the set"))
+            continue
+        split = split_of(photo)
         relative = Path(split) / str(photo.iso) / f"{camera_slug(photo.camera)}__{photo.path.name}"
         if owners.get(relative.as_posix(), original) != original:
             # Another original already has this name (series1/iso100.jpg and series2/iso100.jpg,
@@ -627,12 +652,14 @@ def import_real_photos(photos: list[RealPhoto], out_dir: str | os.PathLike, spli
         rows[original] = {"file": relative.as_posix(), "split": split, "iso": photo.iso, "camera": photo.camera,
                           "source": source, "commit": commit, "licence": licence, "original": original}
         owners[relative.as_posix()] = original
+        by_size.setdefault((out_dir / relative).stat().st_size, []).append(original)
+        digests.pop(original, None)
         added.append(rows[original])
     with atomic_path(out_dir / MANIFEST) as tmp, tmp.open("w", newline="") as f:
         writer = csv.DictWriter(f, MANIFEST_COLUMNS)
         writer.writeheader()
         writer.writerows(sorted(rows.values(), key=lambda r: r["file"]))
-    return added
+    return added, duplicates
 
 
 def cameras_of(paths: Iterable[Path], data_root: str | os.PathLike) -> list[str]:

@@ -40,11 +40,12 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     try:
         photos, skipped = dataset.find_real_photos(args.source, args.layout, args.camera, args.include)
-        rows = dataset.import_real_photos(
+        rows, duplicates = dataset.import_real_photos(
             photos, args.out, lambda ph: dataset.camera_split(ph.camera, args.test_cameras, args.test_fraction),
             args.source_name or args.source, args.commit, args.licence)
     except isonet.ISONetError as e:
         reports.fail(str(e))
+    skipped += duplicates
     for path, reason in skipped:
         print(f"left out: {path}: {reason}", file=sys.stderr)
     cameras = Counter((row["split"], row["camera"]) for row in rows)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import csv
+import shutil
 from pathlib import Path
 
 import cv2
@@ -121,13 +122,35 @@ def test_photos_of_the_same_name_from_two_series_both_keep_their_copy(tmp_path):
     for _ in range(2):
         for repo in ("repo_a", "repo_b"):
             photos, _ = dataset.find_real_photos(tmp_path / repo, "exif")
-            dataset.import_real_photos(photos, out, lambda photo: "Test", repo)
+            assert dataset.import_real_photos(photos, out, lambda photo: "Test", repo)[1] == []
         rows = list(csv.DictReader((out / "manifest.csv").open()))
         assert len(rows) == 2 and len({r["file"] for r in rows}) == 2
         assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*.jpg")) == sorted(r["file"] for r in rows)
         for r in rows:  # each copy is its own original, byte for byte
             original = next(p for p in series if str(p.resolve()) == r["original"])
             assert (out / r["file"]).read_bytes() == original.read_bytes()
+
+
+def test_the_same_file_at_two_commits_or_under_two_names_is_imported_once(checkout, tmp_path):
+    """A burst whose first 27 frames are at one commit and all 40 at a later one; a collection
+    holding one photo under two names: each photo once, the copies left out with a line naming
+    the file already in the set."""
+    later = tmp_path / "later_commit"
+    shutil.copytree(checkout, later)
+    shutil.copyfile(checkout / "jpg" / "Cam One (0).jpg", later / "jpg" / "Cam One renamed.jpg")
+    write_camera_jpeg(later / "jpg" / "Cam Two (9).jpg", 800, model="Cam Two", seed=9)  # new at that commit
+    out = tmp_path / "real"
+    for source in (checkout, later):
+        proc = run_script("import_real_photos.py", "--source", source, "--layout", "exif", "--out", out)
+        assert proc.returncode == 0, proc.stderr
+    rows = list(csv.DictReader((out / "manifest.csv").open()))
+    assert len(rows) == 6 and sum("Cam Two (9)" in r["file"] for r in rows) == 1
+    assert len({(out / r["file"]).read_bytes() for r in rows}) == 6
+    left_out = [line for line in proc.stderr.splitlines() if "the same file as" in line]
+    assert len(left_out) == 6 and any("Cam One renamed.jpg" in line for line in left_out)
+    # Importing the later checkout again replaces its own rows; it does not take them for copies.
+    assert run_script("import_real_photos.py", "--source", later, "--layout", "exif", "--out", out).returncode == 0
+    assert len(list(csv.DictReader((out / "manifest.csv").open()))) == 6
 
 
 def test_camera_split_is_stable_and_follows_the_fraction():
