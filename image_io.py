@@ -94,20 +94,29 @@ def _pillow():
     return Image
 
 
+@contextlib.contextmanager
+def _pillow_headers() -> Iterator:
+    """PIL.Image for reading headers and tags only: Pillow's pixel limit lifted (no pixel is
+    decoded; MAX_PIXELS is this tool's limit, not Pillow's lower one) and its warnings of damaged
+    tags silenced (the decoders report those, in one line)."""
+    Image = _pillow()
+    saved, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield Image
+    finally:
+        Image.MAX_IMAGE_PIXELS = saved
+
+
 def _refuse_huge(path: Path, data: bytes) -> None:
     """Refuse an image whose header declares more than MAX_PIXELS, reading only the header (Pillow
     opens lazily). Files Pillow cannot open are left to the decoders to judge."""
-    Image = _pillow()
-    saved, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None  # our limit, not Pillow's lower one
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # damaged tags are the decoders' to report, in one line
-            with Image.open(io.BytesIO(data)) as im:
-                width, height = im.size
+        with _pillow_headers() as Image, Image.open(io.BytesIO(data)) as im:
+            width, height = im.size
     except (OSError, SyntaxError, ValueError, EOFError):
         return
-    finally:
-        Image.MAX_IMAGE_PIXELS = saved
     if width * height > MAX_PIXELS:
         raise ISONetError(f"{path}: declares {width}x{height} pixels, more than the {MAX_PIXELS // 10**6} "
                           f"megapixels this tool reads (corrupt, or a decompression bomb)")
@@ -245,14 +254,12 @@ def read_exif(path: str | os.PathLike) -> Exif | None:
     """A file's EXIF (Pillow's Exif: IFD0's tags, get_ifd for the others), or None for files Pillow
     cannot read or whose EXIF is corrupt. Only tags are read, never pixels, so neither Pillow's
     pixel limit nor a header's absurd size refuses it."""
-    Image = _pillow()  # Pillow reads EXIF; OpenCV does not expose it
     # What Pillow raises for unreadable files and bad EXIF (UnidentifiedImageError is an OSError; a
-    # bad TIFF header in PNG/WebP EXIF is a SyntaxError).
-    unreadable = (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError)
-    saved, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
+    # bad TIFF header in PNG/WebP EXIF is a SyntaxError), and the pixel limit's error, should another
+    # thread restore that limit meanwhile. Pillow reads EXIF; OpenCV does not expose it.
+    unreadable = (OSError, SyntaxError, ValueError, EOFError, _pillow().DecompressionBombError)
     try:
-        with warnings.catch_warnings():  # Pillow warns of corrupt EXIF; None says it already
-            warnings.simplefilter("ignore")
+        with _pillow_headers() as Image:
             if Path(path).suffix.lower() in RAW_SUFFIXES:
                 # TIFF-based RAWs (DNG, NEF, CR2, ARW, ...) are TIFF structures Pillow cannot open
                 # as images but can parse as EXIF; CR3 and RAF are not TIFF and give None.
@@ -264,8 +271,6 @@ def read_exif(path: str | os.PathLike) -> Exif | None:
             exif.get_ifd(_EXIF_IFD)  # parsed now, so that a corrupt sub-IFD is caught here
     except unreadable:
         return None
-    finally:
-        Image.MAX_IMAGE_PIXELS = saved
     return exif
 
 

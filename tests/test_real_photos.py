@@ -132,7 +132,7 @@ def test_photos_of_the_same_name_from_two_series_both_keep_their_copy(tmp_path):
 
 
 def test_the_same_file_at_two_commits_or_under_two_names_is_imported_once(checkout, tmp_path):
-    """A burst whose first 27 frames are at one commit and all 40 at a later one; a collection
+    """A burst whose first 13 frames are at one commit and all 40 at a later one; a collection
     holding one photo under two names: each photo once, the copies left out with a line naming
     the file already in the set."""
     later = tmp_path / "later_commit"
