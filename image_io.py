@@ -1,7 +1,9 @@
 """Image files in, as ISONet reads them: decoding every supported format (EXIF orientation
-honoured), the EXIF ISO, folder listing, and atomic writes of outputs.
+honoured, or undone for PRNU), the EXIF ISO, folder listing, and atomic writes of outputs.
 
 decode_image_file gives RGB uint8/uint16 as stored; read_image the network's float input in [0, 1].
+Both turn the pixels as a viewer shows them, or, with sensor_order=True, leave them in the order the
+sensor gave them (read_orientation says how a viewer turns them).
 """
 from __future__ import annotations
 
@@ -171,12 +173,14 @@ def _decode_opencv(path: Path, data: bytes) -> np.ndarray:
     return img if img.ndim == 2 else img[:, :, 2::-1]  # BGR(A) -> RGB, alpha dropped
 
 
-def decode_image_file(path: str | os.PathLike) -> np.ndarray:
+def decode_image_file(path: str | os.PathLike, sensor_order: bool = False) -> np.ndarray:
     """Decode an image file as RGB HxWx3, uint8 or uint16 as stored.
 
     Grayscale is replicated to three channels and alpha is dropped. EXIF orientation is honoured,
-    so the map lines up with the picture as viewers show it. The format is told by content, except
-    camera RAW (RAW_SUFFIXES), which is developed to 16-bit sRGB (see _decode_raw).
+    so the map lines up with the picture as viewers show it; with `sensor_order` it is undone
+    (read_orientation), leaving the pixels where the sensor's photosites put them, as PRNU needs.
+    The format is told by content, except camera RAW (RAW_SUFFIXES), which is developed to 16-bit
+    sRGB (see _decode_raw).
     """
     path = Path(path)
     if not path.is_file():
@@ -197,6 +201,10 @@ def decode_image_file(path: str | os.PathLike) -> np.ndarray:
     h, w = img.shape[:2]
     if h < PATCH or w < PATCH:
         raise ISONetError(f"{path}: image is {w}x{h}, smaller than one {PATCH}x{PATCH} patch")
+    if sensor_order:
+        # Each decoder turns the picture as its orientation says (OpenCV ignores IMREAD_IGNORE_ORIENTATION
+        # for TIFF), so the turn is undone here, the same way for every format.
+        img = np.ascontiguousarray(orient(img, inverse_orientation(_read_orientation(path, data))))
     return img
 
 
@@ -210,10 +218,105 @@ def to_unit_float(img: np.ndarray) -> np.ndarray:
     return out
 
 
-def read_image(path: str | os.PathLike) -> np.ndarray:
+def read_image(path: str | os.PathLike, sensor_order: bool = False) -> np.ndarray:
     """Read an image as float32 RGB HxWx3 in [0, 1], as the paper feeds the network: 8-bit
     files divided by 255, 16-bit files by 65535 (see decode_image_file)."""
-    return to_unit_float(decode_image_file(path))
+    return to_unit_float(decode_image_file(path, sensor_order))
+
+
+# ---------------------------------------------------------------------------------------------
+# Orientation: EXIF's eight codes, each a turn or mirror of the pixel grid
+# ---------------------------------------------------------------------------------------------
+_ORIENTATION = 0x0112
+# Code -> how a viewer turns the stored HxW grid: (transpose first, then flip rows, flip columns).
+_ORIENTATION_STEPS = {1: (False, False, False), 2: (False, False, True), 3: (False, True, True),
+                      4: (False, True, False), 5: (True, False, False), 6: (True, False, True),
+                      7: (True, True, True), 8: (True, True, False)}
+# np.rot90's k (quarter turns anticlockwise) as orientation codes.
+QUARTER_TURNS = {0: 1, 1: 8, 2: 3, 3: 6}
+
+
+def orient(img: np.ndarray, code: int) -> np.ndarray:
+    """The HxW[xC] pixel grid `img` as a viewer shows it under EXIF orientation `code` (a view)."""
+    transpose, flip_rows, flip_columns = _ORIENTATION_STEPS[code]
+    if transpose:
+        img = img.swapaxes(0, 1)
+    return img[::-1 if flip_rows else 1, ::-1 if flip_columns else 1]
+
+
+def inverse_orientation(code: int) -> int:
+    """The code that undoes `code`: the two quarter turns undo each other, the rest undo themselves."""
+    return {6: 8, 8: 6}.get(code, code)
+
+
+def compose_orientations(first: int, then: int) -> int:
+    """The one code that turns a grid as `first` and then `then` do."""
+    probe = np.arange(6).reshape(2, 3)
+    both = orient(orient(probe, first), then)
+    return next(c for c in _ORIENTATION_STEPS if orient(probe, c).shape == both.shape
+                and np.array_equal(orient(probe, c), both))
+
+
+def orient_box(box: tuple[float, float, float, float], height: int, width: int,
+               code: int) -> tuple[float, float, float, float]:
+    """A rectangle (x0, x1, y0, y1) in the pixel coordinates of a `height` x `width` grid, in those of
+    the grid turned by `code`, as (x0, x1, y0, y1) with x0 < x1, y0 < y1: what matplotlib's extent
+    needs to draw an overlay turned with its image."""
+    transpose, flip_rows, flip_columns = _ORIENTATION_STEPS[code]
+    x0, x1, y0, y1 = box
+    if transpose:
+        x0, x1, y0, y1, height, width = y0, y1, x0, x1, width, height
+    if flip_rows:
+        y0, y1 = height - y1, height - y0
+    if flip_columns:
+        x0, x1 = width - x1, width - x0
+    return x0, x1, y0, y1
+
+
+def _heif_orientation(data: bytes) -> int:
+    """The code of the rotations and mirrors libheif applies (the container's irot and imir boxes, in
+    their order); 1 for files pillow-heif cannot open (the decoder reports those)."""
+    import pillow_heif
+
+    steps = {("irot", 90): 8, ("irot", 180): 3, ("irot", 270): 6, ("imir", 0): 4, ("imir", 1): 2}
+    try:
+        transformations = pillow_heif.open_heif(data)[0]._c_image.transformations  # no public accessor
+    except (ValueError, RuntimeError, OSError, AttributeError):
+        return 1
+    code = 1
+    for step in transformations:
+        code = compose_orientations(code, steps.get(tuple(step), 1))  # clap (a crop) cannot be undone
+    return code
+
+
+def _raw_orientation(path: Path) -> int:
+    """The code of LibRaw's turn (its flip: 3, 5 or 6); 1 for files LibRaw cannot open."""
+    import rawpy
+
+    try:
+        with _quiet_stderr(), rawpy.imread(str(path)) as raw:
+            flip = raw.sizes.flip
+    except (rawpy.LibRawError, OSError, ValueError):
+        return 1
+    return {3: 3, 5: 8, 6: 6}.get(flip, 1)
+
+
+def _read_orientation(path: Path, data: bytes) -> int:
+    if path.suffix.lower() in RAW_SUFFIXES:
+        return _raw_orientation(path)
+    if _is_heif(data):
+        return _heif_orientation(data)
+    exif = read_exif(path)
+    code = None if exif is None else _first_int(exif.get(_ORIENTATION))
+    return code if code in _ORIENTATION_STEPS else 1
+
+
+def read_orientation(path: str | os.PathLike) -> int:
+    """The EXIF orientation code (1-8) that turns the file's pixels, in the sensor's order
+    (decode_image_file(sensor_order=True)), as a viewer shows them: EXIF's Orientation in JPEG,
+    PNG, WebP and TIFF, the container's rotations in HEIF, LibRaw's in RAW; 1 when none is recorded."""
+    path = Path(path)
+    return _read_orientation(path, path.read_bytes())
 
 
 _EXIF_IFD = 0x8769
@@ -265,10 +368,11 @@ def read_exif(path: str | os.PathLike) -> Exif | None:
                 # as images but can parse as EXIF; CR3 and RAF are not TIFF and give None.
                 exif = Image.Exif()
                 exif.load(Path(path).read_bytes())
+                exif.get_ifd(_EXIF_IFD)  # parsed now, so that a corrupt sub-IFD is caught here
             else:
                 with Image.open(path) as im:
                     exif = im.getexif()
-            exif.get_ifd(_EXIF_IFD)  # parsed now, so that a corrupt sub-IFD is caught here
+                    exif.get_ifd(_EXIF_IFD)  # while the file is open: a TIFF's sub-IFD is read from it
     except unreadable:
         return None
     return exif

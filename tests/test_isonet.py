@@ -506,6 +506,48 @@ def test_every_exif_orientation_gives_the_pixels_pillow_shows(tmp_path, fmt, ori
         assert np.abs(np.asarray(upright).astype(int) - rgb).mean() < 3
 
 
+@pytest.mark.parametrize("fmt", ORIENTATION_FORMATS)
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_sensor_order_undoes_every_orientation(tmp_path, fmt, orientation):
+    """PRNU reads the pixels where the sensor put them: an oriented file decodes in sensor order to
+    exactly its orientation-1 twin, and read_orientation turns that back into the viewer's picture."""
+    suffix, options = ORIENTATION_FORMATS[fmt]
+    rgb = smooth_image()
+    upright = tmp_path / f"upright.{suffix}"
+    turned = tmp_path / f"turned.{suffix}"
+    upright.write_bytes(encoded(rgb, fmt, 1, **options))
+    turned.write_bytes(encoded(rgb, fmt, orientation, **options))
+    sensor = image_io.decode_image_file(turned, sensor_order=True)
+    np.testing.assert_array_equal(sensor, image_io.decode_image_file(upright))
+    assert image_io.read_orientation(turned) == orientation
+    assert image_io.read_exif_iso(turned) == 640  # TIFF's too, whose EXIF sub-IFD is read from the open file
+    np.testing.assert_array_equal(image_io.orient(sensor, orientation), image_io.decode_image_file(turned))
+
+
+def test_orientation_codes_compose_invert_and_move_boxes_with_their_pixels():
+    grid = np.arange(5 * 7).reshape(5, 7)
+    for code in range(1, 9):
+        np.testing.assert_array_equal(image_io.orient(image_io.orient(grid, code), image_io.inverse_orientation(code)),
+                                      grid)
+        for then in range(1, 9):
+            np.testing.assert_array_equal(image_io.orient(grid, image_io.compose_orientations(code, then)),
+                                          image_io.orient(image_io.orient(grid, code), then))
+        # The box around one pixel lands on the pixel that orient moved there.
+        turned = image_io.orient(grid, code)
+        x0, x1, y0, y1 = image_io.orient_box((4, 5, 1, 2), *grid.shape, code)
+        assert (x1 - x0, y1 - y0) == (1, 1) and turned[int(y0), int(x0)] == grid[1, 4]
+    for k, code in image_io.QUARTER_TURNS.items():
+        np.testing.assert_array_equal(np.rot90(grid, k), image_io.orient(grid, code))
+
+
+def test_raw_sensor_order_and_orientation(tmp_path):
+    portrait = tiny_dng(tmp_path / "portrait.dng", 400, orientation=6)
+    assert image_io.read_orientation(portrait) == 6
+    sensor = image_io.decode_image_file(portrait, sensor_order=True)
+    np.testing.assert_array_equal(sensor, image_io.decode_image_file(tiny_dng(tmp_path / "landscape.dng", 400)))
+    np.testing.assert_array_equal(image_io.orient(sensor, 6), image_io.decode_image_file(portrait))
+
+
 def test_heic_reads_its_exif_iso_and_16_bit_samples(tmp_path):
     import pillow_heif
 
