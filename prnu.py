@@ -28,6 +28,7 @@ it takes, I * K, buried in random noise. Its pieces:
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 from dataclasses import dataclass, field
@@ -901,17 +902,165 @@ def save_scenario_figure(result: ScenarioResult, path: str | os.PathLike) -> Non
 
 
 # ---------------------------------------------------------------------------------------------
-# A user's photos: a fingerprint from a folder, then one probe
+# A camera's photos: its fingerprint and predictors, in the sensor's orientation; then one probe
 # ---------------------------------------------------------------------------------------------
 BAND_CHOICES = ("isonet", "exif", "single", "isonet_weighted")
+NEEDS_EXIF = ("exif", "isonet_weighted")  # band choices that need every fingerprint image's EXIF ISO
+
+
+def turned(obs: Observation, turn: int) -> Observation:
+    """`obs` turned by `turn` quarter turns anticlockwise (np.rot90's k)."""
+    return Observation(np.ascontiguousarray(np.rot90(obs.intensity, turn)),
+                       np.ascontiguousarray(np.rot90(obs.residual, turn)))
+
+
+def turns_fitting(shape: tuple[int, int], target: tuple[int, int]) -> list[int]:
+    """The quarter turns that give an HxW grid of `shape` the `target` shape (none: another size)."""
+    return [turn for turn in range(4) if (shape if turn % 2 == 0 else shape[::-1]) == tuple(target)]
+
+
+def best_turn(obs: Observation, fingerprint: np.ndarray, turns: Sequence[int] | None = None) -> tuple[int, dict[int, Pce]]:
+    """The quarter turn of `obs` (among `turns`, else every one its shape allows) whose PCE against
+    the fingerprint is highest, and the PCE of each turn tried. Photos are read in the sensor's
+    order, but some phones store them turned upright and record no orientation."""
+    tried = {turn: pce(t.residual, expected_prnu(t, fingerprint))
+             for turn in (turns_fitting(obs.shape, fingerprint.shape) if turns is None else turns)
+             for t in [turned(obs, turn)]}
+    if not tried:
+        raise ValueError(f"an image of {obs.shape[1]}x{obs.shape[0]} fits no turn of a "
+                         f"{fingerprint.shape[1]}x{fingerprint.shape[0]} fingerprint")
+    return max(tried, key=lambda turn: tried[turn].value), tried
+
+
+def describe_turn(turn: int) -> str:
+    return ("as stored", "turned 90 degrees anticlockwise", "turned 180 degrees", "turned 90 degrees clockwise")[turn]
 
 
 @dataclass
-class FingerprintImage:
+class CameraImage:
+    """One of a camera's images as its fingerprint and predictors use it."""
+
     path: Path
-    observation: Observation
-    band: float | None  # whole stops of ISO metric, or None for the single predictor
-    reading: float | None  # ISONet's global ISO metric, where the band choice needs it
+    observation: Observation  # in the fingerprint's orientation
+    exif_iso: int | None
+    reading: float | None  # ISONet's global ISO metric, where a band choice needs it
+    turn: int = 0  # quarter turns from its pixels in the sensor's order to the fingerprint's orientation
+
+
+def read_camera_images(paths: Sequence[Path], size: tuple[int, int], net: isonet.ISONet | None, channels: str = "luma",
+                       exif_needed_by: str | None = None) -> tuple[list[CameraImage], list[str]]:
+    """Each image read in the sensor's order (EXIF orientation undone: photos held either way line
+    up), checked to be of `size` either way round, observed, and read by `net` if given; (the
+    usable, one line per image left out). With `exif_needed_by` (a band choice), an image
+    without an EXIF ISO is left out too."""
+    usable, failed = [], []
+    for path in paths:
+        try:
+            img = image_io.read_image(path, sensor_order=True)
+            if sorted(img.shape[:2]) != sorted(size):
+                raise ISONetError(f"{path}: {img.shape[1]}x{img.shape[0]}, the probe is {size[1]}x{size[0]} "
+                                  "(a fingerprint only matches photos of the same size)")
+            exif_iso = image_io.read_exif_iso(path)
+            if exif_needed_by and exif_iso is None:
+                raise ISONetError(f"{path}: no EXIF ISO (--band {exif_needed_by} needs it in every fingerprint image; "
+                                  "try --band isonet)")
+            reading = None if net is None else isonet_metric_of(net, img)
+            usable.append(CameraImage(path, observe(img, channels), exif_iso, reading))
+        except ISONetError as e:
+            failed.append(str(e))
+    return usable, failed
+
+
+def align_camera_images(images: Sequence[CameraImage]) -> tuple[list[CameraImage], list[str]]:
+    """The images in one orientation, the shape most of them have: each of the other shape (stored
+    turned upright, with no orientation recorded) turned a quarter either way, whichever the
+    fingerprint of the others finds at the higher PCE, and left out, with a line, where neither
+    reaches PCE_THRESHOLD. Square images are taken as they are."""
+    shapes = [image.observation.shape for image in images]
+    if len(set(shapes)) < 2:
+        return list(images), []
+    shape = max(set(shapes), key=lambda s: (shapes.count(s), s))
+    kept = [image for image in images if image.observation.shape == shape]
+    others = [image for image in images if image.observation.shape != shape]
+    if len(kept) < 2:
+        return kept, [f"{image.path}: stored turned against the other images, too few of which ({len(kept)}) "
+                      "to tell which way" for image in others]
+    reference = estimate_fingerprint(image.observation for image in kept)
+    failed = []
+    for image in others:
+        turn, tried = best_turn(image.observation, reference, (1, 3))
+        if tried[turn].value > PCE_THRESHOLD:
+            kept.append(dataclasses.replace(image, observation=turned(image.observation, turn), turn=turn))
+        else:
+            failed.append(f"{image.path}: stored turned against the other images, and neither quarter turn matches "
+                          f"their fingerprint (PCE {tried[1].value:.1f} / {tried[3].value:.1f})")
+    return kept, failed
+
+
+@dataclass
+class CameraPrnu:
+    """A camera's PRNU fingerprint and its correlation predictors, fitted on the same images (each
+    against the fingerprint of the others): banded by EXIF ISO (images without one feed the single
+    predictor only) and by ISONet's readings, and the reading weights that let a reading weigh the
+    EXIF-ISO bands."""
+
+    fingerprint: np.ndarray
+    by_exif: BandedPredictors
+    by_reading: BandedPredictors | None
+    reading_weights: ReadingWeights | None
+    block: int
+    stride: int
+
+    def predictor(self, band_by: str, reading: float | None,
+                  exif_iso: int | None) -> tuple[CorrelationPredictor | WeightedPredictor, float | None]:
+        """The predictor `band_by` picks for a probe ISONet read as `reading` (ISO metric) with EXIF
+        ISO `exif_iso`, and its band (None: one predictor for all, or weighted bands)."""
+        if band_by == "single":
+            return self.by_exif.single, None
+        if band_by == "exif":
+            band = self.by_exif.band_for(None if exif_iso is None else reading_band(isonet.iso_to_metric(exif_iso)))
+            return self.by_exif.for_metric(band), band
+        if reading is None:
+            raise ValueError(f"--band {band_by} needs ISONet's reading of the probe")
+        if band_by == "isonet" and self.by_reading is not None:
+            band = self.by_reading.band_for(reading_band(reading))
+            return self.by_reading.for_metric(band), band
+        if band_by == "isonet_weighted" and self.reading_weights is not None:
+            return self.by_exif.weighted(self.reading_weights.weights(reading)), None
+        raise ValueError(f"--band {band_by}: the camera's images were not read by ISONet"
+                         + (" with EXIF ISOs" if band_by == "isonet_weighted" else ""))
+
+
+def leave_one_out_blocks(images: Sequence[CameraImage], numerator: np.ndarray, denominator: np.ndarray,
+                         block: int, stride: int) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Genuine blocks to fit predictors on, (features, rho, image index) of each image, measured
+    against the fingerprint of the others: with itself in it, its correlation would be biased up."""
+    blocks = []
+    for k, image in enumerate(images):
+        obs = image.observation
+        others = fingerprint_from_sums(numerator - obs.residual * obs.intensity,
+                                       denominator - np.square(obs.intensity, dtype=np.float64))
+        rho, features = measure_blocks(obs, others, block, stride)
+        blocks.append((features.reshape(-1, len(FEATURES)), rho.ravel(), np.full(rho.size, k)))
+    return blocks
+
+
+def camera_prnu(images: Sequence[CameraImage], block: int = BLOCK, stride: int = BLOCK // 2) -> CameraPrnu:
+    """The fingerprint of `images` (two or more, aligned) and predictors fitted on their blocks."""
+    numerator, denominator = fingerprint_sums(image.observation for image in images)
+    blocks = leave_one_out_blocks(images, numerator, denominator, block, stride)
+    exif_bands = [None if i.exif_iso is None else reading_band(isonet.iso_to_metric(i.exif_iso)) for i in images]
+    by_exif: dict[float | None, list] = {}
+    by_reading: dict[float | None, list] = {}
+    for image, band, part in zip(images, exif_bands, blocks):
+        by_exif.setdefault(band, []).append(part)
+        by_reading.setdefault(None if image.reading is None else reading_band(image.reading), []).append(part)
+    read = all(image.reading is not None for image in images)
+    weighed = [(band, image.reading) for band, image in zip(exif_bands, images)
+               if band is not None and image.reading is not None]
+    return CameraPrnu(fingerprint_from_sums(numerator, denominator), fit_banded(stack_samples(by_exif)),
+                      fit_banded(stack_samples(by_reading), MIN_BAND_BLOCKS) if read else None,
+                      ReadingWeights.of(weighed) if weighed else None, block, stride)
 
 
 @dataclass
@@ -919,14 +1068,19 @@ class ProbeReport:
     probe: Path
     used: list[Path]  # the fingerprint images
     failed: list[str]  # one line per image left out
+    turned_in: list[Path]  # fingerprint images stored turned against the others, turned back
     pce: Pce
+    turn: int  # quarter turns from the probe's pixels in the sensor's order to the fingerprint's orientation
+    pce_by_turn: dict[int, Pce]
+    orientation: int  # the probe's EXIF orientation: how a viewer turns its pixels in the sensor's order
     isonet_metric: float
     exif_iso: int | None
     band: float | None  # the predictor's ISO band (metric), None: fitted on every band, or weighted
     predictor: CorrelationPredictor | WeightedPredictor
-    rho: np.ndarray  # rows x cols
+    rho: np.ndarray  # rows x cols, in the fingerprint's orientation
     predicted: np.ndarray
     forged: np.ndarray
+    frame: tuple[int, int]  # the probe's height and width in the fingerprint's orientation
     block: int
     stride: int
     false_alarm: float
@@ -935,101 +1089,49 @@ class ProbeReport:
     def same_camera(self) -> bool:
         return self.pce.value > PCE_THRESHOLD
 
-
-def band_of(path: Path, band_by: str, isonet_metric: float | None) -> float | None:
-    """The whole-stop ISO band (metric) an image's predictor comes from: ISONet's global estimate
-    (`isonet_metric`), the EXIF ISO (an ISONetError naming the file if it has none) or None (one
-    predictor for all)."""
-    if band_by == "single":
-        return None
-    if band_by == "exif":
-        return exif_band(path, band_by, "image")
-    return reading_band(isonet_metric)
-
-
-def exif_band(path: Path, band_by: str, needed_in: str) -> float:
-    """The whole-stop band of the image's EXIF ISO; an ISONetError naming the file and the --band
-    choice that needs it where it has none."""
-    iso = image_io.read_exif_iso(path)
-    if iso is None:
-        raise ISONetError(f"{path}: no EXIF ISO (--band {band_by} needs it in every {needed_in}; try --band isonet)")
-    return reading_band(isonet.iso_to_metric(iso))
-
-
-def fingerprint_band_of(path: Path, band_by: str, isonet_metric: float | None) -> float | None:
-    """A fingerprint image's band: as band_of, but under --band isonet_weighted its EXIF ISO, the
-    truth that ISONet's readings of the images are weighed against."""
-    if band_by == "isonet_weighted":
-        return exif_band(path, band_by, "fingerprint image")
-    return band_of(path, band_by, isonet_metric)
-
-
-def read_fingerprint_images(paths: Sequence[Path], shape: tuple[int, int], net: isonet.ISONet, band_by: str,
-                            channels: str) -> tuple[list[FingerprintImage], list[str]]:
-    """Each image read, checked against the probe's size and observed; (the usable, one line per
-    image left out)."""
-    usable, failed = [], []
-    for path in paths:
-        try:
-            img = image_io.read_image(path)
-            if img.shape[:2] != shape:
-                raise ISONetError(f"{path}: {img.shape[1]}x{img.shape[0]}, the probe is {shape[1]}x{shape[0]} "
-                                  "(a fingerprint only matches photos of the same size and orientation)")
-            metric = isonet_metric_of(net, img) if band_by.startswith("isonet") else None
-            usable.append(FingerprintImage(path, observe(img, channels), fingerprint_band_of(path, band_by, metric),
-                                           metric))
-        except ISONetError as e:
-            failed.append(str(e))
-    return usable, failed
-
-
-def leave_one_out_samples(images: Sequence[FingerprintImage], numerator: np.ndarray, denominator: np.ndarray,
-                          block: int, stride: int) -> Samples:
-    """Genuine blocks to fit the predictors on: each fingerprint image against the fingerprint of
-    the others (with itself in it, its correlation would be biased up), grouped by band, each
-    image a group of its own."""
-    samples: dict[float | None, list[tuple[np.ndarray, np.ndarray, np.ndarray]]] = {}
-    for k, image in enumerate(images):
-        obs = image.observation
-        others = fingerprint_from_sums(numerator - obs.residual * obs.intensity,
-                                       denominator - np.square(obs.intensity, dtype=np.float64))
-        rho, features = measure_blocks(obs, others, block, stride)
-        samples.setdefault(image.band, []).append((features.reshape(-1, len(FEATURES)), rho.ravel(),
-                                                   np.full(rho.size, k)))
-    return stack_samples(samples)
+    @property
+    def view(self) -> int:
+        """The orientation code that turns the maps as a viewer shows the probe: the turn undone,
+        then the probe's own orientation."""
+        return image_io.compose_orientations(image_io.inverse_orientation(image_io.QUARTER_TURNS[self.turn]),
+                                             self.orientation)
 
 
 def analyse_probe(probe: str | os.PathLike, fingerprint_paths: Sequence[Path], net: isonet.ISONet,
                   band_by: str = "isonet", block: int = BLOCK, stride: int = BLOCK // 2,
                   false_alarm: float = FALSE_ALARM, channels: str = "luma") -> ProbeReport:
     """Is `probe` from the camera the fingerprint images come from (PCE), and which of its blocks
-    lack that camera's PRNU? The predictors are fitted on the fingerprint images themselves (each
-    against the others' fingerprint), one per ISO band chosen by `band_by`; the probe's band is
-    chosen the same way. ISONetError naming the file when the probe is unreadable or fewer than
-    two fingerprint images are usable."""
+    lack that camera's PRNU? Everything is computed in the sensor's orientation, so photos held
+    either way share one fingerprint; the probe is tried in every quarter turn its size allows
+    (some phones store their photos turned upright). The predictors are fitted on the fingerprint
+    images themselves (each against the others' fingerprint), one per ISO band chosen by
+    `band_by`; the probe's band is chosen the same way. ISONetError naming the file when the probe
+    is unreadable or fewer than two fingerprint images are usable."""
     probe = Path(probe)
-    img = image_io.read_image(probe)
-    images, failed = read_fingerprint_images(fingerprint_paths, img.shape[:2], net, band_by, channels)
+    img = image_io.read_image(probe, sensor_order=True)
+    reader = net if band_by.startswith("isonet") else None
+    images, failed = read_camera_images(fingerprint_paths, img.shape[:2], reader, channels,
+                                        band_by if band_by in NEEDS_EXIF else None)
+    images, misaligned = align_camera_images(images)
+    failed += misaligned
     if len(images) < 2:
         folder = Path(fingerprint_paths[0]).parent if fingerprint_paths else "--fingerprint_dir"
         first = f" (first left out: {failed[0]})" if failed else ""
         raise ISONetError(f"{folder}: {len(images)} usable fingerprint image(s) of the probe's size "
                           f"{img.shape[1]}x{img.shape[0]}; at least 2 are needed{first}")
-    numerator, denominator = fingerprint_sums(i.observation for i in images)
-    fingerprint = fingerprint_from_sums(numerator, denominator)
-    predictors = fit_banded(leave_one_out_samples(images, numerator, denominator, block, stride), MIN_BAND_BLOCKS)
+    camera = camera_prnu(images, block, stride)
+    turn, tried = best_turn(observe(img, channels), camera.fingerprint)
+    obs = turned(observe(img, channels), turn)
     metric = isonet_metric_of(net, img)
-    if band_by == "isonet_weighted":
-        band = None
-        predictor = predictors.weighted(ReadingWeights.of((i.band, i.reading) for i in images).weights(metric))
-    else:
-        band = predictors.band_for(band_of(probe, band_by, metric))
-        predictor = predictors.for_metric(band)
-    obs = observe(img, channels)
-    rho, features = measure_blocks(obs, fingerprint, block, stride)
-    return ProbeReport(probe, [i.path for i in images], failed, pce(obs.residual, expected_prnu(obs, fingerprint)),
-                       metric, image_io.read_exif_iso(probe), band, predictor, rho, predictor.predict(features),
-                       predictor.forged(rho, features, false_alarm), block, stride, false_alarm)
+    exif_iso = image_io.read_exif_iso(probe)
+    if band_by == "exif" and exif_iso is None:
+        raise ISONetError(f"{probe}: no EXIF ISO (--band exif needs it in the probe too; try --band isonet)")
+    predictor, band = camera.predictor(band_by, metric, exif_iso)
+    rho, features = measure_blocks(obs, camera.fingerprint, block, stride)
+    return ProbeReport(probe, [i.path for i in images], failed, [i.path for i in images if i.turn], tried[turn], turn,
+                       tried, image_io.read_orientation(probe), metric, exif_iso, band, predictor, rho,
+                       predictor.predict(features), predictor.forged(rho, features, false_alarm), obs.shape, block,
+                       stride, false_alarm)
 
 
 def probe_report_lines(report: ProbeReport) -> list[str]:
@@ -1041,9 +1143,15 @@ def probe_report_lines(report: ProbeReport) -> list[str]:
             "all bands" if b is None else f"{isonet.metric_to_iso(b):.0f} {w:.0%}" for b, w, _ in report.predictor.parts)
     exif = f", EXIF ISO {report.exif_iso}" if report.exif_iso is not None else ""
     forged = int(report.forged.sum())
-    return [f"fingerprint: {len(report.used)} images of {report.probe.name}'s size",
+    turned_in = (f" ({len(report.turned_in)} stored turned against the others, turned back)"
+                 if report.turned_in else "")
+    orientation = (f"; its EXIF orientation {report.orientation} undone, as for every image"
+                   if report.orientation != 1 else "")
+    tried = ", ".join(f"{describe_turn(t)} {p.value:.1f}" for t, p in report.pce_by_turn.items())
+    return [f"fingerprint: {len(report.used)} images of {report.probe.name}'s size, in the sensor's orientation{turned_in}",
             f"PCE of {report.probe.name} against the fingerprint: {report.pce.value:.1f} -> {decision} "
             f"(threshold {PCE_THRESHOLD:g})",
+            f"the probe matches the fingerprint {describe_turn(report.turn)}{orientation} (PCE tried: {tried})",
             f"ISONet reads ISO {isonet.metric_to_iso(report.isonet_metric):.0f} (metric {report.isonet_metric:.2f})"
             f"{exif}; predictor: {band}, fitted on {report.predictor.samples} genuine blocks",
             f"forgery map: {forged} of {report.forged.size} {report.block}x{report.block} blocks (every "
@@ -1051,25 +1159,32 @@ def probe_report_lines(report: ProbeReport) -> list[str]:
 
 
 def save_forgery_figure(img: np.ndarray, report: ProbeReport, path: str | os.PathLike) -> None:
-    """The probe with its flagged blocks, and each block's correlation minus its prediction;
-    each cell is centred on its block, as ISO maps are."""
+    """The probe as a viewer shows it (`img`, image_io.read_image's) with its flagged blocks, and
+    each block's correlation minus its prediction; the maps, computed in the fingerprint's
+    orientation, are turned with the picture, each cell centred on its block."""
     plt = reports.pyplot()
     rows, cols = report.rho.shape
     left = report.block / 2 - report.stride / 2
-    extent = (left, left + cols * report.stride, left + rows * report.stride, left)
+    x0, x1, y0, y1 = image_io.orient_box((left, left + cols * report.stride, left, left + rows * report.stride),
+                                         *report.frame, report.view)
+    extent = (x0, x1, y1, y0)
+
+    def viewed(values: np.ndarray) -> np.ndarray:
+        return image_io.orient(values, report.view)
+
     fig, axes = plt.subplots(1, 2, figsize=(16, 8 * img.shape[0] / img.shape[1] + 0.8))
     for ax in axes:
-        ax.imshow(image_io.to_unit_float(img) * 0.5, extent=(0, img.shape[1], img.shape[0], 0))
+        reports.show_image(ax, image_io.to_unit_float(img), dim=0.5)
         ax.set_xlim(0, img.shape[1])
         ax.set_ylim(img.shape[0], 0)
     overlay = np.zeros((rows, cols, 4), np.float32)
     overlay[report.forged] = (1.0, 0.1, 0.1, 0.6)
-    axes[0].imshow(overlay, extent=extent, interpolation="nearest")
+    axes[0].imshow(viewed(overlay), extent=extent, interpolation="nearest")
     axes[0].set_title(f"blocks without the camera's PRNU ({report.false_alarm:.0%} false alarm): "
                       f"{int(report.forged.sum())} of {report.forged.size}")
     margin = report.rho - report.predicted
     reach = float(np.abs(margin).max()) or 1.0  # symmetric, so white is "as predicted"
-    shown = axes[1].imshow(margin, extent=extent, cmap="coolwarm_r", vmin=-reach, vmax=reach, alpha=0.8,
+    shown = axes[1].imshow(viewed(margin), extent=extent, cmap="coolwarm_r", vmin=-reach, vmax=reach, alpha=0.8,
                            interpolation="nearest")
     fig.colorbar(shown, ax=axes[1], fraction=0.046, pad=0.04).set_label("measured - predicted correlation")
     axes[1].set_title(f"PCE {report.pce.value:.1f}; ISONet ISO {isonet.metric_to_iso(report.isonet_metric):.0f}")

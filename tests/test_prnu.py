@@ -14,6 +14,7 @@ from conftest import ROOT, assert_one_line_error, run_script, write_rgb
 from scipy.stats import norm
 
 import camera_noise as cn
+import image_io
 import isonet
 import prnu
 
@@ -485,10 +486,13 @@ def test_fig7_fingerprint_inputs_that_fail(tmp_path, weights_file, fingerprint_f
     assert_one_line_error(proc, 1, "0 usable fingerprint image(s)", "no EXIF ISO")
 
 
-def write_jpeg_with_iso(path: Path, rgb: np.ndarray, iso: int) -> Path:
+def write_jpeg(path: Path, rgb: np.ndarray, iso: int | None = None, orientation: int = 1) -> Path:
+    """A camera JPEG: `rgb` stored as the sensor gave it, with the EXIF ISO and orientation given."""
     image = Image.fromarray(rgb)
     exif = image.getexif()
-    exif.get_ifd(0x8769)[0x8827] = iso
+    if iso is not None:
+        exif.get_ifd(0x8769)[0x8827] = iso
+    exif[0x0112] = orientation
     image.save(path, exif=exif, quality=95)
     return path
 
@@ -500,7 +504,7 @@ def test_fig7_weighted_bands_from_fingerprint_images_with_exif(tmp_path, weights
     folder = tmp_path / "camera"
     folder.mkdir()
     for i, iso in enumerate((100, 100, 100, 1600, 1600, 1600)):
-        write_jpeg_with_iso(folder / f"{i}.jpg", camera_render(prnu.flat_field(H, W, rng), cameras[0], rng, iso), iso)
+        write_jpeg(folder / f"{i}.jpg", camera_render(prnu.flat_field(H, W, rng), cameras[0], rng, iso), iso)
     probe = write_rgb(tmp_path / "probe.png", camera_render(photos[PHOTO_NAMES.index("chelsea")], cameras[0], rng, 1600))
     proc = run_script("Fig7.py", "--model_path", weights_file, "--fingerprint_dir", folder, "--pic_path", probe,
                       "--block", 64, "--block_stride", 32, "--band", "isonet_weighted", "--out_dir", tmp_path / "a")
@@ -531,9 +535,94 @@ def test_fig7_bad_prnu_arguments_exit_2(tmp_path, weights_file, extra, fragments
     assert_one_line_error(proc, 2, *fragments)
 
 
-def test_iso_band_choice_by_exif_isonet_or_single(tmp_path):
-    path = write_rgb(tmp_path / "x.png", np.zeros((64, 64, 3), np.uint8))
-    assert prnu.band_of(path, "isonet", 2.6) == 3.0
-    assert prnu.band_of(path, "single", 2.6) is None
-    with pytest.raises(isonet.ISONetError, match="x.png: no EXIF ISO"):
-        prnu.band_of(path, "exif", None)
+def test_camera_predictor_choice_by_exif_isonet_weighted_or_single():
+    rng = np.random.default_rng(9)
+    images = []
+    for k, (iso, reading) in enumerate([(100, 0.2), (100, 0.4), (100, 1.1), (1600, 3.9), (1600, 4.2), (1600, 3.6)]):
+        intensity = rng.uniform(60, 200, (128, 128)).astype(np.float32)
+        obs = prnu.Observation(intensity, rng.normal(0, 1 + (iso > 100), (128, 128)).astype(np.float32))
+        images.append(prnu.CameraImage(Path(f"{k}.jpg"), obs, iso, reading))
+    camera = prnu.camera_prnu(images, block=32, stride=16)
+    assert set(camera.by_exif.bands) == {0.0, 4.0}
+    assert camera.predictor("single", 4.1, None) == (camera.by_exif.single, None)
+    assert camera.predictor("exif", None, 2000) == (camera.by_exif.bands[4.0], 4.0)
+    assert camera.predictor("isonet", 0.3, 1600)[1] == 0.0  # the reading's band, not the EXIF's
+    weighted, band = camera.predictor("isonet_weighted", 1.0, None)
+    assert band is None and [(b, round(w, 3)) for b, w, _ in weighted.parts] == [(0.0, 1.0)]
+    unread = prnu.camera_prnu([dataclasses.replace(i, reading=None) for i in images], block=32, stride=16)
+    with pytest.raises(ValueError, match="not read by ISONet"):
+        unread.predictor("isonet", 1.0, None)
+
+
+# ---------------------------------------------------------------------------------------------
+# The sensor's orientation: photos held either way, phones that store them turned
+# ---------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def held_either_way(tmp_path_factory, cameras, photos) -> dict[str, Path]:
+    """One camera's renders written as JPEGs twice, the same pixels as the sensor gave them: once all
+    landscape (Orientation 1), once with every image but each third held upright (6 or 8); a probe
+    of each orientation; a stranger's render."""
+    rng = np.random.default_rng(10)
+    root = tmp_path_factory.mktemp("held_either_way")
+    (root / "landscape").mkdir()
+    (root / "mixed").mkdir()
+    scenes = [prnu.flat_field(H, W, rng) for _ in range(6)] + [photos[PHOTO_NAMES.index(n)] for n in ("coffee", "rocket")]
+    for i, scene in enumerate(scenes):
+        render = camera_render(scene, cameras[0], rng)
+        write_jpeg(root / "landscape" / f"{i}.jpg", render)
+        write_jpeg(root / "mixed" / f"{i}.jpg", render, orientation=(1, 6, 8)[i % 3])
+    probe = camera_render(photos[PHOTO_NAMES.index("chelsea")], cameras[0], rng)
+    return {"landscape": root / "landscape", "mixed": root / "mixed", "probe": write_jpeg(root / "probe.jpg", probe),
+            "portrait probe": write_jpeg(root / "portrait.jpg", probe, orientation=6),
+            "phone probe": write_jpeg(root / "phone.jpg", np.rot90(probe, -1)),  # turned upright, no orientation
+            "stranger": write_jpeg(root / "stranger.jpg",
+                                   camera_render(photos[PHOTO_NAMES.index("chelsea")], cameras[1], rng))}
+
+
+def probe_pce(random_net, probe: Path, folder: Path) -> prnu.ProbeReport:
+    return prnu.analyse_probe(probe, sorted(folder.iterdir()), random_net, "single", block=64, stride=32)
+
+
+def test_photos_held_either_way_build_one_fingerprint_that_finds_a_probe_held_either_way(random_net, held_either_way):
+    landscape = probe_pce(random_net, held_either_way["probe"], held_either_way["landscape"])
+    assert landscape.same_camera and not landscape.failed
+    for probe in ("probe", "portrait probe"):
+        report = probe_pce(random_net, held_either_way[probe], held_either_way["mixed"])
+        assert len(report.used) == 8 and not report.failed and report.turn == 0
+        assert abs(report.pce.value / landscape.pce.value - 1) < 0.2, (probe, report.pce.value, landscape.pce.value)
+    assert report.view == 6  # the maps are drawn back as a viewer shows the portrait probe
+    assert not probe_pce(random_net, held_either_way["stranger"], held_either_way["mixed"]).same_camera
+
+
+def test_a_probe_stored_turned_without_orientation_is_matched_in_its_turn(random_net, held_either_way):
+    report = probe_pce(random_net, held_either_way["phone probe"], held_either_way["mixed"])
+    assert report.turn == 1 and report.same_camera and set(report.pce_by_turn) == {1, 3}
+    assert report.pce_by_turn[3].value < prnu.PCE_THRESHOLD < report.pce_by_turn[1].value
+    assert report.view == 6 and report.frame == (H, W)
+    assert "turned 90 degrees anticlockwise" in "\n".join(prnu.probe_report_lines(report))
+
+
+def test_a_fingerprint_image_stored_turned_is_turned_back(random_net, held_either_way, tmp_path):
+    folder = tmp_path / "camera"
+    folder.mkdir()
+    for path in sorted(held_either_way["landscape"].iterdir()):
+        rgb = np.asarray(Image.open(path))
+        write_jpeg(folder / path.name, np.rot90(rgb, 1) if path.stem == "3" else rgb)
+    report = probe_pce(random_net, held_either_way["probe"], folder)
+    assert report.turned_in == [folder / "3.jpg"] and len(report.used) == 8 and report.same_camera
+
+
+def test_forgery_map_is_drawn_as_the_viewer_shows_the_probe(random_net, held_either_way, cameras, photos, tmp_path):
+    """A region from another camera, in a probe held upright: the flagged blocks, turned by the
+    report's view, lie on the region as the viewer sees it."""
+    rng = np.random.default_rng(11)
+    scene = photos[PHOTO_NAMES.index("chelsea")]
+    forged, mask = cn.forge_from_camera(scene, cameras[0], cameras[1], ISO, rng, None, cn.typical_isp(ISO))
+    probe = write_jpeg(tmp_path / "forged.jpg", forged, orientation=8)
+    report = prnu.analyse_probe(probe, sorted(held_either_way["mixed"].iterdir()), random_net, "single", block=64,
+                                stride=32, false_alarm=0.05)
+    seen = image_io.orient(report.forged, report.view)
+    coverage = prnu.block_coverage(image_io.orient(mask, 8), 64, 32)
+    assert seen.shape == coverage.shape and seen[coverage > 0.75].mean() > 3 * max(seen[coverage == 0].mean(), 0.05)
+    prnu.save_forgery_figure(image_io.read_image(probe), report, tmp_path / "map.png")
+    assert (tmp_path / "map.png").stat().st_size > 0
