@@ -25,13 +25,15 @@ import camera_noise
 import image_io
 import isonet
 import reports
+import examination
 import prnu
+import prnu_scenario
 
 
 def add_prnu_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--fingerprint_dir", help="images of one camera, of the probe's size: its PRNU fingerprint "
                                                   "(and the predictor's training blocks)")
-    parser.add_argument("--band", choices=prnu.BAND_CHOICES, default="isonet",
+    parser.add_argument("--band", choices=examination.BAND_CHOICES, default="isonet",
                         help="what picks the correlation predictor's ISO band: ISONet's global estimate (default), "
                              "the EXIF ISO, one predictor for all, or isonet_weighted: the EXIF-ISO bands of the "
                              "fingerprint images (EXIF needed there, not in the probe) weighted by how often ISONet "
@@ -74,30 +76,30 @@ def check_prnu_args(args: argparse.Namespace) -> list[Path]:
 
 
 def run_scenario(args: argparse.Namespace, net: isonet.ISONet) -> None:
-    config = dataclasses.replace(prnu.ScenarioConfig(), camera_processing=not args.plain,
+    config = dataclasses.replace(prnu_scenario.ScenarioConfig(), camera_processing=not args.plain,
                                  false_alarm=args.false_alarm, folds=args.scenario_folds,
                                  adapt_reader=not args.no_adapt)
     try:
-        result = prnu.run_scenario(net, config)
+        result = prnu_scenario.run_scenario(net, config)
     except isonet.ISONetError as e:
         reports.fail(f"the PRNU scenario could not be rendered: {e}", 1)
-    print("\n".join(prnu.scenario_report(result)))
+    print("\n".join(prnu_scenario.scenario_report(result)))
     out = Path(args.out_dir) / "Fig7_prnu.png"
-    prnu.save_scenario_figure(result, out)
+    prnu_scenario.save_scenario_figure(result, out)
     print(f"figure: {out}")
 
 
 def analyse_probe(args: argparse.Namespace, net: isonet.ISONet, path: Path, img, fingerprint_images: list[Path]) -> int:
     try:
-        report = prnu.analyse_probe(path, fingerprint_images, net, args.band, args.block, args.block_stride,
+        report = examination.analyse_probe(path, fingerprint_images, net, args.band, args.block, args.block_stride,
                                     args.false_alarm, args.channels)
     except isonet.ISONetError as e:
         reports.fail(str(e), 1)
     for line in report.failed:
         print(f"error: {line}", file=sys.stderr)
-    print("\n".join(prnu.probe_report_lines(report)))
+    print("\n".join(examination.probe_report_lines(report)))
     out = Path(args.out_dir) / "Fig7_forgery.png"
-    prnu.save_forgery_figure(img, report, out)
+    examination.save_forgery_figure(img, report, out)
     print(f"figure: {out}")
     return 1 if report.failed else 0
 

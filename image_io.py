@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Iterator, Mapping
 import cv2
 import numpy as np
 
-from isonet import PATCH, ISONetError
+from isonet import PATCH, ISONetError, to_unit_float
 
 if TYPE_CHECKING:
     from PIL.Image import Exif
@@ -206,16 +206,6 @@ def decode_image_file(path: str | os.PathLike, sensor_order: bool = False) -> np
         # for TIFF), so the turn is undone here, the same way for every format.
         img = np.ascontiguousarray(orient(img, inverse_orientation(_read_orientation(path, data))))
     return img
-
-
-def to_unit_float(img: np.ndarray) -> np.ndarray:
-    """Pixels as the network reads them: integers divided by their type's maximum (255 for 8-bit,
-    65535 for 16-bit) into float32 in [0, 1]; float images, already there, as they are."""
-    if not np.issubdtype(img.dtype, np.integer):
-        return img
-    out = img.astype(np.float32)
-    out /= np.float32(np.iinfo(img.dtype).max)  # in place: one float copy of a 100 MP image is 1.2 GB
-    return out
 
 
 def read_image(path: str | os.PathLike, sensor_order: bool = False) -> np.ndarray:

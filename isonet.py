@@ -192,6 +192,16 @@ def nearest_full_stop(iso: float) -> int:
 # ---------------------------------------------------------------------------------------------
 # ISO maps
 # ---------------------------------------------------------------------------------------------
+def to_unit_float(img: np.ndarray) -> np.ndarray:
+    """Pixels as the network reads them: integers divided by their type's maximum (255 for 8-bit,
+    65535 for 16-bit) into float32 in [0, 1]; float images, already there, as they are."""
+    if not np.issubdtype(img.dtype, np.integer):
+        return img
+    out = img.astype(np.float32)
+    out /= np.float32(np.iinfo(img.dtype).max)  # in place: one float copy of a 100 MP image is 1.2 GB
+    return out
+
+
 def image_to_tensor(img: np.ndarray) -> torch.Tensor:
     """HxWx3 float image -> 1x3xHxW tensor."""
     return torch.from_numpy(np.ascontiguousarray(img.transpose(2, 0, 1)))[None]
@@ -324,3 +334,8 @@ def iso_map(net: ISONet, img: np.ndarray, stride: int = PATCH, batch_size: int |
         values = np.concatenate([predict_patches(net, image_to_patches(b), batch_size) for b in bands])
         return IsoMap(values.reshape(rows, cols), stride)
     return IsoMap(dense_map(net, img, stride), stride)
+
+
+def global_metric(net: ISONet, img: np.ndarray) -> float:
+    """ISONet's global ISO metric of an image (integers, or floats in [0, 1]): the median of its stride-64 map."""
+    return iso_map(net, to_unit_float(img)).global_metric

@@ -1,8 +1,11 @@
-"""PRNU, the paper's second application: camera fingerprints and tampering localisation with
-correlation predictors chosen by ISO (Zeng et al.'s Fig. 7).
+"""PRNU maths: camera fingerprints, their detection, block correlation maps and the correlation
+predictors that localise tampering (Zeng et al.'s Fig. 7). Pure functions of arrays: files are read
+by examination.py, renders made by prnu_scenario.py.
 
 A camera's photosites differ in sensitivity by about 1%; that pattern K survives in every photo
-it takes, I * K, buried in random noise. Its pieces:
+it takes, I * K, buried in random noise. It belongs to the sensor, so every array here is in the
+sensor's pixel order (image_io's sensor_order); a photo stored turned is found by trying its
+quarter turns (best_turn). Its pieces:
 
 - noise_residual: what a wavelet denoiser removes (Mihcak et al.; Lukas, Fridrich and Goljan,
   IEEE TIFS 2006): db8, 4 levels, local Wiener variance from 3..9 windows, sigma0 = 3 levels.
@@ -15,22 +18,17 @@ it takes, I * K, buried in random noise. Its pieces:
   correlation a genuine block should show from its intensity, texture and flattening; a block
   far below its prediction (a Neyman-Pearson threshold at a chosen false-alarm rate) is forged.
   The correlation falls with ISO, so a predictor per ISO band, chosen by EXIF or by ISONet's
-  global estimate, may predict better than one for all: run_scenario measures it on renders.
-  ISONet's bands are bands of its readings (of the images the predictors are fitted on, and of
-  the probe), never of the truth: a reader biased on this camera is biased on both alike.
-  Or, where the fitted images' ISOs are known, ISONet's reading weighs the true-ISO predictors
-  (WeightedPredictor, ReadingWeights): a block is flagged only where it is unlikely at every ISO
-  that images read like the probe were shot at.
-- adapted_reader: the images that fit ISO-specific predictors come with their ISO, so they can
-  first adapt ISONet to the camera's processing (adapt_camera's fine-tune), as the scenario does.
-  The reading weights then come from readers adapted without each image's photo
-  (cross_fitted_readings): they must tell how a photo the reader never saw, a probe, is read.
+  global estimate, may predict better than one for all. ISONet's bands are bands of its readings
+  (of the images the predictors are fitted on, and of the probe), never of the truth: a reader
+  biased on this camera is biased on both alike. Or, where the fitted images' ISOs are known,
+  ISONet's reading weighs the true-ISO predictors (WeightedPredictor, ReadingWeights): a block is
+  flagged only where it is unlikely at every ISO that images read like the probe were shot at.
+- camera_prnu: a camera's fingerprint and all those predictors from its images (CameraPrnu).
 """
 from __future__ import annotations
 
 import dataclasses
 import math
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -41,13 +39,8 @@ import pywt
 from scipy.special import log_ndtr, ndtri_exp
 from scipy.stats import norm
 
-import adapt_camera
-import camera_noise
-import dataset
-import image_io
-import isonet
-import reports
-from isonet import ISONetError
+from camera_noise import LUMA_WEIGHTS
+from isonet import iso_to_metric
 
 SIGMA0 = 3.0  # the denoiser's assumed noise std, in 8-bit levels (Lukas et al.)
 WIENER_WINDOWS = (3, 5, 7, 9)
@@ -79,7 +72,7 @@ def in_levels(img: np.ndarray) -> np.ndarray:
 def luma_levels(img: np.ndarray) -> np.ndarray:
     """HxWx3 RGB or HxW (see in_levels) -> HxW float32 luma in 8-bit levels."""
     levels = in_levels(img)
-    return levels if levels.ndim == 2 else cv2.transform(levels, camera_noise.LUMA_WEIGHTS[None])
+    return levels if levels.ndim == 2 else cv2.transform(levels, LUMA_WEIGHTS[None])
 
 
 def noise_kept_by_wiener(coeffs: np.ndarray, noise_var: float, windows: Sequence[int] = WIENER_WINDOWS) -> np.ndarray:
@@ -136,7 +129,7 @@ def observe(img: np.ndarray, channels: str = "luma") -> Observation:
         return Observation(intensity, noise_residual(intensity))
     levels = in_levels(img)
     planes = [noise_residual(levels[:, :, c]) for c in range(3)]
-    return Observation(intensity, sum(wc * p for wc, p in zip(camera_noise.LUMA_WEIGHTS, planes)).astype(np.float32))
+    return Observation(intensity, sum(wc * p for wc, p in zip(LUMA_WEIGHTS, planes)).astype(np.float32))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -512,104 +505,6 @@ def fit_banded(samples: Samples, min_blocks: int = 0) -> BandedPredictors:
     return BandedPredictors(bands, fit_predictor(features, rho, groups))
 
 
-# ---------------------------------------------------------------------------------------------
-# The Fig. 7 scenario on renders: predictors per ISO band against one for all
-# ---------------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class ScenarioConfig:
-    camera: str = camera_noise.DEMO_CAMERA
-    donor: str = "Nikon D7000"  # the camera whose render is pasted in: another reference sensor
-    isos: tuple[int, ...] = camera_noise.DEFAULT_ISOS
-    height: int = 384
-    width: int = 512
-    block: int = BLOCK
-    stride: int = 32
-    flat_fields: int = 32  # fingerprint images: featureless scenes, as forensic practice takes them
-    test_renders: int = 1  # per held-out photo, ISO and kind (genuine, other camera, copy-move)
-    jpeg_quality: int | None = 95  # the camera's own compression ("fine")
-    camera_processing: bool = True  # camera_noise.typical_isp (noise reduction rising with ISO); False: plain development
-    false_alarm: float = FALSE_ALARM
-    forged_coverage: float = 0.75  # a block this much inside the forged region counts as forged
-    folds: int = 1  # 1: the renderer's Test photos give the probes; more: every bundled photo held out once
-    adapt_reader: bool = True  # ISONet fine-tuned on each fold's Train renders before it reads (adapted_reader)
-    seed: int = 0
-
-
-GENUINE, OTHER_CAMERA, COPY_MOVE = "genuine", "other camera", "copy-move"
-SINGLE, BY_TRUE_ISO, BY_ISONET, BY_ISONET_WEIGHTED = SCHEMES = ("single", "ISO (true)", "ISO (ISONet)",
-                                                                "ISONet-weighted")
-
-
-@dataclass
-class Probe:
-    """One suspect image's blocks, with what each band-selection scheme needs."""
-
-    iso: int
-    kind: str  # GENUINE, OTHER_CAMERA or COPY_MOVE
-    isonet_metric: float
-    rho: np.ndarray  # measured correlation of W and I * K per block
-    features: np.ndarray  # n x 4
-    coverage: np.ndarray  # share of each block inside the forged region (0 for genuine images)
-
-
-@dataclass
-class SchemeScore:
-    scheme: str
-    rmse_by_iso: dict[int, float]
-    rmse: float
-    detection_by_iso: dict[int, float]  # share of forged blocks flagged, both kinds of forgery
-    detection: float
-    detection_by_kind: dict[str, float]
-    false_alarm_rate: float  # share of genuine test blocks flagged
-    detection_at_measured_false_alarm: float  # at the threshold flagging config.false_alarm of the genuine test blocks
-    predicted: np.ndarray  # genuine test blocks, for the figure
-    measured: np.ndarray
-    iso: np.ndarray
-
-
-@dataclass
-class ScenarioResult:
-    config: ScenarioConfig
-    scores: list[SchemeScore]
-    isonet_iso_by_iso: dict[int, float]  # median global ISO ISONet read on the probes of each ISO
-    isonet_right_band: dict[int, float]  # share of probes whose ISONet band is the true one
-    blocks: dict[str, int] = field(default_factory=dict)  # how many blocks each set has
-
-
-def cover_fit(img: np.ndarray, height: int, width: int) -> np.ndarray:
-    """`img` scaled to cover height x width (area resampling when shrinking) and centre-cropped."""
-    h, w = img.shape[:2]
-    scale = max(height / h, width / w)
-    size = (max(width, round(w * scale)), max(height, round(h * scale)))
-    resized = cv2.resize(img, size, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_CUBIC)
-    y, x = (resized.shape[0] - height) // 2, (resized.shape[1] - width) // 2
-    return np.ascontiguousarray(resized[y:y + height, x:x + width])
-
-
-def flat_field(height: int, width: int, rng: np.random.Generator) -> np.ndarray:
-    """A featureless, smoothly shaded scene of random colour (sky, a wall), kept off saturation."""
-    y, x = np.mgrid[0:height, 0:width].astype(np.float32)
-    base = rng.uniform(90, 170, 3)
-    slope_x, slope_y = rng.uniform(-40, 40, 3), rng.uniform(-40, 40, 3)
-    scene = base + slope_x * (x / width)[:, :, None] + slope_y * (y / height)[:, :, None]
-    return np.clip(scene + 0.5, 0, 255).astype(np.uint8)
-
-
-def flipped_variant(img: np.ndarray, k: int) -> np.ndarray:
-    """The k-th of four orientations (as shot, mirrored, upside down, both): the same photo puts
-    other content over each photosite."""
-    if k % 2:
-        img = img[:, ::-1]
-    if (k // 2) % 2:
-        img = img[::-1]
-    return np.ascontiguousarray(img)
-
-
-def isonet_metric_of(net: isonet.ISONet, img: np.ndarray) -> float:
-    """ISONet's global ISO metric of an image: the median of its stride-64 map."""
-    return isonet.iso_map(net, image_io.to_unit_float(img)).global_metric
-
-
 def measure_blocks(obs: Observation, fingerprint: np.ndarray, block: int, stride: int) -> tuple[np.ndarray, np.ndarray]:
     """(rho, features) of every block: the residual's correlation with I * K (rows x cols) and
     the predictor's features (rows x cols x 4)."""
@@ -617,297 +512,9 @@ def measure_blocks(obs: Observation, fingerprint: np.ndarray, block: int, stride
     return rho, block_features(obs.intensity, block, stride)
 
 
-def scenario_folds(config: ScenarioConfig) -> list[tuple[list[np.ndarray], list[np.ndarray]]]:
-    """(Train, Test) photos of each fold, fitted to the scenario's image size: Train fits the
-    predictors, Test gives the probes. One fold: the bundled photos split as the renderer splits
-    them. More: every bundled photo held out once (dealt round the folds in name order), the others
-    fitting that fold's predictors; two held-out photos alone make fragile figures."""
-    named = [(name, cover_fit(img, config.height, config.width)) for name, img in camera_noise.clean_images()]
-    if config.folds == 1:
-        return [tuple([img for _, img in part] for part in camera_noise.split_train_test(named))]
-    photos = [img for _, img in named]
-    if not 2 <= config.folds <= len(photos):
-        raise ISONetError(f"{config.folds} folds: between 1 and the {len(photos)} bundled photos")
-    return [([img for k, img in enumerate(photos) if k % config.folds != fold], photos[fold::config.folds])
-            for fold in range(config.folds)]
-
-
-def scenario_isp(iso: int, config: ScenarioConfig) -> camera_noise.Isp | None:
-    return camera_noise.typical_isp(iso) if config.camera_processing else None
-
-
-def scenario_render(img: np.ndarray, camera: camera_noise.CameraNoise, iso: int, rng: np.random.Generator,
-                    config: ScenarioConfig) -> np.ndarray:
-    return camera_noise.render(img, camera, iso, rng, config.jpeg_quality, scenario_isp(iso, config), prnu=True)
-
-
-ADAPT_PATCH_STRIDE = 32  # patches of each Train render the reader's fine-tune takes (165 of a 384x512 render)
-ADAPT_PATCHES = 200  # at most, from one render
-
-
-def training_renders(sources: Sequence[np.ndarray], camera: camera_noise.CameraNoise, config: ScenarioConfig,
-                     rng: np.random.Generator) -> list[tuple[int, int, np.ndarray]]:
-    """(ISO, photo index, genuine render) of every Train photo at every ISO."""
-    return [(iso, k, scenario_render(img, camera, iso, rng, config))
-            for iso in config.isos for k, img in enumerate(sources)]
-
-
-def adapted_reader(net: isonet.ISONet, renders: Sequence[tuple[int, int, np.ndarray]],
-                   config: ScenarioConfig) -> isonet.ISONet:
-    """A copy of `net` fine-tuned on the Train renders at their true ISO, as adapt_camera.py adapts
-    it to a user's photos. ISO-specific predictors need the camera's images at every ISO, with
-    their ISO; the same images teach ISONet this camera's noise reduction, which the model as
-    given reads as a range compressed towards the middle (ISO 100-6400 as ISO 520-1460)."""
-    rng = np.random.default_rng(config.seed)
-    patches = [dataset.cut_patches(render, ADAPT_PATCH_STRIDE, ADAPT_PATCHES, rng)[0] for *_, render in renders]
-    metrics = [float(isonet.iso_to_metric(iso)) for iso, *_ in renders]
-    return adapt_camera.finetune(net, patches, metrics, adapt_camera.FINETUNE_EPOCHS, adapt_camera.FINETUNE_LR,
-                                 config.seed)
-
-
-def scenario_fingerprint(camera: camera_noise.CameraNoise, config: ScenarioConfig, rng: np.random.Generator) -> np.ndarray:
-    """The camera's fingerprint from flat fields shot at its lowest ISO."""
-    renders = (scenario_render(flat_field(config.height, config.width, rng), camera, config.isos[0], rng, config)
-               for _ in range(config.flat_fields))
-    return estimate_fingerprint(observe(img) for img in renders)
-
-
-@dataclass
-class ScenarioPredictors:
-    """The scenario's predictors, fitted on the same Train renders: per band of the true ISO (what
-    EXIF says) and per band of ISONet's reading of each render, the bands `Fig7.py --fingerprint_dir`
-    fits with `--band isonet`: a probe read by ISONet gets the predictor of the renders ISONet read
-    the same way, its reading's bias included. `reading_weights` (how ISONet read the renders of
-    each ISO) lets a reading weigh the true-ISO predictors instead (`--band isonet_weighted`)."""
-
-    by_iso: BandedPredictors
-    by_reading: BandedPredictors
-    reading_weights: ReadingWeights
-
-    def for_probe(self, scheme: str, probe: Probe) -> CorrelationPredictor | WeightedPredictor:
-        if scheme == SINGLE:
-            return self.by_iso.single
-        if scheme == BY_TRUE_ISO:
-            return self.by_iso.for_metric(isonet.iso_to_metric(probe.iso))
-        if scheme == BY_ISONET:
-            return self.by_reading.for_metric(probe.isonet_metric)
-        return self.by_iso.weighted(self.reading_weights.weights(probe.isonet_metric))
-
-
-def cross_fitted_readings(net: isonet.ISONet, renders: Sequence[tuple[int, int, np.ndarray]],
-                          config: ScenarioConfig) -> list[float]:
-    """ISONet's reading of each Train render by a reader adapted without that render's photo: the
-    photos dealt into two halves, each read by the reader fine-tuned on the other. A probe is a
-    photo its reader never saw; the renders a reader learnt from it reads too well, and weights
-    built on such readings trust ISONet more than its readings of a probe deserve."""
-    half = {k: n % 2 for n, k in enumerate(sorted({k for _, k, _ in renders}))}
-    readings = [0.0] * len(renders)
-    for side in (0, 1):
-        reader = adapted_reader(net, [r for r in renders if half[r[1]] != side], config)
-        for n, (_, k, render) in enumerate(renders):
-            if half[k] == side:
-                readings[n] = isonet_metric_of(reader, render)
-    return readings
-
-
-def train_predictors(renders: Sequence[tuple[int, int, np.ndarray]], band_readings: Sequence[float],
-                     weight_readings: Sequence[float], fingerprint: np.ndarray,
-                     config: ScenarioConfig) -> ScenarioPredictors:
-    """Predictors from the genuine Train renders (training_renders), banded by the true ISO and by
-    ISONet's `band_readings` of them, and one for all (each photo one group, at every ISO); the
-    reading weights from `weight_readings`. Where the reader was adapted on these renders, its
-    bands take its own readings of them (a band is then the renders of an ISO as the reader knows
-    it), but the weights must say how often a reading of a photo it never saw comes from each ISO,
-    which only readings of renders of such photos tell (cross_fitted_readings)."""
-    by_iso: dict[float, list] = {}
-    by_reading: dict[float, list] = {}
-    truths = [isonet.iso_to_metric(iso) for iso, *_ in renders]
-    for (_, k, render), truth, reading in zip(renders, truths, band_readings):
-        rho, features = measure_blocks(observe(render), fingerprint, config.block, config.stride)
-        blocks = (features.reshape(-1, len(FEATURES)), rho.ravel(), np.full(rho.size, k))
-        by_iso.setdefault(truth, []).append(blocks)
-        by_reading.setdefault(reading_band(reading), []).append(blocks)
-    return ScenarioPredictors(fit_banded(stack_samples(by_iso)), fit_banded(stack_samples(by_reading), MIN_BAND_BLOCKS),
-                              ReadingWeights.of(zip(truths, weight_readings)))
-
-
-def make_probe(img: np.ndarray, mask: np.ndarray | None, iso: int, kind: str, fingerprint: np.ndarray,
-               net: isonet.ISONet, config: ScenarioConfig) -> Probe:
-    rho, features = measure_blocks(observe(img), fingerprint, config.block, config.stride)
-    coverage = np.zeros(rho.size) if mask is None else block_coverage(mask, config.block, config.stride).ravel()
-    return Probe(iso, kind, isonet_metric_of(net, img), rho.ravel(), features.reshape(-1, len(FEATURES)), coverage)
-
-
-def scenario_probes(sources: Sequence[np.ndarray], camera: camera_noise.CameraNoise, donor: camera_noise.CameraNoise,
-                    fingerprint: np.ndarray, net: isonet.ISONet, config: ScenarioConfig,
-                    rng: np.random.Generator) -> list[Probe]:
-    """Genuine renders of the Test photos, the same photos with a region from the donor camera,
-    and with a region copied from elsewhere in the image, at every ISO."""
-    probes, quality = [], config.jpeg_quality
-    for photo in sources:
-        for iso in config.isos:
-            isp = scenario_isp(iso, config)
-            for k in range(config.test_renders):
-                img = flipped_variant(photo, k)
-                genuine = scenario_render(img, camera, iso, rng, config)
-                probes.append(make_probe(genuine, None, iso, GENUINE, fingerprint, net, config))
-                forged, mask = camera_noise.forge_from_camera(img, camera, donor, iso, rng, quality, isp)
-                probes.append(make_probe(forged, mask, iso, OTHER_CAMERA, fingerprint, net, config))
-                forged, mask = camera_noise.forge_copy_move(img, camera, iso, rng, quality, isp)
-                probes.append(make_probe(forged, mask, iso, COPY_MOVE, fingerprint, net, config))
-    return probes
-
-
-def flagged_share(parts: Sequence[np.ndarray]) -> float:
-    """The share of True among boolean arrays together; NaN when they hold nothing."""
-    total = sum(p.size for p in parts)
-    return float(sum(int(p.sum()) for p in parts) / total) if total else float("nan")
-
-
-def score_scheme(scheme: str, judged: Sequence[tuple[ScenarioPredictors, Probe]], config: ScenarioConfig) -> SchemeScore:
-    """Prediction error on genuine probes' blocks, false alarms on them, and detection of the
-    forged probes' blocks, each probe judged by the predictor its scheme chooses among the
-    predictors paired with it (its fold's, fitted without its photo): at the
-    predictors' own thresholds, and at the one threshold (on the standard score) that flags
-    exactly the false-alarm rate of the genuine test blocks, which compares schemes at equal
-    false alarms."""
-    genuine: list[tuple[int, np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []  # iso, rho, rho_hat, flagged, score
-    detected: list[tuple[int, str, np.ndarray, np.ndarray]] = []  # iso, kind, flags and scores of the forged blocks
-    for predictors, probe in judged:
-        predictor = predictors.for_probe(scheme, probe)
-        rho_hat = predictor.predict(probe.features)
-        flagged = predictor.forged(probe.rho, probe.features, config.false_alarm)
-        score = predictor.standard_score(probe.rho, probe.features)
-        if probe.kind == GENUINE:
-            genuine.append((probe.iso, probe.rho, rho_hat, flagged, score))
-        else:
-            forged = probe.coverage >= config.forged_coverage
-            detected.append((probe.iso, probe.kind, flagged[forged], score[forged]))
-    iso = np.concatenate([np.full(rho.shape, i) for i, rho, *_ in genuine])
-    measured = np.concatenate([rho for _, rho, *_ in genuine])
-    predicted = np.concatenate([rho_hat for _, _, rho_hat, *_ in genuine])
-    error = measured - predicted
-    equal_threshold = np.quantile(np.concatenate([s for *_, s in genuine]), config.false_alarm)
-    return SchemeScore(
-        scheme,
-        rmse_by_iso={i: float(np.sqrt(np.mean(error[iso == i] ** 2))) for i in config.isos},
-        rmse=float(np.sqrt(np.mean(error ** 2))),
-        detection_by_iso={i: flagged_share([f for j, _, f, _ in detected if j == i]) for i in config.isos},
-        detection=flagged_share([f for _, _, f, _ in detected]),
-        detection_by_kind={kind: flagged_share([f for _, k, f, _ in detected if k == kind]) for kind in (OTHER_CAMERA, COPY_MOVE)},
-        false_alarm_rate=flagged_share([f for _, _, _, f, _ in genuine]),
-        detection_at_measured_false_alarm=flagged_share([s < equal_threshold for *_, s in detected]),
-        predicted=predicted, measured=measured, iso=iso)
-
-
-def run_scenario(net: isonet.ISONet, config: ScenarioConfig = ScenarioConfig(),
-                 noise_profiles: str | os.PathLike | None = None) -> ScenarioResult:
-    """Fig. 7 on renders: a fingerprint from flat fields, predictors fitted on Train photos (and,
-    with config.adapt_reader, ISONet adapted to the camera on them), then genuine and forged renders
-    of the held-out Test photos judged by each scheme."""
-    db = camera_noise.load_noise_profiles(noise_profiles)
-    camera, donor = db.select(config.camera)[0], db.select(config.donor)[0]
-    camera_noise.cameras_by_iso([camera], config.isos)
-    camera_noise.cameras_by_iso([donor], config.isos)
-    rng = np.random.default_rng(config.seed)
-    fingerprint = scenario_fingerprint(camera, config, rng)
-    judged: list[tuple[ScenarioPredictors, Probe]] = []
-    training = []
-    for train, test in reports.progress(scenario_folds(config), desc="PRNU scenario, folds"):
-        renders = training_renders(train, camera, config, rng)
-        reader = adapted_reader(net, renders, config) if config.adapt_reader else net
-        own = [isonet_metric_of(reader, render) for *_, render in renders]
-        unseen = cross_fitted_readings(net, renders, config) if config.adapt_reader else own
-        predictors = train_predictors(renders, own, unseen, fingerprint, config)
-        training.append(predictors.by_iso.single.samples)
-        judged += [(predictors, probe) for probe in scenario_probes(test, camera, donor, fingerprint, reader, config, rng)]
-    readings = {iso: [p.isonet_metric for _, p in judged if p.iso == iso] for iso in config.isos}
-    right = {iso: float(np.mean([predictors.by_reading.band_for(p.isonet_metric) == isonet.iso_to_metric(iso)
-                                 for predictors, p in judged if p.iso == iso])) for iso in config.isos}
-    probes = [p for _, p in judged]
-    forged = sum(int((p.coverage >= config.forged_coverage).sum()) for p in probes if p.kind != GENUINE)
-    blocks = {"training" if len(training) == 1 else f"training (mean of {len(training)} folds)": round(np.mean(training)),
-              "genuine test": sum(p.rho.size for p in probes if p.kind == GENUINE), "forged test": forged}
-    return ScenarioResult(config, [score_scheme(s, judged, config) for s in SCHEMES],
-                          {iso: float(isonet.metric_to_iso(np.median(ms))) for iso, ms in readings.items()}, right,
-                          blocks)
-
-
-def scenario_report(result: ScenarioResult) -> list[str]:
-    """The scenario's tables as printed lines: RMSE and detection per ISO for each scheme."""
-    config, scores = result.config, result.scores
-    width = max(12, *(len(s.scheme) for s in scores))
-    names = " ".join(f"{s.scheme:>{width}}" for s in scores)
-    processing = "camera processing (noise reduction rising with ISO)" if config.camera_processing else "plain development"
-    held_out = ("the renderer's Test photos" if config.folds == 1
-                else f"every bundled photo held out once ({config.folds} folds)")
-    reader = ("adapted to the camera on its Train renders (fine-tuned, as adapt_camera.py does)" if config.adapt_reader
-              else "as given")
-    lines = [f"PRNU scenario: {config.camera}, fingerprint from {config.flat_fields} flat fields; probes: {held_out}; "
-             f"ISONet {reader}; "
-             f"forgeries: a region "
-             f"from a {config.donor} and copy-move; {config.height}x{config.width} renders, {processing}, JPEG "
-             f"{config.jpeg_quality or 'off'}; {config.block}x{config.block} blocks every {config.stride} px; blocks: "
-             + ", ".join(f"{n} {k}" for k, n in result.blocks.items()),
-             f"{'':30}{'RMSE of the correlation prediction':<{len(names)}} | detection of forged blocks at "
-             f"{config.false_alarm:.0%} false alarm",
-             f"{'ISO':>5} {'ISONet reads':>12} {'right band':>10} {names} | {names}"]
-    for iso in config.isos:
-        rmse = " ".join(f"{s.rmse_by_iso[iso]:{width}.4f}" for s in scores)
-        detection = " ".join(f"{s.detection_by_iso[iso]:{width}.1%}" for s in scores)
-        lines.append(f"{iso:>5} {result.isonet_iso_by_iso[iso]:>12.0f} {result.isonet_right_band[iso]:>10.0%} "
-                     f"{rmse} | {detection}")
-    lines.append(f"{'all':>5} {'':>12} {'':>10} " + " ".join(f"{s.rmse:{width}.4f}" for s in scores) + " | "
-                 + " ".join(f"{s.detection:{width}.1%}" for s in scores))
-    for kind in (OTHER_CAMERA, COPY_MOVE):
-        lines.append(f"detection, {kind} forgeries: "
-                     + ", ".join(f"{s.scheme} {s.detection_by_kind[kind]:.1%}" for s in scores))
-    lines.append("false alarms measured on genuine held-out blocks: "
-                 + ", ".join(f"{s.scheme} {s.false_alarm_rate:.2%}" for s in scores))
-    lines.append(f"detection at {config.false_alarm:.0%} measured false alarms (one threshold on each block's standard score, "
-                 "set on the genuine held-out blocks): "
-                 + ", ".join(f"{s.scheme} {s.detection_at_measured_false_alarm:.1%}" for s in scores))
-    return lines
-
-
-def save_scenario_figure(result: ScenarioResult, path: str | os.PathLike) -> None:
-    """Predicted against measured correlation for each scheme, and RMSE per ISO."""
-    plt = reports.pyplot()
-    scores, isos = result.scores, result.config.isos
-    fig, axes = plt.subplots(1, len(scores) + 1, figsize=(5 * (len(scores) + 1), 4.6), layout="constrained")
-    low = min(min(s.predicted.min(), s.measured.min()) for s in scores)
-    high = max(max(s.predicted.max(), s.measured.max()) for s in scores)
-    for ax, score in zip(axes, scores):
-        shown = ax.scatter(score.predicted, score.measured, c=np.log2(score.iso / 100.0), s=4, cmap="viridis",
-                           vmin=0, vmax=math.log2(max(isos) / 100.0))
-        ax.plot([low, high], [low, high], color="black", lw=1)
-        ax.set_title(f"{score.scheme}: RMSE {score.rmse:.4f}")
-        ax.set_xlabel("predicted correlation")
-        ax.set_ylabel("measured correlation")
-    bar = fig.colorbar(shown, ax=list(axes[:-1]))
-    bar.set_ticks(np.log2(np.array(isos) / 100.0))
-    bar.set_ticklabels([str(i) for i in isos])
-    bar.set_label("ISO")
-    for score in scores:
-        axes[-1].plot(isos, [score.rmse_by_iso[i] for i in isos], marker="o", label=score.scheme)
-    axes[-1].set_xscale("log", base=2)
-    axes[-1].set_xticks(isos, [str(i) for i in isos])
-    axes[-1].set_xlabel("ISO")
-    axes[-1].set_ylabel("RMSE of the prediction")
-    axes[-1].legend()
-    reader = "adapted to the camera" if result.config.adapt_reader else "as given"
-    fig.suptitle(f"PRNU correlation predictors on held-out renders ({result.config.camera}, "
-                 f"{result.config.block}x{result.config.block} blocks; ISONet {reader})")
-    reports.save_figure(fig, path)
-
-
 # ---------------------------------------------------------------------------------------------
-# A camera's photos: its fingerprint and predictors, in the sensor's orientation; then one probe
+# A camera's images: turns, one orientation, the fingerprint and its predictors
 # ---------------------------------------------------------------------------------------------
-BAND_CHOICES = ("isonet", "exif", "single", "isonet_weighted")
-NEEDS_EXIF = ("exif", "isonet_weighted")  # band choices that need every fingerprint image's EXIF ISO
-
-
 def turned(obs: Observation, turn: int) -> Observation:
     """`obs` turned by `turn` quarter turns anticlockwise (np.rot90's k)."""
     return Observation(np.ascontiguousarray(np.rot90(obs.intensity, turn)),
@@ -945,30 +552,6 @@ class CameraImage:
     exif_iso: int | None
     reading: float | None  # ISONet's global ISO metric, where a band choice needs it
     turn: int = 0  # quarter turns from its pixels in the sensor's order to the fingerprint's orientation
-
-
-def read_camera_images(paths: Sequence[Path], size: tuple[int, int], net: isonet.ISONet | None, channels: str = "luma",
-                       exif_needed_by: str | None = None) -> tuple[list[CameraImage], list[str]]:
-    """Each image read in the sensor's order (EXIF orientation undone: photos held either way line
-    up), checked to be of `size` either way round, observed, and read by `net` if given; (the
-    usable, one line per image left out). With `exif_needed_by` (a band choice), an image
-    without an EXIF ISO is left out too."""
-    usable, failed = [], []
-    for path in paths:
-        try:
-            img = image_io.read_image(path, sensor_order=True)
-            if sorted(img.shape[:2]) != sorted(size):
-                raise ISONetError(f"{path}: {img.shape[1]}x{img.shape[0]}, the probe is {size[1]}x{size[0]} "
-                                  "(a fingerprint only matches photos of the same size)")
-            exif_iso = image_io.read_exif_iso(path)
-            if exif_needed_by and exif_iso is None:
-                raise ISONetError(f"{path}: no EXIF ISO (--band {exif_needed_by} needs it in every fingerprint image; "
-                                  "try --band isonet)")
-            reading = None if net is None else isonet_metric_of(net, img)
-            usable.append(CameraImage(path, observe(img, channels), exif_iso, reading))
-        except ISONetError as e:
-            failed.append(str(e))
-    return usable, failed
 
 
 def align_camera_images(images: Sequence[CameraImage]) -> tuple[list[CameraImage], list[str]]:
@@ -1018,7 +601,7 @@ class CameraPrnu:
         if band_by == "single":
             return self.by_exif.single, None
         if band_by == "exif":
-            band = self.by_exif.band_for(None if exif_iso is None else reading_band(isonet.iso_to_metric(exif_iso)))
+            band = self.by_exif.band_for(None if exif_iso is None else reading_band(iso_to_metric(exif_iso)))
             return self.by_exif.for_metric(band), band
         if reading is None:
             raise ValueError(f"--band {band_by} needs ISONet's reading of the probe")
@@ -1049,7 +632,7 @@ def camera_prnu(images: Sequence[CameraImage], block: int = BLOCK, stride: int =
     """The fingerprint of `images` (two or more, aligned) and predictors fitted on their blocks."""
     numerator, denominator = fingerprint_sums(image.observation for image in images)
     blocks = leave_one_out_blocks(images, numerator, denominator, block, stride)
-    exif_bands = [None if i.exif_iso is None else reading_band(isonet.iso_to_metric(i.exif_iso)) for i in images]
+    exif_bands = [None if i.exif_iso is None else reading_band(iso_to_metric(i.exif_iso)) for i in images]
     by_exif: dict[float | None, list] = {}
     by_reading: dict[float | None, list] = {}
     for image, band, part in zip(images, exif_bands, blocks):
@@ -1061,132 +644,3 @@ def camera_prnu(images: Sequence[CameraImage], block: int = BLOCK, stride: int =
     return CameraPrnu(fingerprint_from_sums(numerator, denominator), fit_banded(stack_samples(by_exif)),
                       fit_banded(stack_samples(by_reading), MIN_BAND_BLOCKS) if read else None,
                       ReadingWeights.of(weighed) if weighed else None, block, stride)
-
-
-@dataclass
-class ProbeReport:
-    probe: Path
-    used: list[Path]  # the fingerprint images
-    failed: list[str]  # one line per image left out
-    turned_in: list[Path]  # fingerprint images stored turned against the others, turned back
-    pce: Pce
-    turn: int  # quarter turns from the probe's pixels in the sensor's order to the fingerprint's orientation
-    pce_by_turn: dict[int, Pce]
-    orientation: int  # the probe's EXIF orientation: how a viewer turns its pixels in the sensor's order
-    isonet_metric: float
-    exif_iso: int | None
-    band: float | None  # the predictor's ISO band (metric), None: fitted on every band, or weighted
-    predictor: CorrelationPredictor | WeightedPredictor
-    rho: np.ndarray  # rows x cols, in the fingerprint's orientation
-    predicted: np.ndarray
-    forged: np.ndarray
-    frame: tuple[int, int]  # the probe's height and width in the fingerprint's orientation
-    block: int
-    stride: int
-    false_alarm: float
-
-    @property
-    def same_camera(self) -> bool:
-        return self.pce.value > PCE_THRESHOLD
-
-    @property
-    def view(self) -> int:
-        """The orientation code that turns the maps as a viewer shows the probe: the turn undone,
-        then the probe's own orientation."""
-        return image_io.compose_orientations(image_io.inverse_orientation(image_io.QUARTER_TURNS[self.turn]),
-                                             self.orientation)
-
-
-def analyse_probe(probe: str | os.PathLike, fingerprint_paths: Sequence[Path], net: isonet.ISONet,
-                  band_by: str = "isonet", block: int = BLOCK, stride: int = BLOCK // 2,
-                  false_alarm: float = FALSE_ALARM, channels: str = "luma") -> ProbeReport:
-    """Is `probe` from the camera the fingerprint images come from (PCE), and which of its blocks
-    lack that camera's PRNU? Everything is computed in the sensor's orientation, so photos held
-    either way share one fingerprint; the probe is tried in every quarter turn its size allows
-    (some phones store their photos turned upright). The predictors are fitted on the fingerprint
-    images themselves (each against the others' fingerprint), one per ISO band chosen by
-    `band_by`; the probe's band is chosen the same way. ISONetError naming the file when the probe
-    is unreadable or fewer than two fingerprint images are usable."""
-    probe = Path(probe)
-    img = image_io.read_image(probe, sensor_order=True)
-    reader = net if band_by.startswith("isonet") else None
-    images, failed = read_camera_images(fingerprint_paths, img.shape[:2], reader, channels,
-                                        band_by if band_by in NEEDS_EXIF else None)
-    images, misaligned = align_camera_images(images)
-    failed += misaligned
-    if len(images) < 2:
-        folder = Path(fingerprint_paths[0]).parent if fingerprint_paths else "--fingerprint_dir"
-        first = f" (first left out: {failed[0]})" if failed else ""
-        raise ISONetError(f"{folder}: {len(images)} usable fingerprint image(s) of the probe's size "
-                          f"{img.shape[1]}x{img.shape[0]}; at least 2 are needed{first}")
-    camera = camera_prnu(images, block, stride)
-    turn, tried = best_turn(observe(img, channels), camera.fingerprint)
-    obs = turned(observe(img, channels), turn)
-    metric = isonet_metric_of(net, img)
-    exif_iso = image_io.read_exif_iso(probe)
-    if band_by == "exif" and exif_iso is None:
-        raise ISONetError(f"{probe}: no EXIF ISO (--band exif needs it in the probe too; try --band isonet)")
-    predictor, band = camera.predictor(band_by, metric, exif_iso)
-    rho, features = measure_blocks(obs, camera.fingerprint, block, stride)
-    return ProbeReport(probe, [i.path for i in images], failed, [i.path for i in images if i.turn], tried[turn], turn,
-                       tried, image_io.read_orientation(probe), metric, exif_iso, band, predictor, rho,
-                       predictor.predict(features), predictor.forged(rho, features, false_alarm), obs.shape, block,
-                       stride, false_alarm)
-
-
-def probe_report_lines(report: ProbeReport) -> list[str]:
-    decision = "same camera" if report.same_camera else "not this camera"
-    band = ("one predictor for all bands" if report.band is None
-            else f"ISO band {isonet.metric_to_iso(report.band):.0f} (metric {report.band:g})")
-    if isinstance(report.predictor, WeightedPredictor):
-        band = "ISO bands weighted by how ISONet read the fingerprint images of each EXIF ISO: " + ", ".join(
-            "all bands" if b is None else f"{isonet.metric_to_iso(b):.0f} {w:.0%}" for b, w, _ in report.predictor.parts)
-    exif = f", EXIF ISO {report.exif_iso}" if report.exif_iso is not None else ""
-    forged = int(report.forged.sum())
-    turned_in = (f" ({len(report.turned_in)} stored turned against the others, turned back)"
-                 if report.turned_in else "")
-    orientation = (f"; its EXIF orientation {report.orientation} undone, as for every image"
-                   if report.orientation != 1 else "")
-    tried = ", ".join(f"{describe_turn(t)} {p.value:.1f}" for t, p in report.pce_by_turn.items())
-    return [f"fingerprint: {len(report.used)} images of {report.probe.name}'s size, in the sensor's orientation{turned_in}",
-            f"PCE of {report.probe.name} against the fingerprint: {report.pce.value:.1f} -> {decision} "
-            f"(threshold {PCE_THRESHOLD:g})",
-            f"the probe matches the fingerprint {describe_turn(report.turn)}{orientation} (PCE tried: {tried})",
-            f"ISONet reads ISO {isonet.metric_to_iso(report.isonet_metric):.0f} (metric {report.isonet_metric:.2f})"
-            f"{exif}; predictor: {band}, fitted on {report.predictor.samples} genuine blocks",
-            f"forgery map: {forged} of {report.forged.size} {report.block}x{report.block} blocks (every "
-            f"{report.stride} px) fall below their predicted correlation at {report.false_alarm:.0%} false alarm"]
-
-
-def save_forgery_figure(img: np.ndarray, report: ProbeReport, path: str | os.PathLike) -> None:
-    """The probe as a viewer shows it (`img`, image_io.read_image's) with its flagged blocks, and
-    each block's correlation minus its prediction; the maps, computed in the fingerprint's
-    orientation, are turned with the picture, each cell centred on its block."""
-    plt = reports.pyplot()
-    rows, cols = report.rho.shape
-    left = report.block / 2 - report.stride / 2
-    x0, x1, y0, y1 = image_io.orient_box((left, left + cols * report.stride, left, left + rows * report.stride),
-                                         *report.frame, report.view)
-    extent = (x0, x1, y1, y0)
-
-    def viewed(values: np.ndarray) -> np.ndarray:
-        return image_io.orient(values, report.view)
-
-    fig, axes = plt.subplots(1, 2, figsize=(16, 8 * img.shape[0] / img.shape[1] + 0.8))
-    for ax in axes:
-        reports.show_image(ax, image_io.to_unit_float(img), dim=0.5)
-        ax.set_xlim(0, img.shape[1])
-        ax.set_ylim(img.shape[0], 0)
-    overlay = np.zeros((rows, cols, 4), np.float32)
-    overlay[report.forged] = (1.0, 0.1, 0.1, 0.6)
-    axes[0].imshow(viewed(overlay), extent=extent, interpolation="nearest")
-    axes[0].set_title(f"blocks without the camera's PRNU ({report.false_alarm:.0%} false alarm): "
-                      f"{int(report.forged.sum())} of {report.forged.size}")
-    margin = report.rho - report.predicted
-    reach = float(np.abs(margin).max()) or 1.0  # symmetric, so white is "as predicted"
-    shown = axes[1].imshow(viewed(margin), extent=extent, cmap="coolwarm_r", vmin=-reach, vmax=reach, alpha=0.8,
-                           interpolation="nearest")
-    fig.colorbar(shown, ax=axes[1], fraction=0.046, pad=0.04).set_label("measured - predicted correlation")
-    axes[1].set_title(f"PCE {report.pce.value:.1f}; ISONet ISO {isonet.metric_to_iso(report.isonet_metric):.0f}")
-    fig.suptitle(f"{report.probe.name}: PRNU forgery map")
-    reports.save_figure(fig, path)

@@ -19,6 +19,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import camera_noise  # noqa: E402
 import prnu  # noqa: E402
+import prnu_scenario
 
 
 def best_of(repeat: int, job) -> tuple[float, object]:
@@ -40,7 +41,7 @@ def main() -> None:
     width = int(round((args.megapixels * 1e6 * 4 / 3) ** 0.5))
     height = int(round(width * 3 / 4))
     camera = camera_noise.load_noise_profiles().select(camera_noise.DEMO_CAMERA)[0]
-    clean = prnu.cover_fit(dict(camera_noise.clean_images())["astronaut"], height, width)
+    clean = prnu_scenario.cover_fit(dict(camera_noise.clean_images())["astronaut"], height, width)
     img = camera_noise.render(clean, camera, 400, np.random.default_rng(0), prnu=True)
     fingerprint = camera_noise.prnu_pattern(camera.name, height, width) - 1
     print(f"image {width}x{height} ({width * height / 1e6:.1f} MP), {args.block}x{args.block} blocks every "

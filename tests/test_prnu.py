@@ -16,7 +16,9 @@ from scipy.stats import norm
 import camera_noise as cn
 import image_io
 import isonet
+import examination
 import prnu
+import prnu_scenario
 
 H, W = 192, 256  # small renders: a fingerprint of 8 flat fields already identifies the camera
 ISO = 200
@@ -30,7 +32,7 @@ def cameras(db) -> tuple[cn.CameraNoise, cn.CameraNoise]:
 
 @pytest.fixture(scope="module")
 def photos() -> list[np.ndarray]:
-    return [prnu.cover_fit(img, H, W) for _, img in cn.clean_images()]
+    return [prnu_scenario.cover_fit(img, H, W) for _, img in cn.clean_images()]
 
 
 def camera_render(img: np.ndarray, camera: cn.CameraNoise, rng: np.random.Generator, iso: int = ISO) -> np.ndarray:
@@ -40,7 +42,7 @@ def camera_render(img: np.ndarray, camera: cn.CameraNoise, rng: np.random.Genera
 @pytest.fixture(scope="module")
 def fingerprint(cameras) -> np.ndarray:
     rng = np.random.default_rng(0)
-    flats = (camera_render(prnu.flat_field(H, W, rng), cameras[0], rng, 100) for _ in range(8))
+    flats = (camera_render(prnu_scenario.flat_field(H, W, rng), cameras[0], rng, 100) for _ in range(8))
     return prnu.estimate_fingerprint(prnu.observe(img) for img in flats)
 
 
@@ -297,36 +299,36 @@ def test_forgeries_keep_the_render_outside_the_region_and_replace_it_inside(came
 # The scenario and the script
 # ---------------------------------------------------------------------------------------------
 def test_scenario_scores_every_scheme_and_draws_its_figure(random_net, tmp_path):
-    config = prnu.ScenarioConfig(isos=(100, 3200), height=H, width=W, block=64, stride=64, flat_fields=4)
-    result = prnu.run_scenario(random_net, config)
-    assert [s.scheme for s in result.scores] == list(prnu.SCHEMES)
+    config = prnu_scenario.ScenarioConfig(isos=(100, 3200), height=H, width=W, block=64, stride=64, flat_fields=4)
+    result = prnu_scenario.run_scenario(random_net, config)
+    assert [s.scheme for s in result.scores] == list(prnu_scenario.SCHEMES)
     single, by_iso, *_ = result.scores
     for score in result.scores:
         assert set(score.rmse_by_iso) == {100, 3200} and all(0 < v < 0.2 for v in score.rmse_by_iso.values())
         assert 0 <= score.false_alarm_rate <= 0.1 and 0 <= score.detection <= 1
     assert by_iso.rmse < single.rmse  # the correlation falls with ISO; one predictor for both misses it
-    lines = prnu.scenario_report(result)
+    lines = prnu_scenario.scenario_report(result)
     assert any(line.split()[0] == "3200" for line in lines) and "false alarm" in lines[1]
-    prnu.save_scenario_figure(result, tmp_path / "f.png")
+    prnu_scenario.save_scenario_figure(result, tmp_path / "f.png")
     assert (tmp_path / "f.png").stat().st_size > 0
 
 
 def test_scenario_folds_hold_every_photo_out_once_and_pool_the_probes(random_net):
-    config = prnu.ScenarioConfig(isos=(100, 3200), height=H, width=W, block=64, stride=64, flat_fields=4, folds=4,
+    config = prnu_scenario.ScenarioConfig(isos=(100, 3200), height=H, width=W, block=64, stride=64, flat_fields=4, folds=4,
                                  adapt_reader=False)
-    folds = prnu.scenario_folds(config)
+    folds = prnu_scenario.scenario_folds(config)
     photos = [img for _, test in folds for img in test]
     assert len(folds) == 4 and len(photos) == len(cn.BUNDLED_PHOTOS)
     for train, test in folds:
         assert len(train) + len(test) == len(photos)
         assert not any(np.array_equal(a, b) for a in train for b in test)  # fitted without its probes' photos
-    one = prnu.run_scenario(random_net, dataclasses.replace(config, folds=1))
-    pooled = prnu.run_scenario(random_net, config)
-    per_photo = one.blocks["genuine test"] // len(prnu.scenario_folds(dataclasses.replace(config, folds=1))[0][1])
+    one = prnu_scenario.run_scenario(random_net, dataclasses.replace(config, folds=1))
+    pooled = prnu_scenario.run_scenario(random_net, config)
+    per_photo = one.blocks["genuine test"] // len(prnu_scenario.scenario_folds(dataclasses.replace(config, folds=1))[0][1])
     assert pooled.blocks["genuine test"] == per_photo * len(photos)
-    assert "every bundled photo held out once (4 folds)" in prnu.scenario_report(pooled)[0]
+    assert "every bundled photo held out once (4 folds)" in prnu_scenario.scenario_report(pooled)[0]
     with pytest.raises(isonet.ISONetError, match="13 folds"):
-        prnu.scenario_folds(dataclasses.replace(config, folds=13))
+        prnu_scenario.scenario_folds(dataclasses.replace(config, folds=13))
 
 
 def constant_reader(metric: float) -> isonet.ISONet:
@@ -342,9 +344,9 @@ def test_scenario_isonet_bands_are_the_renders_isonet_read_alike():
     # A reader stuck at ISO 400 puts every Train render in one band, so the probes it reads get the
     # predictor fitted on all of them: the single one. Picking among true-ISO bands by its reading
     # would give every probe the ISO 100 band, wrong for the ISO 3200 ones.
-    config = prnu.ScenarioConfig(isos=(100, 3200), height=H, width=W, block=64, stride=64, flat_fields=4,
+    config = prnu_scenario.ScenarioConfig(isos=(100, 3200), height=H, width=W, block=64, stride=64, flat_fields=4,
                                  adapt_reader=False)
-    result = prnu.run_scenario(constant_reader(2.0), config)
+    result = prnu_scenario.run_scenario(constant_reader(2.0), config)
     single, by_iso, by_isonet, _ = result.scores
     assert by_isonet.rmse == pytest.approx(single.rmse, rel=1e-9)
     assert by_isonet.false_alarm_rate == single.false_alarm_rate
@@ -357,19 +359,19 @@ def test_scenario_reader_adapted_on_the_train_renders_reads_the_probes_isos():
     # reads the held-out probes nearer their truth and further apart.
     net = isonet.load_model(ROOT / "models" / "net_jpg.pth")
     before = {k: v.clone() for k, v in net.state_dict().items()}
-    config = prnu.ScenarioConfig(isos=(100, 3200), height=H, width=W, block=64, stride=64, flat_fields=4)
-    given = prnu.run_scenario(net, dataclasses.replace(config, adapt_reader=False))
-    adapted = prnu.run_scenario(net, config)
+    config = prnu_scenario.ScenarioConfig(isos=(100, 3200), height=H, width=W, block=64, stride=64, flat_fields=4)
+    given = prnu_scenario.run_scenario(net, dataclasses.replace(config, adapt_reader=False))
+    adapted = prnu_scenario.run_scenario(net, config)
 
-    def error(result: prnu.ScenarioResult) -> float:
+    def error(result: prnu_scenario.ScenarioResult) -> float:
         return np.mean([abs(np.log2(read / iso)) for iso, read in result.isonet_iso_by_iso.items()])
 
     assert error(adapted) < error(given) - 0.5, (given.isonet_iso_by_iso, adapted.isonet_iso_by_iso)
     spread = {name: np.log2(r.isonet_iso_by_iso[3200] / r.isonet_iso_by_iso[100]) for name, r in
               (("given", given), ("adapted", adapted))}
     assert spread["adapted"] > spread["given"] + 1, spread  # five stops apart, read less compressed
-    assert "ISONet adapted to the camera" in prnu.scenario_report(adapted)[0]
-    assert "ISONet as given" in prnu.scenario_report(given)[0]
+    assert "ISONet adapted to the camera" in prnu_scenario.scenario_report(adapted)[0]
+    assert "ISONet as given" in prnu_scenario.scenario_report(given)[0]
     assert all(torch.equal(v, before[k]) for k, v in net.state_dict().items())  # the caller's network is untouched
 
 
@@ -377,18 +379,18 @@ def test_train_renders_are_read_by_a_reader_adapted_without_their_photo(random_n
     # The photos are dealt into two halves (0, 2 | 1, 3), each read by the reader fine-tuned on the
     # other. Change photo 0's renders: its half-mate's readings stay bit for bit (their reader never
     # saw photo 0), the other half's change (theirs learnt from it).
-    config = prnu.ScenarioConfig(isos=(100, 3200), height=H, width=W, block=64, stride=64)
-    renders = prnu.training_renders(photos[:4], cameras[0], config, np.random.default_rng(0))
+    config = prnu_scenario.ScenarioConfig(isos=(100, 3200), height=H, width=W, block=64, stride=64)
+    renders = prnu_scenario.training_renders(photos[:4], cameras[0], config, np.random.default_rng(0))
     changed = [(iso, k, 255 - render if k == 0 else render) for iso, k, render in renders]
-    before, after = (np.array(prnu.cross_fitted_readings(random_net, r, config)) for r in (renders, changed))
+    before, after = (np.array(prnu_scenario.cross_fitted_readings(random_net, r, config)) for r in (renders, changed))
     photo = np.array([k for _, k, _ in renders])
     assert np.array_equal(before[photo == 2], after[photo == 2])
     assert not np.allclose(before[np.isin(photo, (1, 3))], after[np.isin(photo, (1, 3))])
 
 
-def synthetic_probe(kind: str, rho: np.ndarray, features: np.ndarray) -> prnu.Probe:
-    coverage = np.zeros(len(rho)) if kind == prnu.GENUINE else np.ones(len(rho))
-    return prnu.Probe(ISO, kind, 0.0, rho, features, coverage)
+def synthetic_probe(kind: str, rho: np.ndarray, features: np.ndarray) -> prnu_scenario.Probe:
+    coverage = np.zeros(len(rho)) if kind == prnu_scenario.GENUINE else np.ones(len(rho))
+    return prnu_scenario.Probe(ISO, kind, 0.0, rho, features, coverage)
 
 
 def test_equal_false_alarm_detection_flags_the_asked_share_of_genuine_blocks():
@@ -400,10 +402,10 @@ def test_equal_false_alarm_detection_flags_the_asked_share_of_genuine_blocks():
     truth = coef[0] + features @ coef[1:]
     rho = truth + rng.normal(0, 0.01, len(truth))
     fitted = prnu.fit_banded({None: (features[:20_000], rho[:20_000], np.arange(20_000) % 10)})
-    predictors = prnu.ScenarioPredictors(fitted, fitted, prnu.ReadingWeights.of([]))
-    probes = [synthetic_probe(prnu.GENUINE, rho[20_000:30_000], features[20_000:30_000]),
-              synthetic_probe(prnu.COPY_MOVE, rho[30_000:] - 0.03, features[30_000:])]
-    score = prnu.score_scheme(prnu.SINGLE, [(predictors, p) for p in probes], prnu.ScenarioConfig(isos=(ISO,)))
+    predictors = prnu_scenario.ScenarioPredictors(fitted, fitted, prnu.ReadingWeights.of([]))
+    probes = [synthetic_probe(prnu_scenario.GENUINE, rho[20_000:30_000], features[20_000:30_000]),
+              synthetic_probe(prnu_scenario.COPY_MOVE, rho[30_000:] - 0.03, features[30_000:])]
+    score = prnu_scenario.score_scheme(prnu_scenario.SINGLE, [(predictors, p) for p in probes], prnu_scenario.ScenarioConfig(isos=(ISO,)))
     assert score.detection_at_measured_false_alarm == pytest.approx(norm.cdf(3 - norm.ppf(0.99)), abs=0.02)
     assert score.false_alarm_rate == pytest.approx(0.01, abs=0.003)
 
@@ -454,7 +456,7 @@ def fingerprint_folder(tmp_path, cameras, photos) -> Path:
     rng = np.random.default_rng(6)
     folder = tmp_path / "camera"
     folder.mkdir()
-    scenes = [prnu.flat_field(H, W, rng) for _ in range(4)] + photos[:3:2]
+    scenes = [prnu_scenario.flat_field(H, W, rng) for _ in range(4)] + photos[:3:2]
     for i, img in enumerate(scenes):
         write_rgb(folder / f"{i}.png", camera_render(img, cameras[0], rng))
     return folder
@@ -504,7 +506,7 @@ def test_fig7_weighted_bands_from_fingerprint_images_with_exif(tmp_path, weights
     folder = tmp_path / "camera"
     folder.mkdir()
     for i, iso in enumerate((100, 100, 100, 1600, 1600, 1600)):
-        write_jpeg(folder / f"{i}.jpg", camera_render(prnu.flat_field(H, W, rng), cameras[0], rng, iso), iso)
+        write_jpeg(folder / f"{i}.jpg", camera_render(prnu_scenario.flat_field(H, W, rng), cameras[0], rng, iso), iso)
     probe = write_rgb(tmp_path / "probe.png", camera_render(photos[PHOTO_NAMES.index("chelsea")], cameras[0], rng, 1600))
     proc = run_script("Fig7.py", "--model_path", weights_file, "--fingerprint_dir", folder, "--pic_path", probe,
                       "--block", 64, "--block_stride", 32, "--band", "isonet_weighted", "--out_dir", tmp_path / "a")
@@ -513,7 +515,7 @@ def test_fig7_weighted_bands_from_fingerprint_images_with_exif(tmp_path, weights
     shares = dict(re.findall(r"\b(\d+) (\d+)%", line))
     assert shares and set(shares) <= {"100", "1600"} and 99 <= sum(map(int, shares.values())) <= 101, line
     assert "-> same camera" in proc.stdout
-    write_rgb(folder / "no_exif.png", camera_render(prnu.flat_field(H, W, rng), cameras[0], rng, 100))
+    write_rgb(folder / "no_exif.png", camera_render(prnu_scenario.flat_field(H, W, rng), cameras[0], rng, 100))
     proc = run_script("Fig7.py", "--model_path", weights_file, "--fingerprint_dir", folder, "--pic_path", probe,
                       "--block", 64, "--band", "isonet_weighted", "--out_dir", tmp_path / "b")
     assert proc.returncode == 1 and "no_exif.png: no EXIF ISO (--band isonet_weighted" in proc.stderr
@@ -566,7 +568,7 @@ def held_either_way(tmp_path_factory, cameras, photos) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("held_either_way")
     (root / "landscape").mkdir()
     (root / "mixed").mkdir()
-    scenes = [prnu.flat_field(H, W, rng) for _ in range(6)] + [photos[PHOTO_NAMES.index(n)] for n in ("coffee", "rocket")]
+    scenes = [prnu_scenario.flat_field(H, W, rng) for _ in range(6)] + [photos[PHOTO_NAMES.index(n)] for n in ("coffee", "rocket")]
     for i, scene in enumerate(scenes):
         render = camera_render(scene, cameras[0], rng)
         write_jpeg(root / "landscape" / f"{i}.jpg", render)
@@ -579,8 +581,8 @@ def held_either_way(tmp_path_factory, cameras, photos) -> dict[str, Path]:
                                    camera_render(photos[PHOTO_NAMES.index("chelsea")], cameras[1], rng))}
 
 
-def probe_pce(random_net, probe: Path, folder: Path) -> prnu.ProbeReport:
-    return prnu.analyse_probe(probe, sorted(folder.iterdir()), random_net, "single", block=64, stride=32)
+def probe_pce(random_net, probe: Path, folder: Path) -> examination.ProbeReport:
+    return examination.analyse_probe(probe, sorted(folder.iterdir()), random_net, "single", block=64, stride=32)
 
 
 def test_photos_held_either_way_build_one_fingerprint_that_finds_a_probe_held_either_way(random_net, held_either_way):
@@ -599,7 +601,7 @@ def test_a_probe_stored_turned_without_orientation_is_matched_in_its_turn(random
     assert report.turn == 1 and report.same_camera and set(report.pce_by_turn) == {1, 3}
     assert report.pce_by_turn[3].value < prnu.PCE_THRESHOLD < report.pce_by_turn[1].value
     assert report.view == 6 and report.frame == (H, W)
-    assert "turned 90 degrees anticlockwise" in "\n".join(prnu.probe_report_lines(report))
+    assert "turned 90 degrees anticlockwise" in "\n".join(examination.probe_report_lines(report))
 
 
 def test_a_fingerprint_image_stored_turned_is_turned_back(random_net, held_either_way, tmp_path):
@@ -619,10 +621,10 @@ def test_forgery_map_is_drawn_as_the_viewer_shows_the_probe(random_net, held_eit
     scene = photos[PHOTO_NAMES.index("chelsea")]
     forged, mask = cn.forge_from_camera(scene, cameras[0], cameras[1], ISO, rng, None, cn.typical_isp(ISO))
     probe = write_jpeg(tmp_path / "forged.jpg", forged, orientation=8)
-    report = prnu.analyse_probe(probe, sorted(held_either_way["mixed"].iterdir()), random_net, "single", block=64,
+    report = examination.analyse_probe(probe, sorted(held_either_way["mixed"].iterdir()), random_net, "single", block=64,
                                 stride=32, false_alarm=0.05)
     seen = image_io.orient(report.forged, report.view)
     coverage = prnu.block_coverage(image_io.orient(mask, 8), 64, 32)
     assert seen.shape == coverage.shape and seen[coverage > 0.75].mean() > 3 * max(seen[coverage == 0].mean(), 0.05)
-    prnu.save_forgery_figure(image_io.read_image(probe), report, tmp_path / "map.png")
+    examination.save_forgery_figure(image_io.read_image(probe), report, tmp_path / "map.png")
     assert (tmp_path / "map.png").stat().st_size > 0
