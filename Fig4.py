@@ -12,35 +12,36 @@ import argparse
 import sys
 from pathlib import Path
 
-import camera_noise
-import evaluation
+import cli
+import demos
+import metrics
 import reports
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    reports.add_inference_args(parser, "models/net_tif.pth", "the (uncompressed) image to map")
+    cli.add_inference_args(parser, "models/net_tif.pth", "the (uncompressed) image to map")
     args = parser.parse_args()
-    net = reports.setup_inference(args)
-    demo = reports.demo_if_no_pic(args, lambda out: camera_noise.write_demo(out, 200, region_iso=3200))
-    path, img, result, record = reports.map_one_image(args, net)
+    net = cli.setup_inference(args)
+    demo = cli.demo_if_no_pic(args, lambda out: demos.write_demo(out, 200, region_iso=3200))
+    path, img, result, record = cli.map_one_image(args, net)
     out = Path(args.out_dir) / "Fig4.png"
     outline = None if demo is None else demo.mask
     reports.save_map_figure(img, result, out, title=f"{path.name} ({reports.model_label(args.model_path)})",
                             side_by_side=True, outline=outline)
     print(f"{path}: {record['rows']}x{record['cols']} patch map, ISO metric from {result.map.min():.2f} "
           f"to {result.map.max():.2f}, median {result.global_metric:.3f}; figure: {out}")
-    sigma = evaluation.noise_sigma_map(img, result.stride)
-    scores = {"ISONet": evaluation.robust_splice_scores(result.map),
-              "noise sigma (Immerkaer)": evaluation.robust_splice_scores(sigma),
-              "both added": evaluation.fused_splice_scores(result.map, sigma)}
+    sigma = metrics.noise_sigma_map(img, result.stride)
+    scores = {"ISONet": metrics.robust_splice_scores(result.map),
+              "noise sigma (Immerkaer)": metrics.robust_splice_scores(sigma),
+              "both added": metrics.fused_splice_scores(result.map, sigma)}
     splice_out = Path(args.out_dir) / "Fig4_splice.png"
     reports.save_splice_scores_figure(img, scores, result.stride, splice_out, outline=outline,
                                       title=f"{path.name}: splice scores ({reports.model_label(args.model_path)})")
     print(f"splice scores (each map's distance from its median; ISONet's, the noise sigma's, both added): {splice_out}")
     if demo is not None:
         for name, score in scores.items():
-            quality = evaluation.splice_quality(score, result.stride, demo.mask)
+            quality = metrics.splice_quality(score, result.stride, demo.mask)
             print(f"splice detection by {name} against the true region: pixel AUC {quality['auc']:.3f}, "
                   f"best F1 {quality['f1']:.3f}")
     return 0

@@ -4,10 +4,10 @@ picks the PRNU correlation predictor for tampering localisation.
 Prints the global ISO metric and writes the map figure to <out_dir>/Fig7.png. Then:
 
     python Fig7.py              # embedded demo (a camera JPEG rendered at ISO 800), then the PRNU
-                                # scenario on renders of held-out photos at ISO 100-6400:
-                                # predicted against measured correlation -> <out_dir>/Fig7_prnu.png
-    python Fig7.py --scenario_folds 6   # the scenario with each bundled photo held out once (steadier)
-    python Fig7.py --no_adapt   # the scenario's ISONet reads as given, not adapted to the camera first
+                                # scenario on renders of held-out photos at ISO 100-6400, ISONet as
+                                # given: predicted against measured correlation -> <out_dir>/Fig7_prnu.png
+    python Fig7.py --adapt      # the full scenario: ISONet first adapted to the camera (minutes)
+    python Fig7.py --adapt --scenario_folds 6   # each bundled photo held out once (steadier; longer)
     python Fig7.py --model_path models/net_jpg.pth --pic_path photo.jpg
     python Fig7.py --pic_path probe.jpg --fingerprint_dir my_camera/
                                 # PCE of the probe against my_camera/'s fingerprint, the ISO band
@@ -22,12 +22,17 @@ import sys
 from pathlib import Path
 
 import camera_noise
+import cli
+import demos
+import examination
 import image_io
 import isonet
-import reports
-import examination
 import prnu
 import prnu_scenario
+import reports
+
+# Seconds a fold of the scenario takes on this project's 2-core CPU: ISONet as given, and adapted.
+SCENARIO_SECONDS = {False: 25, True: 400}
 
 
 def add_prnu_args(parser: argparse.ArgumentParser) -> None:
@@ -46,43 +51,49 @@ def add_prnu_args(parser: argparse.ArgumentParser) -> None:
                         help="noise residual of the luma, or of each colour channel combined (3x slower)")
     parser.add_argument("--plain", action="store_true",
                         help="scenario renders without the camera's processing (no noise reduction)")
-    parser.add_argument("--no_adapt", action="store_true",
-                        help="scenario: ISONet reads as given, not fine-tuned first on the camera's Train renders "
-                             "at their known ISOs (three readers a fold: about 6 min on 2 cores)")
+    parser.add_argument("--adapt", action="store_true",
+                        help="scenario: ISONet fine-tuned first on the camera's Train renders at their known ISOs, "
+                             f"three readers a fold (about {SCENARIO_SECONDS[True] // 60} min a fold on 2 cores)")
+    parser.add_argument("--no_adapt", action="store_false", dest="adapt",
+                        help="scenario: ISONet reads as given (the default)")
     parser.add_argument("--scenario_folds", type=int, default=1,
                         help=f"1 (default): the scenario's probes come from the renderer's two Test photos; 2-"
                              f"{len(camera_noise.BUNDLED_PHOTOS)}: every bundled photo held out once, in that many "
-                             "folds (about 6 min each on 2 cores, 1 min with --no_adapt): steadier figures")
+                             "folds: steadier figures")
 
 
 def check_prnu_args(args: argparse.Namespace) -> list[Path]:
     """The fingerprint images, or exit 2 with one line."""
     if args.block < 16 or args.block_stride < 1:
-        reports.fail(f"--block {args.block} / --block_stride {args.block_stride}: at least 16 and 1")
+        cli.fail(f"--block {args.block} / --block_stride {args.block_stride}: at least 16 and 1")
     if not 0 < args.false_alarm < 0.5:
-        reports.fail(f"--false_alarm {args.false_alarm}: must lie between 0 and 0.5")
+        cli.fail(f"--false_alarm {args.false_alarm}: must lie between 0 and 0.5")
     if not 1 <= args.scenario_folds <= len(camera_noise.BUNDLED_PHOTOS):
-        reports.fail(f"--scenario_folds {args.scenario_folds}: between 1 and {len(camera_noise.BUNDLED_PHOTOS)}")
+        cli.fail(f"--scenario_folds {args.scenario_folds}: between 1 and {len(camera_noise.BUNDLED_PHOTOS)}")
     if args.fingerprint_dir is None:
         return []
     if not args.pic_path:
-        reports.fail("--fingerprint_dir needs --pic_path, the probe to test against the fingerprint")
+        cli.fail("--fingerprint_dir needs --pic_path, the probe to test against the fingerprint")
     if not Path(args.fingerprint_dir).is_dir():
-        reports.fail(f"{args.fingerprint_dir}: --fingerprint_dir is not a folder")
+        cli.fail(f"{args.fingerprint_dir}: --fingerprint_dir is not a folder")
     images = image_io.list_images([args.fingerprint_dir])
     if len(images) < 2:
-        reports.fail(f"{args.fingerprint_dir}: {len(images)} image(s); a fingerprint needs at least 2 (half a dozen or more is better)")
+        cli.fail(f"{args.fingerprint_dir}: {len(images)} image(s); a fingerprint needs at least 2 "
+                 "(half a dozen or more is better)")
     return images
 
 
-def run_scenario(args: argparse.Namespace, net: isonet.ISONet) -> None:
+def report_scenario(args: argparse.Namespace, net: isonet.ISONet) -> None:
     config = dataclasses.replace(prnu_scenario.ScenarioConfig(), camera_processing=not args.plain,
-                                 false_alarm=args.false_alarm, folds=args.scenario_folds,
-                                 adapt_reader=not args.no_adapt)
+                                 false_alarm=args.false_alarm, folds=args.scenario_folds, adapt_reader=args.adapt)
+    expected = SCENARIO_SECONDS[args.adapt] * args.scenario_folds
+    reader = "adapted" if args.adapt else "as given"
+    print(f"PRNU scenario on renders ({args.scenario_folds} fold(s), ISONet {reader}): "
+          f"about {expected // 60} min {expected % 60} s on 2 CPU cores", flush=True)
     try:
-        result = prnu_scenario.run_scenario(net, config)
+        result = prnu_scenario.run_scenario(net, config, say=lambda line: print(f"  {line}", flush=True))
     except isonet.ISONetError as e:
-        reports.fail(f"the PRNU scenario could not be rendered: {e}", 1)
+        cli.fail(f"the PRNU scenario could not be rendered: {e}", 1)
     print("\n".join(prnu_scenario.scenario_report(result)))
     out = Path(args.out_dir) / "Fig7_prnu.png"
     prnu_scenario.save_scenario_figure(result, out)
@@ -94,7 +105,7 @@ def analyse_probe(args: argparse.Namespace, net: isonet.ISONet, path: Path, img,
         report = examination.analyse_probe(path, fingerprint_images, net, args.band, args.block, args.block_stride,
                                     args.false_alarm, args.channels)
     except isonet.ISONetError as e:
-        reports.fail(str(e), 1)
+        cli.fail(str(e), 1)
     for line in report.failed:
         print(f"error: {line}", file=sys.stderr)
     print("\n".join(examination.probe_report_lines(report)))
@@ -106,14 +117,14 @@ def analyse_probe(args: argparse.Namespace, net: isonet.ISONet, path: Path, img,
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    reports.add_inference_args(parser, "models/net_jpg.pth", "the (JPEG) image to estimate, and the PRNU probe")
+    cli.add_inference_args(parser, "models/net_jpg.pth", "the (JPEG) image to estimate, and the PRNU probe")
     add_prnu_args(parser)
     args = parser.parse_args()
-    net = reports.setup_inference(args)
+    net = cli.setup_inference(args)
     fingerprint_images = check_prnu_args(args)
-    demo = reports.demo_if_no_pic(
-        args, lambda out: camera_noise.write_demo(out, 800, jpeg_quality=90, camera_processing=True))
-    path, img, result, record = reports.map_one_image(args, net)
+    demo = cli.demo_if_no_pic(
+        args, lambda out: demos.write_demo(out, 800, jpeg_quality=90, camera_processing=True))
+    path, img, result, record = cli.map_one_image(args, net)
     out = Path(args.out_dir) / "Fig7.png"
     reports.save_map_figure(img, result, out, title=f"{path.name} ({reports.model_label(args.model_path)})")
     print(f"Estimated ISO metric: {result.global_metric:.3f} (ISO {result.global_iso:.0f}, "
@@ -123,10 +134,10 @@ def main() -> int:
     for warning in reports.reading_warnings(record):
         print(warning)
     if demo is not None:
-        print(reports.describe_truth(demo, result.global_metric))
+        print(cli.describe_truth(demo, result.global_metric))
     print(f"figure: {out}")
     if demo is not None:
-        run_scenario(args, net)
+        report_scenario(args, net)
     if fingerprint_images:
         return analyse_probe(args, net, path, img, fingerprint_images)
     return 0

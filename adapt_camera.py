@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+import cli
 import dataset
 import image_io
 import isonet
@@ -260,8 +261,8 @@ def choose_column(mae: dict[str, float], method: str) -> str:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--photos", required=True, nargs="+",
-                   help="the camera's photos: files and/or folders (with their ISO-named subfolders: DIR/800/); the ISO "
-                        "from EXIF, else from an ISO folder name")
+                   help="the camera's photos: files and/or folders (with their ISO-named subfolders: DIR/800/); "
+                        "the ISO from EXIF, else from an ISO folder name")
     p.add_argument("--out", required=True, help="the adapted model to write (.pth)")
     p.add_argument("--init_from", default=str(isonet.PROJECT / "models" / "net_jpg.pth"),
                    help="starting weights (default: the shipped models/net_jpg.pth)")
@@ -280,15 +281,15 @@ def main(argv: list[str] | None = None) -> int:
                    help="what each honest fit leaves out: the photo (default), or its whole folder, for "
                         "series that shoot one scene at every ISO (the scene's other photos would flatter it)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="auto", help="auto (default: CUDA when available), cpu, cuda, cuda:1 ...")
+    cli.add_device_arg(p)
     args = p.parse_args(argv)
     for flag, least in {"patches_per_photo": 1, "epochs": 1, "folds": 2}.items():
         if getattr(args, flag) < least:
-            reports.fail(f"--{flag} {getattr(args, flag)}: must be at least {least}")
+            cli.fail(f"--{flag} {getattr(args, flag)}: must be at least {least}")
     try:
         net = isonet.load_model(args.init_from, isonet.resolve_device(args.device))
     except isonet.ISONetError as e:
-        reports.fail(str(e))
+        cli.fail(str(e))
     net = net.to(memory_format=MEMORY_FORMAT).eval()
     rng = np.random.default_rng(args.seed)
     paths, patches, features, metrics, failed = [], [], [], [], 0
@@ -307,10 +308,10 @@ def main(argv: list[str] | None = None) -> int:
         patches.append(cut)
         metrics.append(float(isonet.iso_to_metric(iso)))
     if len(paths) < max(args.min_photos, 3):
-        reports.fail(f"{len(paths)} usable photo(s): adaptation needs at least {max(args.min_photos, 3)}")
+        cli.fail(f"{len(paths)} usable photo(s): adaptation needs at least {max(args.min_photos, 3)}")
     groups = np.array([str(p.parent) for p in paths] if args.leave_out == "folder" else [str(p) for p in paths])
     if len(set(groups)) < 2:
-        reports.fail("--leave_out folder: the photos lie in one folder; give each series a folder of its own")
+        cli.fail("--leave_out folder: the photos lie in one folder; give each series a folder of its own")
     prior = head_affine(net)
     photos = [PhotoFit.of(f, m) for f, m in zip(features, metrics)]
     metrics = np.array(metrics)
@@ -340,7 +341,8 @@ def main(argv: list[str] | None = None) -> int:
     for k, (path, truth) in enumerate(zip(paths, metrics)):
         print(f"{path.name[-40:]:<40} {isonet.metric_to_iso(truth):>8.0f} "
               + " ".join(f"{isonet.metric_to_iso(values[k]):>26.0f}" for values in columns.values()))
-    print(f"{len(paths)} photos, ISO {isonet.metric_to_iso(metrics.min()):.0f}-{isonet.metric_to_iso(metrics.max()):.0f}: "
+    low, high = isonet.metric_to_iso(metrics.min()), isonet.metric_to_iso(metrics.max())
+    print(f"{len(paths)} photos, ISO {low:.0f}-{high:.0f}: "
           + ", ".join(f"MAE {name} {value:.2f} stops" for name, value in mae.items())
           + f"; a constant guess (the other photos' median ISO) {constant_mae:.2f}")
     if chosen == "before":

@@ -18,10 +18,10 @@ import math
 import os
 import re
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property, lru_cache
 from pathlib import Path
-from typing import Sequence
 
 import cv2
 import numpy as np
@@ -41,6 +41,8 @@ DEFAULT_ISOS = (100, 200, 400, 800, 1600, 3200, 6400)
 CAMERA_HELP = ("'reference' (default: green ISO-100 noise in the database's interquartile range), "
                "'quieter' / 'noisier' (below / above it), 'all', one 'MAKER MODEL', or 'noiseless' "
                "(no sensor noise: what a model reads on the content alone)")
+PROFILES_HELP = ("darktable's noiseprofiles.json (default: installed darktable's, else .cache/ from "
+                 "scripts/fetch_noise_profiles.sh)")
 
 CFA_PATTERNS = ("RGGB", "BGGR", "GRBG", "GBRG")
 CFA_SITES = ((0, 0), (0, 1), (1, 0), (1, 1))  # the order in which a pattern name lists its colours
@@ -243,7 +245,8 @@ class NoiseDatabase:
         if name is None:
             close = [by_lower[n] for n in difflib.get_close_matches(spec.lower(), by_lower, n=5, cutoff=0.6)]
             hint = (f"close matches: {', '.join(close)}" if close
-                    else "give darktable's 'MAKER MODEL', e.g. 'Canon EOS 5D Mark III', or 'reference', 'quieter', 'noisier', 'all' or 'noiseless'")
+                    else "give darktable's 'MAKER MODEL', e.g. 'Canon EOS 5D Mark III', or 'reference', 'quieter', "
+                         "'noisier', 'all' or 'noiseless'")
             raise ISONetError(f"--camera {spec!r}: not in {self.path} ({hint})")
         camera = self.cameras[name]
         if not camera.renderable:
@@ -505,8 +508,10 @@ def typical_isp(iso: float) -> Isp:
 
 # Malvar, He and Cutler (ICASSP 2004), gradient-corrected bilinear demosaicing, kernels x 8.
 _MALVAR_G_AT_RB = np.array([[0, 0, -1, 0, 0], [0, 0, 2, 0, 0], [-1, 2, 4, 2, -1], [0, 0, 2, 0, 0], [0, 0, -1, 0, 0]])
-_MALVAR_AT_G_ROW = np.array([[0, 0, .5, 0, 0], [0, -1, 0, -1, 0], [-1, 4, 5, 4, -1], [0, -1, 0, -1, 0], [0, 0, .5, 0, 0]])
-_MALVAR_RB_AT_BR = np.array([[0, 0, -1.5, 0, 0], [0, 2, 0, 2, 0], [-1.5, 0, 6, 0, -1.5], [0, 2, 0, 2, 0], [0, 0, -1.5, 0, 0]])
+_MALVAR_AT_G_ROW = np.array([[0, 0, .5, 0, 0], [0, -1, 0, -1, 0], [-1, 4, 5, 4, -1], [0, -1, 0, -1, 0],
+                             [0, 0, .5, 0, 0]])
+_MALVAR_RB_AT_BR = np.array([[0, 0, -1.5, 0, 0], [0, 2, 0, 2, 0], [-1.5, 0, 6, 0, -1.5], [0, 2, 0, 2, 0],
+                             [0, 0, -1.5, 0, 0]])
 _BILINEAR_RB = np.array([[1, 2, 1], [2, 4, 2], [1, 2, 1]]) / 4.0
 
 
@@ -530,7 +535,7 @@ def demosaic_malvar(raw: np.ndarray, pattern: str) -> np.ndarray:
     sites = dict(zip(CFA_SITES, pattern))
     for (dy, dx), colour in sites.items():
         here = (slice(dy, None, 2), slice(dx, None, 2))
-        row_colour, col_colour = sites[(dy, 1 - dx)], sites[(1 - dy, dx)]
+        row_colour = sites[(dy, 1 - dx)]  # a green site's row neighbour; its column neighbour is the other
         for c, channel in enumerate("RGB"):
             if channel == colour:
                 plane = raw
@@ -673,67 +678,6 @@ def render(clean: np.ndarray, camera: CameraNoise, iso: float, rng: np.random.Ge
         subsampling = None if isp is None else isp.chroma_subsampling
         return decode_image(encode_image(out, jpeg_quality, subsampling))
     return np.ascontiguousarray(out)
-
-
-def random_region_mask(height: int, width: int, rng: np.random.Generator) -> np.ndarray:
-    """A boolean mask of one random ellipse or polygon covering roughly 5-30% of the image."""
-    mask = np.zeros((height, width), np.uint8)
-    centre = (int(rng.uniform(0.3, 0.7) * width), int(rng.uniform(0.3, 0.7) * height))
-    radii = rng.uniform(0.2, 0.33, 2) * (width, height)
-    if rng.random() < 0.5:
-        cv2.ellipse(mask, centre, tuple(int(r) for r in radii), float(rng.uniform(0, 180)), 0, 360, 1, -1)
-    else:
-        corners = int(rng.integers(4, 9))
-        # evenly spread angles, jittered: a star-shaped polygon, never a sliver
-        angles = (np.arange(corners) + rng.uniform(-0.3, 0.3, corners)) * 2 * np.pi / corners + rng.uniform(0, 2 * np.pi)
-        scale = rng.uniform(0.7, 1.0, corners)
-        points = np.stack([centre[0] + radii[0] * scale * np.cos(angles),
-                           centre[1] + radii[1] * scale * np.sin(angles)], axis=1)
-        cv2.fillPoly(mask, [points.astype(np.int32)], 1)
-    return mask.astype(bool)
-
-
-def render_splice(clean: np.ndarray, camera: CameraNoise, iso_background: float, iso_region: float,
-                  rng: np.random.Generator, jpeg_quality: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """A splice that only the noise gives away: a region of `clean` rendered at `iso_region`
-    pasted into the same scene rendered at `iso_background`. Returns (image, region mask)."""
-    mask = random_region_mask(*clean.shape[:2], rng)
-    background = render(clean, camera, iso_background, rng)
-    region = render(clean, camera, iso_region, rng)
-    spliced = np.where(mask[:, :, None], region, background)
-    if jpeg_quality is not None:
-        spliced = decode_image(encode_image(spliced, jpeg_quality))
-    return spliced, mask
-
-
-def forge_from_camera(clean: np.ndarray, camera: CameraNoise, donor: CameraNoise, iso: float,
-                      rng: np.random.Generator, jpeg_quality: int | None = None,
-                      isp: Isp | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """A forgery only PRNU gives away: `clean` rendered by `camera` with its PRNU, a random region
-    of it replaced by `donor`'s render of the same scene at the same ISO and processing (same
-    content, same noise, another sensor's pattern). Returns (image, region mask)."""
-    mask = random_region_mask(*clean.shape[:2], rng)
-    genuine = render(clean, camera, iso, rng, isp=isp, prnu=True)
-    foreign = render(clean, donor, iso, rng, isp=isp, prnu=True)
-    return compose_forgery(genuine, foreign, mask, jpeg_quality), mask
-
-
-def forge_copy_move(clean: np.ndarray, camera: CameraNoise, iso: float, rng: np.random.Generator,
-                    jpeg_quality: int | None = None, isp: Isp | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """A copy-move forgery: a random region of `camera`'s render (with PRNU) covered by content
-    from elsewhere in the same render, moved by a quarter to three quarters of the image each way,
-    so the region carries the camera's pattern, but misaligned. Returns (image, region mask)."""
-    h, w = clean.shape[:2]
-    mask = random_region_mask(h, w, rng)
-    genuine = render(clean, camera, iso, rng, isp=isp, prnu=True)
-    shift = (int(rng.integers(h // 4, 3 * h // 4 + 1)), int(rng.integers(w // 4, 3 * w // 4 + 1)))
-    return compose_forgery(genuine, np.roll(genuine, shift, axis=(0, 1)), mask, jpeg_quality), mask
-
-
-def compose_forgery(image: np.ndarray, pasted: np.ndarray, mask: np.ndarray, jpeg_quality: int | None) -> np.ndarray:
-    """`pasted` inside `mask`, `image` elsewhere, saved once as the forger saves it."""
-    forged = np.where(mask[:, :, None], pasted, image)
-    return forged if jpeg_quality is None else decode_image(encode_image(forged, jpeg_quality))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -902,40 +846,6 @@ def render_folder(out_root: str | os.PathLike, clean: Sequence[tuple[str, np.nda
 # ---------------------------------------------------------------------------------------------
 # Embedded demos: what test_model.py, Fig4.py and Fig7.py run on when given no image
 # ---------------------------------------------------------------------------------------------
-DEMO_SOURCE = "chelsea"  # a Test-split source: the shipped models never trained on it
-DEMO_CAMERA = "Canon EOS 5D Mark III"  # in the reference class, measured from ISO 50 to 102400
-
-
-@dataclass
-class Demo:
-    path: Path  # the rendered image, written for the user to open
-    iso: int  # the ISO of the image, or of its background for a splice
-    camera: str
-    region_iso: int | None = None
-    mask: np.ndarray | None = None  # the spliced region
-
-
-def write_demo(out_dir: str | os.PathLike, iso: int, jpeg_quality: int | None = None,
-               region_iso: int | None = None, seed: int = 0, noise_profiles: str | None = None,
-               camera_processing: bool = False) -> Demo:
-    """Render the demo photo at `iso` (a splice when `region_iso` is given) into `out_dir`; with
-    `camera_processing`, through one camera's ISP (typical_isp), as an in-camera JPEG is made.
-
-    The clean source is used at full size (not downscaled), so the demo has more patches; its own
-    faint noise sits far below the rendered noise."""
-    camera = load_noise_profiles(noise_profiles).select(DEMO_CAMERA)[0]
-    clean = read_clean_image(bundled_photo_path(*BUNDLED_PHOTOS[DEMO_SOURCE]), 1)
-    rng = np.random.default_rng(seed)
-    isp = typical_isp(iso) if camera_processing else None
-    if region_iso is None:
-        image, mask = render(clean, camera, iso, rng, isp=isp), None
-    else:
-        image, mask = render_splice(clean, camera, iso, region_iso, rng)
-    name = f"demo_{DEMO_SOURCE}_iso{iso}" + (f"_splice{region_iso}" if region_iso else "")
-    path = Path(out_dir) / f"{name}.{'png' if jpeg_quality is None else 'jpg'}"
-    with atomic_path(path) as tmp:  # the camera's one JPEG compression
-        tmp.write_bytes(encode_image(image, jpeg_quality, isp and isp.chroma_subsampling))
-    return Demo(path, iso, camera.name, region_iso, mask)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -945,8 +855,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     import argparse
 
     parser = argparse.ArgumentParser(description="List darktable's measured cameras usable by the noise renderer.")
-    parser.add_argument("--noise_profiles", help="darktable's noiseprofiles.json (default: installed darktable's, "
-                                                 "else .cache/ from scripts/fetch_noise_profiles.sh)")
+    parser.add_argument("--noise_profiles", help=PROFILES_HELP)
     parser.add_argument("--camera", default="reference", help=CAMERA_HELP)
     args = parser.parse_args(argv)
     try:

@@ -18,20 +18,16 @@ The original scripts' layout (train_rgb.h5 + train_rgb_label.h5, one dataset per
 """
 from __future__ import annotations
 
-import argparse
-import csv
-import hashlib
 import json
 import os
 import re
-import shutil
 import tempfile
 from collections import Counter, deque
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
 
 import cv2
 import h5py
@@ -39,8 +35,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from camera_noise import camera_slug
-from image_io import IMAGE_SUFFIXES, atomic_path, decode_image_file, read_exif, read_exif_iso
+from image_io import IMAGE_SUFFIXES, atomic_path, decode_image_file, read_exif_iso
 from isonet import PATCH, ISONetError, grid_shape, iso_to_metric
 
 FORMAT = "isonet-patches-v1"
@@ -49,25 +44,6 @@ SPLIT_FOLDERS = {"train": "Train", "test": "Test"}
 FILE_NAMES = {"train": "train.h5", "test": "test.h5"}
 LEGACY_STEMS = {"train": "train", "test": "val"}  # the original scripts called the test split "val"
 AUG_MODES = 8
-
-
-def str2bool(value: str | bool) -> bool:
-    """argparse type for flags that accept `--x`, `--x True` and `--x false` (the originals' style)."""
-    if isinstance(value, bool):
-        return value
-    if value.lower() in {"1", "true", "yes", "y", "on"}:
-        return True
-    if value.lower() in {"0", "false", "no", "n", "off"}:
-        return False
-    raise argparse.ArgumentTypeError(f"expected a boolean, got '{value}'")
-
-
-def add_bool_flag(parser: argparse.ArgumentParser, name: str, default: bool, help: str) -> None:
-    """--name, --name VALUE and --no-name, all meaning what they say."""
-    dest = name.lstrip("-").replace("-", "_")
-    parser.add_argument(name, type=str2bool, nargs="?", const=True, default=default, dest=dest,
-                        help=f"{help} (default {default}; --no-{name.lstrip('-')} = False)")
-    parser.add_argument(f"--no-{name.lstrip('-')}", action="store_false", dest=dest, help=argparse.SUPPRESS)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -96,7 +72,8 @@ def _has_type(path: Path, pic_type: str | None) -> bool:
     return path.is_file() and path.suffix.lower() == "." + pic_type.lower().lstrip(".")
 
 
-def find_labelled_images(split_dir: Path, pic_type: str | None, label_from: str = "folder") -> list[tuple[Path, int | None]]:
+def find_labelled_images(split_dir: Path, pic_type: str | None,
+                         label_from: str = "folder") -> list[tuple[Path, int | None]]:
     """(file, ISO) pairs, sorted; pic_type None takes every image type.
     With label_from='exif' the ISO is None where EXIF has none."""
     split_dir = Path(split_dir)
@@ -167,7 +144,8 @@ def augment(patches: np.ndarray, mode: int) -> np.ndarray:
     return out[..., ::-1, :] if mode % 2 else out
 
 
-def add_augmented_copies(patches: np.ndarray, aug_times: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+def add_augmented_copies(patches: np.ndarray, aug_times: int,
+                         rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """Each patch followed by `aug_times` copies in distinct random non-identity modes.
 
     Returns (N*(1+aug_times))x3x64x64 patches and their modes.
@@ -452,7 +430,8 @@ class PatchSet(PatchRuns):
 
 
 class LegacyPatchSet(PatchRuns):
-    """The original scripts' layout: datasets '0', '1', ... of float32 3x64x64 patches in one file, labels in another."""
+    """The original scripts' layout: datasets '0', '1', ... of float32 3x64x64 patches in one file,
+    labels in another."""
 
     def __init__(self, data_path: str | os.PathLike, label_path: str | os.PathLike, run: int = 1,
                  keep_integers: bool = False) -> None:
@@ -461,7 +440,8 @@ class LegacyPatchSet(PatchRuns):
         with _open_h5(self.data_path) as data, _open_h5(self.label_path) as labels:
             self.rows = len(data)
             if len(labels) != self.rows or (self.rows and "0" not in data):
-                raise ISONetError(f"{self.data_path}: {self.rows} patches but {len(labels)} labels in {self.label_path}")
+                raise ISONetError(f"{self.data_path}: {self.rows} patches but {len(labels)} labels in "
+                                  f"{self.label_path}")
 
     def _open(self) -> tuple:
         return h5py.File(self.data_path, "r"), h5py.File(self.label_path, "r")
@@ -493,188 +473,8 @@ def concat_runs(batch: list[tuple[torch.Tensor, torch.Tensor]]) -> tuple[torch.T
     return torch.cat(xs), torch.cat(ys)
 
 
-
 # ---------------------------------------------------------------------------------------------
 # Real labelled photos: a checkout of public camera files -> the paper's layout, split by camera
 # ---------------------------------------------------------------------------------------------
-MANIFEST = "manifest.csv"
-MANIFEST_COLUMNS = ["file", "split", "iso", "camera", "source", "commit", "licence", "original"]
-REAL_LAYOUTS = ("exif", "iso_folders", "sidd")
-# Software that rewrites pixels: such files carry the editor's processing, not the camera's.
-EDITOR_SOFTWARE = re.compile(r"photoshop|lightroom|gimp|noise ?ninja|picasa|paint|digikam|darktable|capture one|"
-                             r"aperture|acdsee|snapseed|affinity", re.IGNORECASE)
-# SIDD names its files SCENE_INSTANCE_PHONE_ISO_SHUTTER_TEMPERATURE_LIGHT...; its five phones.
-SIDD_PHONES = {"GP": "Google Pixel", "IP": "Apple iPhone 7", "S6": "Samsung Galaxy S6 Edge",
-               "N6": "Motorola Nexus 6", "G4": "LG G4"}
 
 
-@dataclass(frozen=True)
-class RealPhoto:
-    path: Path
-    camera: str
-    iso: int
-
-
-def read_exif_camera(path: Path) -> tuple[str | None, str | None]:
-    """(make + model, software) from EXIF; None where absent."""
-    exif = read_exif(path)
-    if exif is None:
-        return None, None
-
-    def text(tag: int) -> str:
-        value = exif.get(tag)
-        return " ".join(value.replace("\x00", " ").split()) if isinstance(value, str) else ""
-
-    make, model, software = text(0x010F), text(0x0110), text(0x0131)
-    if make and model.lower().startswith(make.split()[0].lower()):
-        make = ""
-    camera = " ".join(part for part in (make, model) if part)
-    return camera or None, software or None
-
-
-def label_real_photo(path: Path, root: Path, layout: str, camera: str | None) -> RealPhoto | str:
-    """The photo's camera and ISO under `layout`, or the reason it cannot be used."""
-    if layout == "exif":
-        exif_camera, software = read_exif_camera(path)
-        iso = read_exif_iso(path)
-        if software and EDITOR_SOFTWARE.search(software):
-            return f"edited with {software}, not a camera file"
-        if iso is None or (exif_camera or camera) is None:
-            return "no EXIF ISO" if iso is None else "no EXIF camera model"
-        return RealPhoto(path, camera or exif_camera, iso)
-    if layout == "iso_folders":
-        isos = [iso for part in path.relative_to(root).parts[:-1] if (iso := iso_of_folder_name(part))]
-        if not isos:
-            return "no ISO folder (e.g. 800, ISO800, iso0800) on its path"
-        return RealPhoto(path, camera, isos[-1])
-    fields = path.stem.split("_")
-    if len(fields) < 4 or fields[2] not in SIDD_PHONES or not fields[3].isdigit():
-        return "not a SIDD file name (SCENE_INSTANCE_PHONE_ISO_...)"
-    return RealPhoto(path, camera or SIDD_PHONES[fields[2]], int(fields[3]))
-
-
-def find_real_photos(root: str | os.PathLike, layout: str, camera: str | None = None,
-                     include: str | None = None) -> tuple[list[RealPhoto], list[tuple[Path, str]]]:
-    """Every image under `root` (recursively) whose path below it, written '/a/b.jpg', matches
-    the regular expression `include`, labelled by
-    `layout`: 'exif' (EXIF ISO and make/model; edited files refused), 'iso_folders' (the ISO is a
-    folder name on the path; all from `camera`) or 'sidd' (SIDD's file names). Returns the
-    labelled photos and the (file, reason) pairs left out."""
-    root = Path(root)
-    if not root.is_dir():
-        raise ISONetError(f"{root}: no such folder")
-    if layout not in REAL_LAYOUTS:
-        raise ISONetError(f"layout {layout!r}: expected one of {', '.join(REAL_LAYOUTS)}")
-    if layout == "iso_folders" and not camera:
-        raise ISONetError(f"{root}: the iso_folders layout needs the camera's name (--camera)")
-    pattern = re.compile(include) if include else None
-    photos, skipped = [], []
-    for path in sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES):
-        if pattern and not pattern.search("/" + path.relative_to(root).as_posix()):
-            continue
-        labelled = label_real_photo(path, root, layout, camera)
-        if isinstance(labelled, RealPhoto):
-            photos.append(labelled)
-        else:
-            skipped.append((path, labelled))
-    if not photos:
-        raise ISONetError(f"{root}: no labelled photo found with layout {layout}"
-                          + (f" and --include {include}" if include else ""))
-    return photos, skipped
-
-
-def camera_split(camera: str, test_cameras: Iterable[str], test_fraction: float) -> str:
-    """'Test' or 'Train' for every photo of `camera`: the named test cameras, else a stable hash
-    of the name (split by camera, never by image: a camera's photos share its processing)."""
-    if camera in set(test_cameras):
-        return "Test"
-    digest = int(hashlib.sha256(camera.encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
-    return "Test" if digest < test_fraction else "Train"
-
-
-def read_manifest(root: str | os.PathLike) -> list[dict]:
-    """The rows of `root`/manifest.csv, [] when there is none."""
-    path = Path(root) / MANIFEST
-    if not path.is_file():
-        return []
-    with path.open(newline="") as f:
-        return list(csv.DictReader(f))
-
-
-def import_real_photos(photos: list[RealPhoto], out_dir: str | os.PathLike, split_of: Callable[[RealPhoto], str],
-                       source: str, commit: str = "", licence: str = "") -> tuple[list[dict], list[tuple[Path, str]]]:
-    """Copy `photos` into out_dir/{Train,Test}/<ISO>/<camera>__<name> and add them to the
-    manifest (file, split, iso, camera, source, commit, licence, original). Importing a photo
-    again replaces its row and its copy, wherever the new split puts it (a photo must never sit
-    in both splits); a photo whose bytes another original already brought in (the same file at two
-    commits of a repository, or under two names) is left out, since it would count twice. Every
-    file and the manifest are written atomically. Returns the rows added and the (file, reason)
-    pairs left out."""
-    out_dir = Path(out_dir)
-    rows = {row["original"]: row for row in read_manifest(out_dir)}
-    owners = {row["file"]: original for original, row in rows.items()}
-    by_size: dict[int, list[str]] = {}  # copies' sizes, so that only same-size files are hashed
-    for original, row in rows.items():
-        if (out_dir / row["file"]).is_file():
-            by_size.setdefault((out_dir / row["file"]).stat().st_size, []).append(original)
-    digests: dict[str, str] = {}
-
-    def same_bytes_as(path: Path, original: str) -> str | None:
-        """The original of another row whose copy has the bytes of `path`, if any."""
-        others = [o for o in by_size.get(path.stat().st_size, []) if o != original]
-        if not others:
-            return None
-        digest = hashlib.sha256(path.read_bytes()).hexdigest()
-        for other in others:
-            if other not in digests:
-                digests[other] = hashlib.sha256((out_dir / rows[other]["file"]).read_bytes()).hexdigest()
-            if digests[other] == digest:
-                return other
-        return None
-
-    added, duplicates = [], []
-    for photo in photos:
-        original = str(photo.path.resolve())
-        if twin := same_bytes_as(photo.path, original):
-            duplicates.append((photo.path, f"the same file as {rows[twin]['file']} (from {twin}), already in the set"))
-            continue
-        split = split_of(photo)
-        relative = Path(split) / str(photo.iso) / f"{camera_slug(photo.camera)}__{photo.path.name}"
-        if owners.get(relative.as_posix(), original) != original:
-            # Another original already has this name (series1/iso100.jpg and series2/iso100.jpg,
-            # or two repositories' TP3/iso100.jpg): a name of its own, the same on every import.
-            tag = hashlib.sha1(original.encode()).hexdigest()[:8]
-            relative = relative.with_name(f"{relative.stem}-{tag}{relative.suffix}")
-        with atomic_path(out_dir / relative) as tmp:
-            shutil.copyfile(photo.path, tmp)
-        if original in rows and rows[original]["file"] != relative.as_posix():
-            (out_dir / rows[original]["file"]).unlink(missing_ok=True)
-        rows[original] = {"file": relative.as_posix(), "split": split, "iso": photo.iso, "camera": photo.camera,
-                          "source": source, "commit": commit, "licence": licence, "original": original}
-        owners[relative.as_posix()] = original
-        by_size.setdefault((out_dir / relative).stat().st_size, []).append(original)
-        digests.pop(original, None)
-        added.append(rows[original])
-    with atomic_path(out_dir / MANIFEST) as tmp, tmp.open("w", newline="") as f:
-        writer = csv.DictWriter(f, MANIFEST_COLUMNS)
-        writer.writeheader()
-        writer.writerows(sorted(rows.values(), key=lambda r: r["file"]))
-    return added, duplicates
-
-
-def cameras_of(paths: Iterable[Path], data_root: str | os.PathLike) -> list[str]:
-    """Each file's camera: from the manifest of the photo set it lies in (searched upwards from
-    its folder to `data_root`), else EXIF make and model, else 'unknown'."""
-    root = Path(data_root).resolve()
-    manifests: dict[Path, dict[str, str]] = {}
-
-    def manifest_camera(path: Path) -> str | None:
-        for folder in path.resolve().parents:
-            if folder not in manifests:
-                manifests[folder] = {(folder / r["file"]).as_posix(): r["camera"] for r in read_manifest(folder)}
-            camera = manifests[folder].get(path.resolve().as_posix())
-            if camera or folder == root or root not in folder.parents:
-                return camera
-        return None
-
-    return [manifest_camera(p) or read_exif_camera(p)[0] or "unknown" for p in map(Path, paths)]

@@ -9,7 +9,7 @@
 
 Labelled sets from import_real_photos.py are reported per camera (their manifest.csv); splices
 are scored beside the classical baseline, Immerkaer's per-patch noise sigma, and with each model's
-evidence and the sigma's added ("M + sigma", evaluation.fused_splice_scores).
+evidence and the sigma's added ("M + sigma", metrics.fused_splice_scores).
 
 Writes per_image.csv, report.json, scatter.png and confusion.png (splice mode: splice.csv and
 report.json; --noise_stats: noise_statistics.csv and .png) to --out_dir. Exit code: 0 every image
@@ -24,10 +24,13 @@ from pathlib import Path
 import numpy as np
 
 import camera_noise
+import cli
 import dataset
-import evaluation
+import forgeries
 import image_io
 import isonet
+import metrics
+import real_photos
 import reports
 
 
@@ -40,7 +43,8 @@ def labelled_images(data: str, label_from: str) -> list[tuple[Path, int | None]]
 
 def print_model_table(model_reports: dict[str, dict], title: str) -> None:
     print(f"\n{title}")
-    print(f"{'model':<28} {'n':>4} {'MAE':>6} {'bias':>6} {'RMSE':>6} {'<=1/2':>6} {'<=1':>6} {'rho':>6} {'patchMAE':>8}")
+    print(f"{'model':<28} {'n':>4} {'MAE':>6} {'bias':>6} {'RMSE':>6} {'<=1/2':>6} {'<=1':>6} {'rho':>6} "
+          f"{'patchMAE':>8}")
     for name, r in model_reports.items():
         print(f"{name[-28:]:<28} {r['n']:>4} {r['mae']:>6.3f} {r['bias']:>+6.3f} {r['rmse']:>6.3f} "
               f"{r['within_half_stop']:>6.0%} {r['within_one_stop']:>6.0%} {r['spearman']:>6.3f} "
@@ -67,7 +71,7 @@ def print_per_camera(model_reports: dict[str, dict]) -> None:
         print(f"{row['camera'][:30]:<30} {row['n']:>4} {row['iso_min']:>5}-{row['iso_max']:<5}{cells}")
 
 
-def print_clipped(scored: list[evaluation.ScoredImage], cameras: list[str]) -> None:
+def print_clipped(scored: list[metrics.ScoredImage], cameras: list[str]) -> None:
     """Which images are mostly black or saturated: their estimates (in every figure above) say
     nothing of the ISO."""
     clipped = Counter(camera for s, camera in zip(scored, cameras) if s.clipped_share > isonet.CLIPPED_UNRELIABLE)
@@ -77,7 +81,7 @@ def print_clipped(scored: list[evaluation.ScoredImage], cameras: list[str]) -> N
               + ", ".join(f"{camera} {n}" for camera, n in clipped.most_common()))
 
 
-def save_figures(scored: list[evaluation.ScoredImage], names: list[str], out_dir: Path) -> None:
+def save_figures(scored: list[metrics.ScoredImage], names: list[str], out_dir: Path) -> None:
     plt = reports.pyplot()
     true = np.array([s.true_metric for s in scored])
     fig, ax = plt.subplots(figsize=(6, 6))
@@ -93,7 +97,7 @@ def save_figures(scored: list[evaluation.ScoredImage], names: list[str], out_dir
     fig, axes = plt.subplots(1, len(names), figsize=(6 * len(names), 5), squeeze=False)
     for ax, name in zip(axes[0], names):
         estimated = np.array([s.estimate[name] for s in scored])
-        stops, counts = evaluation.confusion_of_full_stops(estimated, [s.true_iso for s in scored])
+        stops, counts = metrics.confusion_of_full_stops(estimated, [s.true_iso for s in scored])
         ax.imshow(counts, cmap="Blues")
         for (i, j), c in np.ndenumerate(counts):
             if c:
@@ -110,15 +114,15 @@ def evaluate_labelled(args: argparse.Namespace, nets: dict[str, isonet.ISONet]) 
     try:
         labelled = labelled_images(args.data, args.label_from)
     except isonet.ISONetError as e:
-        reports.fail(str(e))
-    scored, skipped = evaluation.score_images(nets, labelled, args.stride, args.batch_size, reports.progress)
+        cli.fail(str(e))
+    scored, skipped = metrics.score_images(nets, labelled, args.stride, args.batch_size, reports.progress)
     for path, reason in skipped:
         print(f"skipped: {path}: {reason}", file=sys.stderr)
     if not scored:
-        reports.fail(f"{args.data}: no labelled image could be read ({len(skipped)} skipped)", 1)
+        cli.fail(f"{args.data}: no labelled image could be read ({len(skipped)} skipped)", 1)
     names = list(nets)
-    cameras = dataset.cameras_of([s.file for s in scored], args.data)
-    model_reports = {name: evaluation.model_report(scored, name, cameras) for name in names}
+    cameras = real_photos.cameras_of([s.file for s in scored], args.data)
+    model_reports = {name: metrics.model_report(scored, name, cameras) for name in names}
     out_dir = Path(args.out_dir)
 
     rows = []
@@ -132,18 +136,18 @@ def evaluate_labelled(args: argparse.Namespace, nets: dict[str, isonet.ISONet]) 
                     f"{tag}error_stops": s.estimate[name] - s.true_metric}
         rows.append(row)
     if args.calibrate and len(scored) < args.folds:
-        reports.fail(f"{args.data}: --calibrate with --folds {args.folds} needs at least {args.folds} labelled images "
+        cli.fail(f"{args.data}: --calibrate with --folds {args.folds} needs at least {args.folds} labelled images "
                     f"({len(scored)} read)")
     if args.calibrate:
         estimated = np.array([s.estimate[names[0]] for s in scored])
         true = np.array([s.true_metric for s in scored])
-        held_out = evaluation.cross_validated_calibration(estimated, true, args.folds, args.seed)
-        model_reports["calibrated (cross-validated)"] = evaluation.accuracy(held_out, true)
-        model_reports["calibrated (cross-validated)"]["per_iso"] = evaluation.per_iso_table(
+        held_out = metrics.cross_validated_calibration(estimated, true, args.folds, args.seed)
+        model_reports["calibrated (cross-validated)"] = metrics.accuracy(held_out, true)
+        model_reports["calibrated (cross-validated)"]["per_iso"] = metrics.per_iso_table(
             held_out, np.array([s.true_iso for s in scored]))
         for row, value in zip(rows, held_out):
             row["calibrated_metric"] = float(value)
-        calibration = evaluation.fit_calibration(estimated, true, isonet.weights_fingerprint(nets[names[0]]))
+        calibration = metrics.fit_calibration(estimated, true, isonet.weights_fingerprint(nets[names[0]]))
         reports.write_json(out_dir / "calibration.json", calibration.to_json() | {"model": names[0]})
 
     for row in rows:
@@ -166,25 +170,25 @@ def evaluate_labelled(args: argparse.Namespace, nets: dict[str, isonet.ISONet]) 
     return 1 if skipped else 0
 
 
-def make_splices(args: argparse.Namespace) -> tuple[list[evaluation.Splice], list[str]]:
+def make_splices(args: argparse.Namespace) -> tuple[list[forgeries.Splice], list[str]]:
     """Rendered splices of held-out sources, or with --data real photos of one camera pasted
     into each other (their cameras from the photo set's manifest, else EXIF); and the reasons
     of the photos that could not be read."""
     rng = np.random.default_rng(args.seed)
     if args.data:
         labelled = [(p, iso) for p, iso in labelled_images(args.data, args.label_from) if iso]
-        cameras = dataset.cameras_of([p for p, _ in labelled], args.data)
-        return evaluation.real_splices([(p, iso, c) for (p, iso), c in zip(labelled, cameras)], args.splice, rng)
+        cameras = real_photos.cameras_of([p for p, _ in labelled], args.data)
+        return forgeries.real_splices([(p, iso, c) for (p, iso), c in zip(labelled, cameras)], args.splice, rng)
     cameras = camera_noise.load_noise_profiles(args.noise_profiles).select(args.camera)
     _, held_out = camera_noise.split_train_test(camera_noise.clean_images(args.clean_dir))
-    return evaluation.random_splices(args.splice, [img for _, img in held_out], cameras, rng), []
+    return forgeries.random_splices(args.splice, [img for _, img in held_out], cameras, rng), []
 
 
 def evaluate_splices(args: argparse.Namespace, nets: dict[str, isonet.ISONet]) -> int:
     try:
         splices, unreadable = make_splices(args)
     except isonet.ISONetError as e:
-        reports.fail(str(e))
+        cli.fail(str(e))
     for reason in unreadable:
         print(f"skipped: {reason}", file=sys.stderr)
     strides = sorted({isonet.PATCH, args.stride}, reverse=True)
@@ -192,14 +196,14 @@ def evaluate_splices(args: argparse.Namespace, nets: dict[str, isonet.ISONet]) -
     for k, splice in enumerate(reports.progress(splices)):
         image = image_io.to_unit_float(splice.image)
         for stride in strides:
-            sigma = evaluation.noise_sigma_map(splice.image, stride)
-            scores = {NOISE_SIGMA_BASELINE: evaluation.splice_scores(sigma)}
+            sigma = metrics.noise_sigma_map(splice.image, stride)
+            scores = {NOISE_SIGMA_BASELINE: metrics.splice_scores(sigma)}
             for name, net in nets.items():
                 values = isonet.iso_map(net, image, stride, args.batch_size).map
-                scores[name] = evaluation.splice_scores(values)
-                scores[fused_name(name)] = evaluation.fused_splice_scores(values, sigma)
+                scores[name] = metrics.splice_scores(values)
+                scores[fused_name(name)] = metrics.fused_splice_scores(values, sigma)
             rows += [{"splice": k, "gap_stops": splice.gap, "camera": splice.camera, "model": name, "stride": stride,
-                      **evaluation.splice_quality(score, stride, splice.mask)} for name, score in scores.items()]
+                      **metrics.splice_quality(score, stride, splice.mask)} for name, score in scores.items()]
     table = []
     kind = f"real splices ({args.data})" if args.data else "rendered splices"
     print(f"\n{len(splices)} {kind}: pixel AUC and best F1 of |patch value - image median| "
@@ -241,22 +245,22 @@ def evaluate_noise_statistics(args: argparse.Namespace) -> int:
         cameras = camera_noise.load_noise_profiles(args.noise_profiles).select(args.camera)
         sources = [img for _, img in camera_noise.clean_images(args.clean_dir)]
     except isonet.ISONetError as e:
-        reports.fail(str(e))
+        cli.fail(str(e))
     real: dict[int, list[dict]] = {}
     skipped = 0
     for path, iso in reports.progress(labelled, desc="real photos"):
         try:
             real.setdefault(isonet.nearest_full_stop(iso), []).append(
-                evaluation.flat_noise_statistics(image_io.decode_image_file(path)))
+                metrics.flat_noise_statistics(image_io.decode_image_file(path)))
         except isonet.ISONetError as e:
             print(f"skipped: {e}", file=sys.stderr)
             skipped += 1
     isos = sorted(iso for iso in real if camera_noise.DEFAULT_ISOS[0] <= iso <= camera_noise.DEFAULT_ISOS[-1])
     if not isos:
-        reports.fail(f"{args.data}: no readable photo between ISO 100 and 6400", 1 if skipped else 2)
+        cli.fail(f"{args.data}: no readable photo between ISO 100 and 6400", 1 if skipped else 2)
     rng = np.random.default_rng(args.seed)
-    sets = {"real": real, "renders, plain": evaluation.rendered_noise_statistics(sources, cameras, isos, rng, False),
-            "renders, camera ISP": evaluation.rendered_noise_statistics(sources, cameras, isos, rng, True)}
+    sets = {"real": real, "renders, plain": metrics.rendered_noise_statistics(sources, cameras, isos, rng, False),
+            "renders, camera ISP": metrics.rendered_noise_statistics(sources, cameras, isos, rng, True)}
     rows = []
     for iso in isos:
         for name, stats in sets.items():
@@ -264,7 +268,7 @@ def evaluate_noise_statistics(args: argparse.Namespace) -> int:
             rows.append({"iso": iso, "set": name, "n": len(stats[iso]),
                          **{f"{k}_{q}": float(np.nanpercentile(v, p)) if np.isfinite(v).any() else float("nan")
                             for k, v in values.items() for q, p in (("p25", 25), ("median", 50), ("p75", 75))}})
-    print(f"\nflat-region luma noise (8-bit levels), median [quartiles], per full stop")
+    print("\nflat-region luma noise (8-bit levels), median [quartiles], per full stop")
     print(f"{'ISO':>5} {'set':<20} {'n':>4}" + "".join(f" {k:>19}" for k in NOISE_STATISTICS))
     for r in rows:
         print(f"{r['iso']:>5} {r['set']:<20} {r['n']:>4}" + "".join(
@@ -294,9 +298,10 @@ def evaluate_noise_statistics(args: argparse.Namespace) -> int:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    reports.add_inference_args(parser, "models/net_tif.pth", None)
+    cli.add_inference_args(parser, "models/net_tif.pth", None)
     parser.set_defaults(out_dir="results/evaluate")
-    parser.add_argument("--data", help="labelled photos: DIR/<ISO>/*, DIR/Test/<ISO>/*, or a flat folder with --label_from exif")
+    parser.add_argument("--data", help="labelled photos: DIR/<ISO>/*, DIR/Test/<ISO>/*, or a flat folder with "
+                                        "--label_from exif")
     parser.add_argument("--label_from", choices=["folder", "exif"], default="folder")
     parser.add_argument("--compare", help="a second model scored on the same images")
     parser.add_argument("--calibrate", action="store_true",
@@ -308,24 +313,24 @@ def main() -> int:
     parser.add_argument("--camera", default="reference", help="splice cameras: " + camera_noise.CAMERA_HELP)
     parser.add_argument("--clean_dir", nargs="+", help="folders of clean photos for the splices ('bundled', the "
                         "default, names scikit-image's and matplotlib's photos; see prepare_data.py)")
-    parser.add_argument("--noise_profiles", help="darktable's noiseprofiles.json (default: see scripts/fetch_noise_profiles.sh)")
+    parser.add_argument("--noise_profiles", help=camera_noise.PROFILES_HELP)
     parser.add_argument("--noise_stats", action="store_true",
                         help="compare the flat-region noise of the --data photos with plain and camera-ISP renders")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     if args.data is None and args.splice is None:
-        reports.fail("pass --data DIR (labelled photos), --splice N (rendered splices) or both (real splices)")
+        cli.fail("pass --data DIR (labelled photos), --splice N (rendered splices) or both (real splices)")
     if args.noise_stats:
         return evaluate_noise_statistics(args)
     if args.splice is not None and args.splice < 1:
-        reports.fail(f"--splice {args.splice}: must be at least 1")
+        cli.fail(f"--splice {args.splice}: must be at least 1")
     if args.folds < 2:
-        reports.fail(f"--folds {args.folds}: must be at least 2")
-    nets = {args.model_path: reports.setup_inference(args)}
+        cli.fail(f"--folds {args.folds}: must be at least 2")
+    nets = {args.model_path: cli.setup_inference(args)}
     if args.compare:
         if args.compare == args.model_path:
-            reports.fail("--compare names the same file as --model_path")
-        nets[args.compare] = reports.setup_inference(args, args.compare)
+            cli.fail("--compare names the same file as --model_path")
+        nets[args.compare] = cli.setup_inference(args, args.compare)
     return evaluate_splices(args, nets) if args.splice else evaluate_labelled(args, nets)
 
 

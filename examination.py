@@ -5,9 +5,9 @@ picks)? Files are read here, in the sensor's order; the maths is prnu.py's.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -15,8 +15,22 @@ import image_io
 import isonet
 import reports
 from isonet import ISONetError
-from prnu import (BLOCK, FALSE_ALARM, PCE_THRESHOLD, CameraImage, CorrelationPredictor, Pce, WeightedPredictor,
-                  align_camera_images, best_turn, camera_prnu, describe_turn, measure_blocks, observe, turned)
+from prnu import (
+    BLOCK,
+    FALSE_ALARM,
+    PCE_THRESHOLD,
+    CameraImage,
+    CorrelationPredictor,
+    Pce,
+    WeightedPredictor,
+    align_camera_images,
+    best_turn,
+    camera_prnu,
+    describe_turn,
+    measure_blocks,
+    observe,
+    turned,
+)
 
 # ---------------------------------------------------------------------------------------------
 # A camera's photos: its fingerprint and predictors, in the sensor's orientation; then one probe
@@ -126,7 +140,8 @@ def probe_report_lines(report: ProbeReport) -> list[str]:
             else f"ISO band {isonet.metric_to_iso(report.band):.0f} (metric {report.band:g})")
     if isinstance(report.predictor, WeightedPredictor):
         band = "ISO bands weighted by how ISONet read the fingerprint images of each EXIF ISO: " + ", ".join(
-            "all bands" if b is None else f"{isonet.metric_to_iso(b):.0f} {w:.0%}" for b, w, _ in report.predictor.parts)
+            "all bands" if b is None else f"{isonet.metric_to_iso(b):.0f} {w:.0%}"
+            for b, w, _ in report.predictor.parts)
     exif = f", EXIF ISO {report.exif_iso}" if report.exif_iso is not None else ""
     forged = int(report.forged.sum())
     turned_in = (f" ({len(report.turned_in)} stored turned against the others, turned back)"
@@ -134,7 +149,8 @@ def probe_report_lines(report: ProbeReport) -> list[str]:
     orientation = (f"; its EXIF orientation {report.orientation} undone, as for every image"
                    if report.orientation != 1 else "")
     tried = ", ".join(f"{describe_turn(t)} {p.value:.1f}" for t, p in report.pce_by_turn.items())
-    return [f"fingerprint: {len(report.used)} images of {report.probe.name}'s size, in the sensor's orientation{turned_in}",
+    return [f"fingerprint: {len(report.used)} images of {report.probe.name}'s size, in the sensor's orientation"
+            f"{turned_in}",
             f"PCE of {report.probe.name} against the fingerprint: {report.pce.value:.1f} -> {decision} "
             f"(threshold {PCE_THRESHOLD:g})",
             f"the probe matches the fingerprint {describe_turn(report.turn)}{orientation} (PCE tried: {tried})",

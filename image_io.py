@@ -14,8 +14,9 @@ import re
 import tempfile
 import threading
 import warnings
+from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterator, Mapping
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
@@ -35,7 +36,8 @@ IMAGE_SUFFIXES |= RAW_SUFFIXES
 # and read_image needs 12 bytes a pixel. The largest cameras' photos are ~200 MP.
 MAX_PIXELS = 300_000_000
 
-cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)  # decoders' own chatter would break our one-line errors
+# The decoders' own chatter would break our one-line errors.
+cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
 
 
 # ---------------------------------------------------------------------------------------------

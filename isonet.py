@@ -330,7 +330,8 @@ def iso_map(net: ISONet, img: np.ndarray, stride: int = PATCH, batch_size: int |
         # the loop, so the host's cutting and copying was the cost, not the network.
         device = next(net.parameters()).device
         band = max(1, BAND_PATCHES // cols) * PATCH
-        bands = (torch.from_numpy(np.ascontiguousarray(img[y:y + band])).to(device) for y in range(0, rows * PATCH, band))
+        bands = (torch.from_numpy(np.ascontiguousarray(img[y:y + band])).to(device)
+                 for y in range(0, rows * PATCH, band))
         values = np.concatenate([predict_patches(net, image_to_patches(b), batch_size) for b in bands])
         return IsoMap(values.reshape(rows, cols), stride)
     return IsoMap(dense_map(net, img, stride), stride)

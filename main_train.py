@@ -29,10 +29,10 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler, Subset
 from tqdm import tqdm
 
-from dataset import CHUNK, add_bool_flag, concat_runs, open_patch_set, to_unit_float
+from cli import add_bool_flag, add_device_arg, fail
+from dataset import CHUNK, concat_runs, open_patch_set, to_unit_float
 from image_io import atomic_path
 from isonet import ISONet, ISONetError, load_model, resolve_device
-from reports import fail
 
 # channels_last: tensor cores on GPU; on a 2-core CPU it measured ~1.25x faster too (oneDNN).
 MEMORY_FORMAT = torch.channels_last
@@ -52,7 +52,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="start from these weights (any format test_model.py loads) with a fresh optimiser and "
                         "schedule: fine-tune a shipped model on your own camera")
     p.add_argument("--save_every_epochs", type=int, default=1, help="write checkpoint/last.pth every N epochs")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ...")
+    add_device_arg(p)
     p.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1), help="DataLoader worker processes")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out_dir", default="models", help="where the best model, checkpoint/ and runs/ go")
@@ -138,7 +138,8 @@ def check_resume(ckpt: dict, args: argparse.Namespace, path: str) -> None:
 
 
 @torch.no_grad()
-def evaluate(net: nn.Module, loader: DataLoader, device: torch.device, autocast, distributed: bool) -> tuple[float, float]:
+def validate(net: nn.Module, loader: DataLoader, device: torch.device, autocast,
+             distributed: bool) -> tuple[float, float]:
     """Mean squared error over all samples and mean absolute error in stops, summed across ranks."""
     net.eval()
     sums = torch.zeros(3, dtype=torch.float64, device=device)  # squared error, absolute error, count
@@ -281,7 +282,7 @@ def main(argv: list[str] | None = None) -> int:
             dist.all_reduce(totals)
             loss_sum, seen = totals[0], int(totals[1].item())
         train_loss = (loss_sum / seen).item()
-        val_loss, val_mae = evaluate(net, val_loader, device, autocast, distributed)
+        val_loss, val_mae = validate(net, val_loader, device, autocast, distributed)
 
         if master:
             improved = val_loss < best_loss

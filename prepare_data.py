@@ -1,8 +1,8 @@
 """Cut labelled photos into ISONet training patches: DATA/{Train,Test}/<ISO>/*.tif -> SAVE/{train,test}.h5.
 
-    python prepare_data.py --data_path photos --save_path data_64_64_aug3 --pic_type tif
-    python prepare_data.py --data_path photos --save_path data --label_from exif --pic_type jpg  # photos/Train/*.jpg
-    python prepare_data.py --render --save_path data_render --camera reference     # photos rendered from sensor noise
+    python prepare_data.py --data_path photos --out_dir data_64_64_aug3 --pic_type tif
+    python prepare_data.py --data_path photos --out_dir data --label_from exif --pic_type jpg  # photos/Train/*.jpg
+    python prepare_data.py --render --out_dir data_render --camera reference     # photos rendered from sensor noise
     python prepare_data.py --render --no-train --no-test --data_path photos --isos 800   # render only, no patches
 
 Exit code: 0 every image was used, 1 some were skipped (named on stderr; the rest are written) or
@@ -18,9 +18,10 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from camera_noise import CAMERA_HELP, DEFAULT_ISOS, clean_images, load_noise_profiles, render_folder
-from dataset import (FILE_NAMES, SPLIT_FOLDERS, PrepareOptions, SplitSummary, add_bool_flag,
-                     find_labelled_images, prepare_split)
+import cli
+from camera_noise import CAMERA_HELP, DEFAULT_ISOS, PROFILES_HELP, clean_images, load_noise_profiles, render_folder
+from cli import add_bool_flag
+from dataset import FILE_NAMES, SPLIT_FOLDERS, PrepareOptions, SplitSummary, find_labelled_images, prepare_split
 from isonet import ISONetError
 from reports import progress
 
@@ -33,12 +34,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--aug_times", type=int, default=2, help="random rotated/flipped copies per training patch")
     add_bool_flag(p, "--gray_mode", False, "read as grayscale, replicated to 3 channels")
     p.add_argument("--size", type=int, default=64, help="patch size (ISONet needs 64)")
-    p.add_argument("--pic_type", default="tif", help="image file extension to read (default tif; 'all': every image type)")
-    p.add_argument("--data_path", help="folder holding Train/ and Test/ (default isonet_tif; with --render SAVE/renders)")
-    p.add_argument("--save_path", default="data_64_64_aug3", help="folder for train.h5 and test.h5")
+    p.add_argument("--pic_type", default="tif",
+                   help="image file extension to read (default tif; 'all': every image type)")
+    p.add_argument("--data_path",
+                   help="folder holding Train/ and Test/ (default isonet_tif; with --render OUT_DIR/renders)")
+    cli.add_out_dir_arg(p, "data_64_64_aug3", "--save_path", help="folder for train.h5 and test.h5 (--save_path: the "
+                        "paper's name; default data_64_64_aug3)")
     p.add_argument("--max_patches_per_image", type=int, default=1064, help="random subset above this (paper: 1064)")
     p.add_argument("--seed", type=int, default=0, help="seed for patch subsets, augmentation and row order")
-    p.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="processes reading images (default: all cores)")
+    p.add_argument("--workers", type=int, default=os.cpu_count() or 1,
+                   help="processes reading images (default: all cores)")
     p.add_argument("--label_from", choices=["folder", "exif"], default="folder",
                    help="ISO from the class folder name (DATA/Train/800/x.tif) or from EXIF (DATA/Train/x.jpg)")
     r = p.add_argument_group("rendering training photos from measured sensor noise (camera_noise.py)")
@@ -55,10 +60,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                   "reduction, tone curve, sharpening, output size, JPEG chroma subsampling (camera_noise.random_isp)")
     r.add_argument("--clean_dir", nargs="+", help="folders of clean photos to render; 'bundled' names the photos "
                    "scikit-image/matplotlib ship (the default), scripts/fetch_clean_photos.sh fetches 23 more")
-    r.add_argument("--noise_profiles", help="darktable's noiseprofiles.json (default: see scripts/fetch_noise_profiles.sh)")
+    r.add_argument("--noise_profiles", help=PROFILES_HELP)
     args = p.parse_args(argv)
     if args.data_path is None:
-        args.data_path = str(Path(args.save_path) / "renders") if args.render else "isonet_tif"
+        args.data_path = str(Path(args.out_dir) / "renders") if args.render else "isonet_tif"
     if args.render:
         args.pic_type = "png" if args.jpeg_quality is None else "jpg"
     return args
@@ -117,7 +122,7 @@ def prepare(args: argparse.Namespace) -> int:
         for split in splits:
             bar = lambda it, s=split: progress(it, total=len(files[s]), desc=s, unit="img")
             warn = lambda msg: tqdm.write(f"warning: skipped {msg}", file=sys.stderr)
-            summaries[split] = prepare_split(files[split], Path(args.save_path) / FILE_NAMES[split], opts, split,
+            summaries[split] = prepare_split(files[split], Path(args.out_dir) / FILE_NAMES[split], opts, split,
                                              Path(args.data_path), vars(args), on_skip=warn, progress=bar,
                                              workers=args.workers)
     except ISONetError as e:  # every image of a split was skipped

@@ -29,9 +29,9 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Sequence
 
 import cv2
 import numpy as np
@@ -89,7 +89,8 @@ def noise_kept_by_wiener(coeffs: np.ndarray, noise_var: float, windows: Sequence
     return coeffs * (noise_var / (signal_var + noise_var))
 
 
-def noise_residual(grey: np.ndarray, sigma0: float = SIGMA0, wavelet: str = WAVELET, levels: int = LEVELS) -> np.ndarray:
+def noise_residual(grey: np.ndarray, sigma0: float = SIGMA0, wavelet: str = WAVELET,
+                   levels: int = LEVELS) -> np.ndarray:
     """W = I - F(I) of an HxW image in 8-bit levels, F the wavelet-domain Wiener denoiser.
 
     The transform is linear and reconstructs perfectly, so W is the inverse transform of what the
@@ -526,7 +527,8 @@ def turns_fitting(shape: tuple[int, int], target: tuple[int, int]) -> list[int]:
     return [turn for turn in range(4) if (shape if turn % 2 == 0 else shape[::-1]) == tuple(target)]
 
 
-def best_turn(obs: Observation, fingerprint: np.ndarray, turns: Sequence[int] | None = None) -> tuple[int, dict[int, Pce]]:
+def best_turn(obs: Observation, fingerprint: np.ndarray,
+              turns: Sequence[int] | None = None) -> tuple[int, dict[int, Pce]]:
     """The quarter turn of `obs` (among `turns`, else every one its shape allows) whose PCE against
     the fingerprint is highest, and the PCE of each turn tried. Photos are read in the sensor's
     order, but some phones store them turned upright and record no orientation."""

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
 import cv2
 import numpy as np
@@ -21,19 +21,36 @@ import numpy as np
 import adapt_camera
 import camera_noise
 import dataset
+import demos
+import forgeries
 import isonet
 import reports
 from isonet import ISONetError
-from prnu import (BLOCK, FALSE_ALARM, FEATURES, MIN_BAND_BLOCKS, BandedPredictors, CorrelationPredictor, ReadingWeights,
-                  WeightedPredictor, block_coverage, estimate_fingerprint, fit_banded, measure_blocks, observe,
-                  reading_band, stack_samples)
+from prnu import (
+    BLOCK,
+    FALSE_ALARM,
+    FEATURES,
+    MIN_BAND_BLOCKS,
+    BandedPredictors,
+    CorrelationPredictor,
+    ReadingWeights,
+    WeightedPredictor,
+    block_coverage,
+    estimate_fingerprint,
+    fit_banded,
+    measure_blocks,
+    observe,
+    reading_band,
+    stack_samples,
+)
+
 
 # ---------------------------------------------------------------------------------------------
 # The Fig. 7 scenario on renders: predictors per ISO band against one for all
 # ---------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class ScenarioConfig:
-    camera: str = camera_noise.DEMO_CAMERA
+    camera: str = demos.DEMO_CAMERA
     donor: str = "Nikon D7000"  # the camera whose render is pasted in: another reference sensor
     isos: tuple[int, ...] = camera_noise.DEFAULT_ISOS
     height: int = 384
@@ -43,7 +60,8 @@ class ScenarioConfig:
     flat_fields: int = 32  # fingerprint images: featureless scenes, as forensic practice takes them
     test_renders: int = 1  # per held-out photo, ISO and kind (genuine, other camera, copy-move)
     jpeg_quality: int | None = 95  # the camera's own compression ("fine")
-    camera_processing: bool = True  # camera_noise.typical_isp (noise reduction rising with ISO); False: plain development
+    # camera_noise.typical_isp (noise reduction rising with ISO); False: plain development
+    camera_processing: bool = True
     false_alarm: float = FALSE_ALARM
     forged_coverage: float = 0.75  # a block this much inside the forged region counts as forged
     folds: int = 1  # 1: the renderer's Test photos give the probes; more: every bundled photo held out once
@@ -169,7 +187,8 @@ def adapted_reader(net: isonet.ISONet, renders: Sequence[tuple[int, int, np.ndar
                                  config.seed)
 
 
-def scenario_fingerprint(camera: camera_noise.CameraNoise, config: ScenarioConfig, rng: np.random.Generator) -> np.ndarray:
+def scenario_fingerprint(camera: camera_noise.CameraNoise, config: ScenarioConfig,
+                         rng: np.random.Generator) -> np.ndarray:
     """The camera's fingerprint from flat fields shot at its lowest ISO."""
     renders = (scenario_render(flat_field(config.height, config.width, rng), camera, config.isos[0], rng, config)
                for _ in range(config.flat_fields))
@@ -255,9 +274,9 @@ def scenario_probes(sources: Sequence[np.ndarray], camera: camera_noise.CameraNo
                 img = flipped_variant(photo, k)
                 genuine = scenario_render(img, camera, iso, rng, config)
                 probes.append(make_probe(genuine, None, iso, GENUINE, fingerprint, net, config))
-                forged, mask = camera_noise.forge_from_camera(img, camera, donor, iso, rng, quality, isp)
+                forged, mask = forgeries.forge_from_camera(img, camera, donor, iso, rng, quality, isp)
                 probes.append(make_probe(forged, mask, iso, OTHER_CAMERA, fingerprint, net, config))
-                forged, mask = camera_noise.forge_copy_move(img, camera, iso, rng, quality, isp)
+                forged, mask = forgeries.forge_copy_move(img, camera, iso, rng, quality, isp)
                 probes.append(make_probe(forged, mask, iso, COPY_MOVE, fingerprint, net, config))
     return probes
 
@@ -268,7 +287,8 @@ def flagged_share(parts: Sequence[np.ndarray]) -> float:
     return float(sum(int(p.sum()) for p in parts) / total) if total else float("nan")
 
 
-def score_scheme(scheme: str, judged: Sequence[tuple[ScenarioPredictors, Probe]], config: ScenarioConfig) -> SchemeScore:
+def score_scheme(scheme: str, judged: Sequence[tuple[ScenarioPredictors, Probe]],
+                 config: ScenarioConfig) -> SchemeScore:
     """Prediction error on genuine probes' blocks, false alarms on them, and detection of the
     forged probes' blocks, each probe judged by the predictor its scheme chooses among the
     predictors paired with it (its fold's, fitted without its photo): at the
@@ -298,39 +318,50 @@ def score_scheme(scheme: str, judged: Sequence[tuple[ScenarioPredictors, Probe]]
         rmse=float(np.sqrt(np.mean(error ** 2))),
         detection_by_iso={i: flagged_share([f for j, _, f, _ in detected if j == i]) for i in config.isos},
         detection=flagged_share([f for _, _, f, _ in detected]),
-        detection_by_kind={kind: flagged_share([f for _, k, f, _ in detected if k == kind]) for kind in (OTHER_CAMERA, COPY_MOVE)},
+        detection_by_kind={kind: flagged_share([f for _, k, f, _ in detected if k == kind])
+                           for kind in (OTHER_CAMERA, COPY_MOVE)},
         false_alarm_rate=flagged_share([f for _, _, _, f, _ in genuine]),
         detection_at_measured_false_alarm=flagged_share([s < equal_threshold for *_, s in detected]),
         predicted=predicted, measured=measured, iso=iso)
 
 
 def run_scenario(net: isonet.ISONet, config: ScenarioConfig = ScenarioConfig(),
-                 noise_profiles: str | os.PathLike | None = None) -> ScenarioResult:
+                 noise_profiles: str | os.PathLike | None = None,
+                 say: Callable[[str], None] = lambda line: None) -> ScenarioResult:
     """Fig. 7 on renders: a fingerprint from flat fields, predictors fitted on Train photos (and,
     with config.adapt_reader, ISONet adapted to the camera on them), then genuine and forged renders
-    of the held-out Test photos judged by each scheme."""
+    of the held-out Test photos judged by each scheme. `say` is told each step as it starts."""
     db = camera_noise.load_noise_profiles(noise_profiles)
     camera, donor = db.select(config.camera)[0], db.select(config.donor)[0]
     camera_noise.cameras_by_iso([camera], config.isos)
     camera_noise.cameras_by_iso([donor], config.isos)
     rng = np.random.default_rng(config.seed)
+    say(f"rendering {config.flat_fields} flat fields at ISO {config.isos[0]} for {camera.name}'s fingerprint")
     fingerprint = scenario_fingerprint(camera, config, rng)
     judged: list[tuple[ScenarioPredictors, Probe]] = []
     training = []
-    for train, test in reports.progress(scenario_folds(config), desc="PRNU scenario, folds"):
+    for fold, (train, test) in enumerate(scenario_folds(config), 1):
+        step = f"fold {fold}/{config.folds}: " if config.folds > 1 else ""
+        say(f"{step}rendering {len(train)} Train photos at {len(config.isos)} ISOs")
         renders = training_renders(train, camera, config, rng)
+        if config.adapt_reader:
+            say(f"{step}fine-tuning three ISONet readers on the Train renders (the longest step)")
         reader = adapted_reader(net, renders, config) if config.adapt_reader else net
+        say(f"{step}reading the renders and fitting the predictors")
         own = [isonet.global_metric(reader, render) for *_, render in renders]
         unseen = cross_fitted_readings(net, renders, config) if config.adapt_reader else own
         predictors = train_predictors(renders, own, unseen, fingerprint, config)
         training.append(predictors.by_iso.single.samples)
-        judged += [(predictors, probe) for probe in scenario_probes(test, camera, donor, fingerprint, reader, config, rng)]
+        say(f"{step}rendering and judging genuine and forged probes of {len(test)} held-out photos")
+        probes = scenario_probes(test, camera, donor, fingerprint, reader, config, rng)
+        judged += [(predictors, probe) for probe in probes]
     readings = {iso: [p.isonet_metric for _, p in judged if p.iso == iso] for iso in config.isos}
     right = {iso: float(np.mean([predictors.by_reading.band_for(p.isonet_metric) == isonet.iso_to_metric(iso)
                                  for predictors, p in judged if p.iso == iso])) for iso in config.isos}
     probes = [p for _, p in judged]
     forged = sum(int((p.coverage >= config.forged_coverage).sum()) for p in probes if p.kind != GENUINE)
-    blocks = {"training" if len(training) == 1 else f"training (mean of {len(training)} folds)": round(np.mean(training)),
+    trained = "training" if len(training) == 1 else f"training (mean of {len(training)} folds)"
+    blocks = {trained: round(np.mean(training)),
               "genuine test": sum(p.rho.size for p in probes if p.kind == GENUINE), "forged test": forged}
     return ScenarioResult(config, [score_scheme(s, judged, config) for s in SCHEMES],
                           {iso: float(isonet.metric_to_iso(np.median(ms))) for iso, ms in readings.items()}, right,
@@ -342,7 +373,8 @@ def scenario_report(result: ScenarioResult) -> list[str]:
     config, scores = result.config, result.scores
     width = max(12, *(len(s.scheme) for s in scores))
     names = " ".join(f"{s.scheme:>{width}}" for s in scores)
-    processing = "camera processing (noise reduction rising with ISO)" if config.camera_processing else "plain development"
+    processing = ("camera processing (noise reduction rising with ISO)" if config.camera_processing
+                  else "plain development")
     held_out = ("the renderer's Test photos" if config.folds == 1
                 else f"every bundled photo held out once ({config.folds} folds)")
     reader = ("adapted to the camera on its Train renders (fine-tuned, as adapt_camera.py does)" if config.adapt_reader
@@ -368,7 +400,8 @@ def scenario_report(result: ScenarioResult) -> list[str]:
                      + ", ".join(f"{s.scheme} {s.detection_by_kind[kind]:.1%}" for s in scores))
     lines.append("false alarms measured on genuine held-out blocks: "
                  + ", ".join(f"{s.scheme} {s.false_alarm_rate:.2%}" for s in scores))
-    lines.append(f"detection at {config.false_alarm:.0%} measured false alarms (one threshold on each block's standard score, "
+    lines.append(f"detection at {config.false_alarm:.0%} measured false alarms (one threshold on each block's "
+                 "standard score, "
                  "set on the genuine held-out blocks): "
                  + ", ".join(f"{s.scheme} {s.detection_at_measured_false_alarm:.1%}" for s in scores))
     return lines

@@ -3,21 +3,30 @@ figures, progress bars, and the command-line plumbing test_model.py, Fig4.py and
 """
 from __future__ import annotations
 
-import argparse
 import csv
 import json
 import os
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, NoReturn
 
 import cv2
 import numpy as np
 
 from image_io import atomic_path, read_exif_iso, read_image
-from isonet import (CLIPPED_UNRELIABLE, DENSE_STEP, PATCH, PRECISIONS, PROJECT, ISONet, ISONetError, IsoMap,
-                    clipped_share, iso_map, iso_to_metric, load_model, metric_to_iso, nearest_full_stop, resolve_device)
+from isonet import (
+    CLIPPED_UNRELIABLE,
+    PATCH,
+    PROJECT,
+    IsoMap,
+    ISONet,
+    clipped_share,
+    iso_map,
+    iso_to_metric,
+    metric_to_iso,
+    nearest_full_stop,
+)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -77,7 +86,8 @@ def reading_warnings(record: dict) -> list[str]:
         if gap > LOW_READING_STOPS:
             warnings.append(
                 f"warning: {record['file']}: read {gap:.1f} stops below its EXIF ISO {exif}. Models not adapted to a "
-                f"camera read its in-camera JPEGs at ISO {LOW_READING_FROM_EXIF_ISO} and above low (models/net_jpg.pth: "
+                f"camera read its in-camera JPEGs at ISO {LOW_READING_FROM_EXIF_ISO} and above low "
+                "(models/net_jpg.pth: "
                 "2.4-3.7 stops on average over held-out cameras; their noise reduction leaves them clean), so this "
                 "gap alone does not show that the metadata lies: adapt a model to the camera first (adapt_camera.py)")
     return warnings
@@ -256,32 +266,6 @@ def progress(items, **kwargs):
 # ---------------------------------------------------------------------------------------------
 # Command-line plumbing shared by test_model.py, Fig4.py and Fig7.py
 # ---------------------------------------------------------------------------------------------
-def fail(message: str, code: int = 2) -> NoReturn:
-    """One line on stderr and a non-zero exit: no traceback for a user's mistake."""
-    print(f"{Path(sys.argv[0]).name}: error: {message}", file=sys.stderr)
-    sys.exit(code)
-
-
-def add_inference_args(parser: argparse.ArgumentParser, model_default: str, pic_help: str | None) -> None:
-    """The paper's flags (--model_path, --pic_path, --checkpoint) and ours; no --pic_path if no help."""
-    parser.add_argument("--model_path", default=str(PROJECT / model_default),
-                        help=f"ISONet weights: state dict or training checkpoint (default: this project's {model_default})")
-    if pic_help:
-        parser.add_argument("--pic_path", nargs="+", help=pic_help)
-    parser.add_argument("--checkpoint", action="store_true",
-                        help="accepted for compatibility: checkpoints are detected automatically")
-    parser.add_argument("--out_dir", default="results", help="where outputs go (default results/)")
-    parser.add_argument("--stride", type=int, default=PATCH,
-                        help="patch step in pixels: 64 = the paper's non-overlapping map; "
-                             "a multiple of 4 below 64 gives a dense map (fully convolutional)")
-    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    parser.add_argument("--batch_size", type=int, help="patches per forward pass (default 16 on CPU, 1024 on CUDA)")
-    parser.add_argument("--precision", choices=list(PRECISIONS), default="fp32",
-                        help="fp32 (default): maps match the published procedure to 1e-4. bf16: about 3x "
-                             "faster on CPUs with AMX or AVX-512 BF16 and on GPUs (slower on other CPUs); "
-                             "on real photos the global estimate moves by ~0.005 stop (at most 0.06), "
-                             "patch values by up to a few tenths")
-    parser.add_argument("--show", action="store_true", help="also open the figures in windows")
 
 
 def model_label(path: str | os.PathLike) -> str:
@@ -293,52 +277,3 @@ def model_label(path: str | os.PathLike) -> str:
         return str(path)
 
 
-def setup_inference(args: argparse.Namespace, model_path: str | None = None) -> ISONet:
-    """Validate the shared arguments and load the model (--model_path unless given), or exit with one line."""
-    if not (0 < args.stride <= PATCH and args.stride % DENSE_STEP == 0):
-        fail(f"--stride {args.stride}: must be a multiple of {DENSE_STEP} between 4 and {PATCH}")
-    if args.batch_size is not None and args.batch_size < 1:
-        fail(f"--batch_size {args.batch_size}: must be at least 1")
-    if args.show:
-        os.environ["ISONET_SHOW"] = "1"
-    try:
-        return load_model(model_path or args.model_path, resolve_device(args.device), args.precision)
-    except ISONetError as e:
-        fail(str(e))
-
-
-def map_one_image(args: argparse.Namespace, net: ISONet) -> tuple[Path, np.ndarray, IsoMap, dict]:
-    """Fig4/Fig7: map the one --pic_path, or exit with one line."""
-    path = _single_pic_path(args)
-    try:
-        return (path, *analyse_image(net, path, args.stride, args.batch_size))
-    except ISONetError as e:
-        fail(str(e), 1)
-
-
-def demo_if_no_pic(args: argparse.Namespace, make_demo: Callable[[Path], object]):
-    """Without --pic_path: render the embedded demo into --out_dir and map that instead.
-
-    `make_demo(out_dir)` returns a camera_noise.Demo (passed in: each script renders its own demo)."""
-    if args.pic_path:
-        return None
-    try:
-        demo = make_demo(Path(args.out_dir))
-    except ISONetError as e:
-        fail(f"no --pic_path, and the embedded demo could not be rendered: {e}")
-    args.pic_path = [str(demo.path)]
-    scene = f"ISO {demo.iso}" + (f" with a region spliced in from ISO {demo.region_iso}" if demo.region_iso else "")
-    print(f"no --pic_path given: demo {demo.path}, rendered at {scene} with the noise of a {demo.camera}")
-    return demo
-
-
-def describe_truth(demo, estimate: float) -> str:
-    truth = iso_to_metric(demo.iso)
-    return (f"truth: ISO {demo.iso} (metric {truth:.3f}); estimate ISO {metric_to_iso(estimate):.0f} "
-            f"(metric {estimate:.3f}), error {estimate - truth:+.2f} stops")
-
-
-def _single_pic_path(args: argparse.Namespace) -> Path:
-    if len(args.pic_path) > 1:
-        fail(f"--pic_path takes one image here, got {len(args.pic_path)} (test_model.py maps many)")
-    return Path(args.pic_path[0])

@@ -4,13 +4,15 @@
     python test_model.py        # the embedded demo: a photo rendered at ISO 1600, with models/net_tif.pth
 
 For each image, writes <stem>_iso_map.png, <stem>_scatter.png (unless --figures none) and
-<stem>.json to --out_dir, and summary.csv for the whole run. Exit code: 0 all images worked, 1 some failed, 2 bad arguments.
+<stem>.json to --out_dir, and summary.csv for the whole run. Exit code: 0 all images worked, 1 some
+failed, 2 bad arguments.
 """
 import argparse
 import sys
 from pathlib import Path
 
-import camera_noise
+import cli
+import demos
 import image_io
 import isonet
 import reports
@@ -39,25 +41,25 @@ def describe(record: dict) -> str:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    reports.add_inference_args(parser, "models/net_tif.pth", "image files and/or folders of images")
+    cli.add_inference_args(parser, "models/net_tif.pth", "image files and/or folders of images")
     parser.add_argument("--calibration", help="a calibration file from evaluate.py --calibrate, applied to every map")
     parser.add_argument("--figures", choices=["all", "none"], default="all",
                         help="none: write only the JSON and summary.csv, for batch runs (default all)")
     args = parser.parse_args()
-    net = reports.setup_inference(args)
-    demo = reports.demo_if_no_pic(args, lambda out: camera_noise.write_demo(out, 1600))
+    net = cli.setup_inference(args)
+    demo = cli.demo_if_no_pic(args, lambda out: demos.write_demo(out, 1600))
     calibration = None
     if args.calibration:
-        import evaluation  # imported here: its SciPy takes 0.7 s to import, and only a calibration needs it
+        import metrics  # imported here: its SciPy takes 0.7 s to import, and only a calibration needs it
 
         try:
-            calibration = evaluation.Calibration.load(args.calibration)
+            calibration = metrics.Calibration.load(args.calibration)
             calibration.check_model(net, args.calibration)
         except isonet.ISONetError as e:
-            reports.fail(str(e))
+            cli.fail(str(e))
     images = image_io.list_images(args.pic_path)
     if not images:
-        reports.fail(f"no images found in {' '.join(args.pic_path)}")
+        cli.fail(f"no images found in {' '.join(args.pic_path)}")
 
     out_dir, used, summary, failed = Path(args.out_dir), set(), [], 0
     for path in images:
@@ -80,7 +82,7 @@ def main() -> int:
             continue
         print(describe(record))
         if demo:
-            print(reports.describe_truth(demo, record["global_iso_metric"]))
+            print(cli.describe_truth(demo, record["global_iso_metric"]))
         summary.append(record)
     reports.write_csv(out_dir / "summary.csv", summary, SUMMARY_COLUMNS)
     print(f"{len(images) - failed} of {len(images)} images done; outputs in {out_dir}/")

@@ -69,7 +69,8 @@ def bench_device(device: torch.device, img: np.ndarray, batch_sizes: list[int], 
     for batch_size in batch_sizes:
         name = f"batched {batch_size}"
         assert np.abs(results[name] - reference).max() <= 1e-4
-        print(f"[{device}] batched, stride 64, batch {batch_size}: {best[name]:.2f} s = {t_loop / best[name]:.1f}x the loop")
+        print(f"[{device}] batched, stride 64, batch {batch_size}: {best[name]:.2f} s = "
+              f"{t_loop / best[name]:.1f}x the loop")
     dense = results["dense stride 4"]
     assert np.abs(dense[::16, ::16] - reference).max() <= 1e-4
     print(f"[{device}] dense, stride 4 ({dense.size} patches): {best['dense stride 4']:.2f} s = "

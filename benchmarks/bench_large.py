@@ -64,7 +64,8 @@ def main() -> int:
         cmd = [sys.executable, "test_model.py", "--pic_path", str(image), "--model_path", "models/net_tif.pth",
                "--stride", str(args.stride), "--figures", figures, "--out_dir", str(work / f"out_{figures}")]
         wall, peak, code = run_measured(cmd)
-        print(f"stride {args.stride}, figures {figures}: {wall:.1f} s, peak resident memory {peak:.2f} GiB, exit {code}")
+        print(f"stride {args.stride}, figures {figures}: {wall:.1f} s, peak resident memory {peak:.2f} GiB, "
+              f"exit {code}")
     return 0
 
 

@@ -18,6 +18,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import camera_noise  # noqa: E402
+import demos
 import prnu  # noqa: E402
 import prnu_scenario
 
@@ -40,7 +41,7 @@ def main() -> None:
     args = parser.parse_args()
     width = int(round((args.megapixels * 1e6 * 4 / 3) ** 0.5))
     height = int(round(width * 3 / 4))
-    camera = camera_noise.load_noise_profiles().select(camera_noise.DEMO_CAMERA)[0]
+    camera = camera_noise.load_noise_profiles().select(demos.DEMO_CAMERA)[0]
     clean = prnu_scenario.cover_fit(dict(camera_noise.clean_images())["astronaut"], height, width)
     img = camera_noise.render(clean, camera, 400, np.random.default_rng(0), prnu=True)
     fingerprint = camera_noise.prnu_pattern(camera.name, height, width) - 1

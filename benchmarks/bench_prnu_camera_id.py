@@ -32,9 +32,9 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-import evaluation  # noqa: E402
 import image_io  # noqa: E402
 import isonet  # noqa: E402
+import metrics  # noqa: E402
 import prnu  # noqa: E402
 
 CROP = 512
@@ -50,7 +50,8 @@ def centre_crop(img: np.ndarray, size: int = CROP) -> np.ndarray:
     return np.ascontiguousarray(img[y:y + size, x:x + size])
 
 
-def ours(flat: list[Path], natural: list[Path], sensor_order: bool) -> tuple[list[str], list[str], dict[str, np.ndarray]]:
+def ours(flat: list[Path], natural: list[Path],
+         sensor_order: bool) -> tuple[list[str], list[str], dict[str, np.ndarray]]:
     """(devices, photos' devices, {"ncc", "pce"}: devices x photos) by prnu.py: W of each photo against
     I * K of each device. Unreadable files are named and skipped."""
     def observed(paths: list[Path]) -> list[tuple[str, prnu.Observation]]:
@@ -124,8 +125,8 @@ def report(name: str, devices: list[str], photo_devices: list[str], scores: dict
     pce = scores["pce"]
     decided = pce > prnu.PCE_THRESHOLD
     top = np.array(devices)[np.argmax(pce, axis=0)] == np.array(photo_devices)
-    print(f"{name:34} AUC NCC {evaluation.pixel_auc(scores['ncc'], truth):.3f}  PCE "
-          f"{evaluation.pixel_auc(pce, truth):.3f}   top-1 {top.mean():6.1%}   PCE > {prnu.PCE_THRESHOLD:g}: "
+    print(f"{name:34} AUC NCC {metrics.pixel_auc(scores['ncc'], truth):.3f}  PCE "
+          f"{metrics.pixel_auc(pce, truth):.3f}   top-1 {top.mean():6.1%}   PCE > {prnu.PCE_THRESHOLD:g}: "
           f"true positives {decided[truth].mean():6.1%}, false positives {decided[~truth].mean():5.1%}   "
           f"{seconds:6.1f} s")
 

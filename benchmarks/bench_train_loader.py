@@ -22,8 +22,17 @@ from torch.utils.data import DataLoader, DistributedSampler
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench_prepare import make_images  # noqa: E402
-from dataset import (CHUNK, LegacyPatchSet, PatchRuns, PatchSet, PrepareOptions, concat_runs,  # noqa: E402
-                     find_labelled_images, prepare_split, to_unit_float)
+from dataset import (  # noqa: E402
+    CHUNK,
+    LegacyPatchSet,
+    PatchRuns,
+    PatchSet,
+    PrepareOptions,
+    concat_runs,
+    find_labelled_images,
+    prepare_split,
+    to_unit_float,
+)
 from isonet import ISONet  # noqa: E402
 
 

@@ -4,9 +4,9 @@
 
 For each weights file: the stride-64 batched map of reference/two_noise_levels.png on the GPU
 against reference/expected_maps.json (the published procedure's numbers), and the stride-4 dense
-map on the GPU against the same map on the CPU. Each is run with PyTorch's TF32 setting for convolutions at its default (on) and
-off: the maps must not depend on it (isonet turns TF32 off for its own convolutions; before it did,
-TF32 moved the maps by up to 5e-3 on an H200).
+map on the GPU against the same map on the CPU. Each is run with PyTorch's TF32 setting for
+convolutions at its default (on) and off: the maps must not depend on it (isonet turns TF32 off for
+its own convolutions; TF32 moves the maps by up to 5e-3 on an H200).
 Exit code 1 when a difference exceeds --tolerance (the project's 1e-4), 2 without a GPU.
 """
 import argparse
@@ -51,8 +51,8 @@ def main() -> int:
         isonet.iso_map(gpu, img), isonet.iso_map(gpu, img, stride=4)  # warm-up: cuDNN picks its kernels
         for tf32 in (torch.backends.cudnn.allow_tf32, False):
             torch.backends.cudnn.allow_tf32 = tf32
-            batched, t_batched = timed(lambda: isonet.iso_map(gpu, img).map)
-            dense, t_dense = timed(lambda: isonet.iso_map(gpu, img, stride=4).map)
+            batched, t_batched = timed(lambda net=gpu: isonet.iso_map(net, img).map)
+            dense, t_dense = timed(lambda net=gpu: isonet.iso_map(net, img, stride=4).map)
             published = np.asarray(expected[weights]["map"])
             d_published = float(np.abs(batched - published).max()) if batched.shape == published.shape else np.inf
             d_cpu = float(np.abs(dense - cpu_dense).max())

@@ -2,10 +2,11 @@
 
     python benchmarks/measure_16bit.py [--model models/net_tif.pth --isos 100 400 1600 6400 --workdir /tmp/isonet_16bit]
 
-Renders the held-out clean photos (--all_sources: every one) as 16-bit PNGs (camera_noise's pipeline, developed to 16-bit
-sRGB instead of 8-bit), then maps each file read two ways: all 16 bits (image_io.read_image, what
-inference feeds the network) and rounded to 8 bits (round(x * 255 / 65535) / 255). Prints the
-difference of the global estimate (median of the map) and of the patches, in stops.
+Renders the held-out clean photos (--all_sources: every one) as 16-bit PNGs (camera_noise's
+pipeline, developed to 16-bit sRGB instead of 8-bit), then maps each file read two ways: all 16
+bits (image_io.read_image, what inference feeds the network) and rounded to 8 bits
+(round(x * 255 / 65535) / 255). Prints the difference of the global estimate (median of the map)
+and of the patches, in stops.
 """
 from __future__ import annotations
 

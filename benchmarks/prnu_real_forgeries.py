@@ -40,7 +40,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-import camera_noise  # noqa: E402
+import forgeries  # noqa: E402
 import image_io  # noqa: E402
 import isonet  # noqa: E402
 import prnu  # noqa: E402
@@ -177,14 +177,13 @@ def run_fold(fold: Fold, net: isonet.ISONet, donors, rng: np.random.Generator, b
         donor = donor_for(img.shape[:2], fold.camera, donors, rng)
         if donor is not None:
             foreign = foreign_region_source(donor, img.shape[:2])
-            donor_pce.append(max(p.value for p in prnu.best_turn(prnu.observe(foreign), camera.fingerprint)[1].values()))
-            mask = camera_noise.random_region_mask(*img.shape[:2], rng)
-            forged = camera_noise.compose_forgery(img, foreign, mask, JPEG_QUALITY)
+            tried = prnu.best_turn(prnu.observe(foreign), camera.fingerprint)[1]
+            donor_pce.append(max(p.value for p in tried.values()))
+            mask = forgeries.random_region_mask(*img.shape[:2], rng)
+            forged = forgeries.compose_forgery(img, foreign, mask, JPEG_QUALITY)
             judged.append(judge(forged, turn, mask, KINDS[0], camera, net, exif_iso, false_alarm))
-        mask = camera_noise.random_region_mask(*img.shape[:2], rng)
-        h, w = img.shape[:2]
-        shift = (int(rng.integers(h // 4, 3 * h // 4 + 1)), int(rng.integers(w // 4, 3 * w // 4 + 1)))
-        forged = camera_noise.compose_forgery(img, np.roll(img, shift, axis=(0, 1)), mask, JPEG_QUALITY)
+        mask = forgeries.random_region_mask(*img.shape[:2], rng)
+        forged = forgeries.copy_move(img, mask, rng, JPEG_QUALITY)
         judged.append(judge(forged, turn, mask, KINDS[1], camera, net, exif_iso, false_alarm))
     return {"camera": fold.camera, "fingerprint_photos": len(images), "probes": len(fold.probes),
             "isos": sorted({i.exif_iso for i in images if i.exif_iso}), "judged": judged,
@@ -193,12 +192,13 @@ def run_fold(fold: Fold, net: isonet.ISONet, donors, rng: np.random.Generator, b
 
 def summarise(results: list[dict], false_alarm: float) -> dict:
     judged = [j for r in results for j in r["judged"]]
+    genuine_pce = np.concatenate([r["genuine_pce"] for r in results])
     out = {"fingerprint_photos": sum(r["fingerprint_photos"] for r in results),
            "genuine_probes": sum(r["probes"] for r in results),
            "genuine_blocks": int(sum(j.flagged["single"].size for j in judged if j.kind == "genuine")),
            "forged_blocks": {k: int(sum(j.flagged["single"].size for j in judged if j.kind == k)) for k in KINDS},
-           "genuine_pce_above_60": float(np.mean(np.concatenate([r["genuine_pce"] for r in results]) > prnu.PCE_THRESHOLD)),
-           "genuine_pce_median": float(np.median(np.concatenate([r["genuine_pce"] for r in results]))),
+           "genuine_pce_above_60": float(np.mean(genuine_pce > prnu.PCE_THRESHOLD)),
+           "genuine_pce_median": float(np.median(genuine_pce)),
            "donor_pce_max": float(max((max(r["donor_pce"]) for r in results if r["donor_pce"]), default=float("nan"))),
            "schemes": {}}
     for scheme in SCHEMES:
@@ -217,7 +217,8 @@ def summarise(results: list[dict], false_alarm: float) -> dict:
 
 def print_summary(name: str, s: dict) -> None:
     print(f"\n{name}: {s['fingerprint_photos']} fingerprint photos, {s['genuine_probes']} genuine probes "
-          f"({s['genuine_blocks']} blocks; PCE > 60: {s['genuine_pce_above_60']:.0%}, median {s['genuine_pce_median']:.0f}), "
+          f"({s['genuine_blocks']} blocks; PCE > 60: {s['genuine_pce_above_60']:.0%}, "
+          f"median {s['genuine_pce_median']:.0f}), "
           f"forged blocks: " + ", ".join(f"{k} {n}" for k, n in s["forged_blocks"].items())
           + f"; donors' highest PCE {s['donor_pce_max']:.1f}")
     print(f"  {'scheme':16} {'false alarms':>12} {'other camera':>13} {'copy-move':>10} | at a measured 1%: "

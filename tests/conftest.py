@@ -18,7 +18,8 @@ import camera_noise  # noqa: E402
 import isonet  # noqa: E402
 
 needs_shared = pytest.mark.skipif(not SHARED.is_dir(), reason=f"{SHARED} is absent")
-DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device"))]
+DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(),
+                                                               reason="no CUDA device"))]
 
 
 def run_script(*args, cwd: Path = ROOT, timeout: float = 300) -> subprocess.CompletedProcess:

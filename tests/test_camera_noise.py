@@ -17,6 +17,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import camera_noise as cn  # noqa: E402
+import forgeries
 from image_io import read_image  # noqa: E402
 from isonet import ISONetError  # noqa: E402
 
@@ -146,7 +147,8 @@ def test_extrapolation_within_one_stop_only(synthetic: cn.NoiseDatabase) -> None
     assert a[cn.GREEN] == pytest.approx(16e-6 * np.sqrt(16 / 5), rel=1e-9)
     assert one.noise_params(50)[0][cn.GREEN] == pytest.approx(1e-6 / np.sqrt(5), rel=1e-9)
     for iso in (3300, 45, 0):
-        with pytest.raises(ISONetError, match="Acme One: ISO [0-9]+ is more than 1 stop outside its measured ISO 100-1600"):
+        outside = "Acme One: ISO [0-9]+ is more than 1 stop outside its measured ISO 100-1600"
+        with pytest.raises(ISONetError, match=outside):
             one.noise_params(iso)
 
 
@@ -157,7 +159,8 @@ def test_camera_missing_a_channel_is_not_rendered(synthetic: cn.NoiseDatabase) -
 
 
 def test_unusable_files_give_one_line_errors(tmp_path: Path) -> None:
-    with pytest.raises(ISONetError, match=r"missing\.json: no darktable noise profile database \(run scripts/fetch_noise_profiles.sh"):
+    missing = r"missing\.json: no darktable noise profile database \(run scripts/fetch_noise_profiles.sh"
+    with pytest.raises(ISONetError, match=missing):
         cn.load_noise_profiles(tmp_path / "missing.json")
     bad = tmp_path / "bad.json"
     bad.write_text("{not json")
@@ -361,7 +364,7 @@ def test_render_refuses_far_extrapolation(camera: cn.CameraNoise) -> None:
 
 def test_splice_differs_from_its_background_only_in_noise(camera: cn.CameraNoise) -> None:
     grey = np.full((192, 256, 3), 128, np.uint8)
-    image, mask = cn.render_splice(grey, camera, 100, 6400, np.random.default_rng(2))
+    image, mask = forgeries.render_splice(grey, camera, 100, 6400, np.random.default_rng(2))
     assert image.shape == grey.shape and mask.shape == grey.shape[:2] and 0.05 < mask.mean() < 0.35
     residual = image[:, :, 1].astype(np.float32) - cv2.GaussianBlur(image[:, :, 1].astype(np.float32), (5, 5), 0)
     inside = cv2.erode(mask.astype(np.uint8), np.ones((7, 7))).astype(bool)
@@ -372,7 +375,7 @@ def test_splice_differs_from_its_background_only_in_noise(camera: cn.CameraNoise
 
 def test_region_masks_are_sizeable_blobs() -> None:
     rng = np.random.default_rng(0)
-    areas = [cn.random_region_mask(250, 370, rng).mean() for _ in range(50)]
+    areas = [forgeries.random_region_mask(250, 370, rng).mean() for _ in range(50)]
     assert 0.05 < min(areas) and max(areas) < 0.35
 
 
@@ -483,7 +486,8 @@ def test_noiseless_camera_renders_the_content_alone(db: cn.NoiseDatabase) -> Non
 
 def test_render_folder_refuses_isos_no_camera_covers(db: cn.NoiseDatabase) -> None:
     (cam,) = db.select("Canon EOS 5D Mark III")
-    with pytest.raises(ISONetError, match=r"ISO 3: no selected camera \(Canon EOS 5D Mark III\) was measured within 1 stop"):
+    unmeasured = r"ISO 3: no selected camera \(Canon EOS 5D Mark III\) was measured within 1 stop"
+    with pytest.raises(ISONetError, match=unmeasured):
         cn.render_folder("unused", [("a", None), ("b", None)], (3,), [cam], np.random.default_rng(0))
 
 
@@ -545,7 +549,8 @@ def test_isp_noise_reduction_lowers_the_noise_and_more_with_strength(camera, nr)
         out = cn.render(grey, camera, 3200, np.random.default_rng(2), isp=processing)
         return cn.immerkaer_sigma(out.astype(np.float32).mean(axis=2))
 
-    off, mild, strong = sigma(isp()), sigma(isp(luma_nr=nr, luma_strength=0.7)), sigma(isp(luma_nr=nr, luma_strength=2.5))
+    off = sigma(isp())
+    mild, strong = sigma(isp(luma_nr=nr, luma_strength=0.7)), sigma(isp(luma_nr=nr, luma_strength=2.5))
     assert strong < mild < off
     assert strong < 0.7 * off
 
@@ -583,8 +588,9 @@ def test_random_isp_noise_reduction_rises_with_iso():
 
 
 def test_jpeg_chroma_subsampling_is_written_as_asked():
-    from PIL import Image
     import io
+
+    from PIL import Image
 
     rgb = np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)
     for subsampling, layer in (("4:2:0", 2), ("4:2:2", 1), ("4:4:4", 0)):

@@ -14,10 +14,23 @@ from PIL import Image
 from torch.utils.data import DataLoader
 
 from conftest import ROOT, noise_image, run_script
-from dataset import (CHUNK, FORMAT, LegacyPatchSet, PatchBlock, PatchSet, PatchSetWriter, PrepareOptions,
-                     add_augmented_copies, augment,
-                     concat_runs, cut_patches, find_labelled_images, open_patch_set,
-                     prepare_split, to_unit_float)
+from dataset import (
+    CHUNK,
+    FORMAT,
+    LegacyPatchSet,
+    PatchBlock,
+    PatchSet,
+    PatchSetWriter,
+    PrepareOptions,
+    add_augmented_copies,
+    augment,
+    concat_runs,
+    cut_patches,
+    find_labelled_images,
+    open_patch_set,
+    prepare_split,
+    to_unit_float,
+)
 from image_io import read_image
 from isonet import ISONetError
 from prepare_data import parse_args

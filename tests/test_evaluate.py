@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-import evaluation
 import image_io
 import isonet
+import metrics
 from conftest import assert_one_line_error, make_labelled_folder, run_script, write_rgb
 
 
@@ -58,7 +58,7 @@ def test_labelled_accuracy_matches_figures_computed_here(tmp_path, weights_file,
         assert (out / name).stat().st_size > 0
 
     # the saved calibration, applied by test_model.py, moves every patch through the fitted curve
-    calibration = evaluation.Calibration.load(out / "calibration.json")
+    calibration = metrics.Calibration.load(out / "calibration.json")
     proc = run_script("test_model.py", "--model_path", weights_file, "--pic_path", files[0],
                       "--calibration", out / "calibration.json", "--out_dir", tmp_path / "tm")
     assert proc.returncode == 0, proc.stderr
@@ -93,7 +93,8 @@ def test_black_images_are_counted_apart(tmp_path, weights_file):
     rng = np.random.default_rng(0)
     write_rgb(folder / "night.png", rng.integers(0, 3, (128, 128, 3)).astype(np.uint8))
     write_rgb(folder / "day.png", (120 + rng.normal(0, 4, (128, 128, 3))).clip(0, 255).astype(np.uint8))
-    proc = run_script("evaluate.py", "--model_path", weights_file, "--data", tmp_path / "data", "--out_dir", tmp_path / "o")
+    proc = run_script("evaluate.py", "--model_path", weights_file, "--data", tmp_path / "data",
+                      "--out_dir", tmp_path / "o")
     assert proc.returncode == 0, proc.stderr
     assert "1 image(s) have more than half their patches black or saturated" in proc.stdout
     with open(tmp_path / "o" / "per_image.csv") as f:
@@ -168,7 +169,7 @@ def test_render_only_writes_the_photo_set_and_no_patches(tmp_path):
 
 @pytest.mark.parametrize("script,expected,extra", [
     ("test_model.py", "truth: ISO 1600", ()),
-    ("Fig7.py", "truth: ISO 800", ("--no_adapt",)),  # a random reader gains nothing from minutes of fine-tuning
+    ("Fig7.py", "truth: ISO 800", ()),
     ("Fig4.py", "pixel AUC", ()),
 ])
 def test_embedded_demos_run_without_an_image(tmp_path, weights_file, script, expected, extra):
@@ -176,6 +177,9 @@ def test_embedded_demos_run_without_an_image(tmp_path, weights_file, script, exp
     assert proc.returncode == 0, proc.stderr
     assert expected in proc.stdout and "no --pic_path given: demo" in proc.stdout
     assert list(tmp_path.glob("demo_chelsea_*"))
+    if script == "Fig7.py":  # the quick scenario by default, saying what it does as it goes
+        assert "ISONet as given): about" in proc.stdout and "fine-tuning" not in proc.stdout
+        assert "rendering and judging genuine and forged probes" in proc.stdout
 
 
 def test_calibrate_with_fewer_images_than_folds_is_one_line(tmp_path, weights_file):

@@ -63,7 +63,8 @@ def libtiff_cut_in_half() -> bytes:
 
 
 def corpus() -> dict[str, bytes]:
-    files = {"empty.jpg": b"", "huge.jpg": huge_jpeg(), "libtiff_cut.tif": libtiff_cut_in_half(), "jpeg_named.png": real_file("baseline.jpg"),
+    files = {"empty.jpg": b"", "huge.jpg": huge_jpeg(), "libtiff_cut.tif": libtiff_cut_in_half(),
+             "jpeg_named.png": real_file("baseline.jpg"),
              "png_named.heic": real_file("rgb8.png"), "heic_named.jpg": real_file("phone.heic")}
     for name in FORMATS:
         stem, suffix = name.split(".")
@@ -107,8 +108,8 @@ def test_misnamed_real_files_decode_by_content(tmp_path):
 def test_script_on_a_folder_of_damaged_files_exits_1_without_traceback(tmp_path, weights_file):
     folder = tmp_path / "photos"
     folder.mkdir()
-    for name in ("empty.jpg", "huge.jpg", "baseline_cut0.5.jpg", "phone_cut0.5.heic", "web_flip5.webp", "libtiff_cut.tif", "raw_cut0.5.dng",
-                 "jpeg_named.png"):
+    for name in ("empty.jpg", "huge.jpg", "baseline_cut0.5.jpg", "phone_cut0.5.heic", "web_flip5.webp",
+                 "libtiff_cut.tif", "raw_cut0.5.dng", "jpeg_named.png"):
         (folder / name).write_bytes(CORPUS[name])
     proc = run_script("test_model.py", "--model_path", weights_file, "--pic_path", folder,
                       "--out_dir", tmp_path / "o", "--figures", "none")

@@ -453,7 +453,8 @@ def test_map_figures_keep_every_label_inside_without_a_layout_pass(height, width
     fig.canvas.draw()
     inside = fig.get_tightbbox(fig.canvas.get_renderer())
     width_in, height_in = fig.get_size_inches()
-    assert inside.x0 >= 0 and inside.y0 >= 0 and inside.x1 <= width_in and inside.y1 <= height_in, (inside, width_in, height_in)
+    assert inside.x0 >= 0 and inside.y0 >= 0, inside
+    assert inside.x1 <= width_in and inside.y1 <= height_in, (inside, width_in, height_in)
     plt.close(fig)
 
 

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 import camera_noise as cn
+import demos
 import isonet
 from conftest import ROOT, run_script
 
@@ -17,7 +18,7 @@ HELD_OUT = ("chelsea", "gravel")  # the Test-split sources: see camera_noise.spl
 
 @pytest.fixture(scope="module")
 def demo_camera() -> cn.CameraNoise:
-    return cn.load_noise_profiles().select(cn.DEMO_CAMERA)[0]
+    return cn.load_noise_profiles().select(demos.DEMO_CAMERA)[0]
 
 
 @pytest.fixture(scope="module")
@@ -72,7 +73,7 @@ def test_shipped_models_on_the_embedded_demos(tmp_path):
     assert fig4.returncode == 0, fig4.stderr
     auc = float(re.search(r"pixel AUC ([0-9.]+)", fig4.stdout).group(1))
     assert auc >= 0.85, fig4.stdout
-    fig7 = run_script("Fig7.py", "--out_dir", tmp_path / "fig7", "--no_adapt")  # the scenario's adaptation: test_prnu
+    fig7 = run_script("Fig7.py", "--out_dir", tmp_path / "fig7")  # the scenario's adaptation: test_prnu
     assert fig7.returncode == 0, fig7.stderr
     assert "ISONet as given" in fig7.stdout
     error = float(re.search(r"error ([+-][0-9.]+) stops", fig7.stdout).group(1))

@@ -7,18 +7,20 @@ import re
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 import pytest
 import torch
-from conftest import ROOT, assert_one_line_error, run_script, write_rgb
+from PIL import Image
 from scipy.stats import norm
 
 import camera_noise as cn
+import demos
+import examination
+import forgeries
 import image_io
 import isonet
-import examination
 import prnu
 import prnu_scenario
+from conftest import ROOT, assert_one_line_error, run_script, write_rgb
 
 H, W = 192, 256  # small renders: a fingerprint of 8 flat fields already identifies the camera
 ISO = 200
@@ -27,7 +29,7 @@ PHOTO_NAMES = sorted(cn.BUNDLED_PHOTOS)  # clean_images' order
 
 @pytest.fixture(scope="module")
 def cameras(db) -> tuple[cn.CameraNoise, cn.CameraNoise]:
-    return db.select(cn.DEMO_CAMERA)[0], db.select("Nikon D7000")[0]
+    return db.select(demos.DEMO_CAMERA)[0], db.select("Nikon D7000")[0]
 
 
 @pytest.fixture(scope="module")
@@ -103,7 +105,8 @@ def test_residual_keeps_weak_white_noise_and_drops_smooth_content():
     y, x = np.mgrid[0:256, 0:256].astype(np.float32)
     smooth = 60 + 100 * (x / 256) + 40 * np.sin(y / 40)
     noise = rng.normal(0, 2, smooth.shape).astype(np.float32)  # below sigma0: all of it is "noise"
-    assert prnu.noise_residual(smooth)[16:-16, 16:-16].std() < 0.1  # of a 100-level scene; mirrored borders leak a little more
+    # Of a 100-level scene; mirrored borders leak a little more.
+    assert prnu.noise_residual(smooth)[16:-16, 16:-16].std() < 0.1
     residual = prnu.noise_residual(smooth + noise)
     assert prnu.ncc(residual, noise) > 0.95
     assert abs(residual.std() - 2) < 0.2
@@ -182,7 +185,8 @@ def test_predictor_recovers_a_known_linear_relation():
     assert np.allclose(predictor.coef, truth, atol=0.001)
     assert predictor.residual_std == pytest.approx(0.002, rel=0.1)
     assert predictor.threshold(0.01) == pytest.approx(np.quantile(rho - predictor.predict(features), 0.01))
-    assert predictor.threshold(0.001) == pytest.approx(predictor.residual_mean + norm.ppf(0.001) * predictor.residual_std)
+    gaussian = predictor.residual_mean + norm.ppf(0.001) * predictor.residual_std
+    assert predictor.threshold(0.001) == pytest.approx(gaussian)
     assert predictor.forged(np.array([0.0]), features[:1]).item()  # no PRNU where much is predicted
     with pytest.raises(ValueError, match="cannot fit"):
         prnu.fit_predictor(features[:5], rho[:5])
@@ -272,7 +276,7 @@ def test_a_region_from_another_camera_is_found(cameras, photos, fingerprint):
     detected, false_alarms = [], []
     for name in ("chelsea", "moon", "rocket"):
         genuine = camera_render(named[name], cameras[0], rng, 100)
-        forged = cn.compose_forgery(genuine, camera_render(named[name], cameras[1], rng, 100), mask, None)
+        forged = forgeries.compose_forgery(genuine, camera_render(named[name], cameras[1], rng, 100), mask, None)
         for probe, flags in ((forged, detected), (genuine, false_alarms)):
             rho, features = prnu.measure_blocks(prnu.observe(probe), fingerprint, block, stride)
             flagged = predictor.forged(rho, features)
@@ -284,13 +288,13 @@ def test_a_region_from_another_camera_is_found(cameras, photos, fingerprint):
 def test_forgeries_keep_the_render_outside_the_region_and_replace_it_inside(cameras, astronaut):
     a, b = cameras
     rng = np.random.default_rng(4)  # what the forgeries draw, in their order: region, then renders
-    mask = cn.random_region_mask(*astronaut.shape[:2], rng)
+    mask = forgeries.random_region_mask(*astronaut.shape[:2], rng)
     genuine = cn.render(astronaut, a, ISO, rng, prnu=True)
     foreign = cn.render(astronaut, b, ISO, rng, prnu=True)
-    image, got = cn.forge_from_camera(astronaut, a, b, ISO, np.random.default_rng(4))
+    image, got = forgeries.forge_from_camera(astronaut, a, b, ISO, np.random.default_rng(4))
     assert np.array_equal(got, mask) and 0.03 < mask.mean() < 0.4
     assert np.array_equal(image[~mask], genuine[~mask]) and np.array_equal(image[mask], foreign[mask])
-    moved, got = cn.forge_copy_move(astronaut, a, ISO, np.random.default_rng(4))
+    moved, got = forgeries.forge_copy_move(astronaut, a, ISO, np.random.default_rng(4))
     assert np.array_equal(got, mask) and np.array_equal(moved[~mask], genuine[~mask])
     assert np.abs(moved[mask].astype(int) - genuine[mask]).mean() > 5  # other content moved in
 
@@ -314,8 +318,8 @@ def test_scenario_scores_every_scheme_and_draws_its_figure(random_net, tmp_path)
 
 
 def test_scenario_folds_hold_every_photo_out_once_and_pool_the_probes(random_net):
-    config = prnu_scenario.ScenarioConfig(isos=(100, 3200), height=H, width=W, block=64, stride=64, flat_fields=4, folds=4,
-                                 adapt_reader=False)
+    config = prnu_scenario.ScenarioConfig(isos=(100, 3200), height=H, width=W, block=64, stride=64, flat_fields=4,
+                                          folds=4, adapt_reader=False)
     folds = prnu_scenario.scenario_folds(config)
     photos = [img for _, test in folds for img in test]
     assert len(folds) == 4 and len(photos) == len(cn.BUNDLED_PHOTOS)
@@ -324,7 +328,8 @@ def test_scenario_folds_hold_every_photo_out_once_and_pool_the_probes(random_net
         assert not any(np.array_equal(a, b) for a in train for b in test)  # fitted without its probes' photos
     one = prnu_scenario.run_scenario(random_net, dataclasses.replace(config, folds=1))
     pooled = prnu_scenario.run_scenario(random_net, config)
-    per_photo = one.blocks["genuine test"] // len(prnu_scenario.scenario_folds(dataclasses.replace(config, folds=1))[0][1])
+    test_photos = prnu_scenario.scenario_folds(dataclasses.replace(config, folds=1))[0][1]
+    per_photo = one.blocks["genuine test"] // len(test_photos)
     assert pooled.blocks["genuine test"] == per_photo * len(photos)
     assert "every bundled photo held out once (4 folds)" in prnu_scenario.scenario_report(pooled)[0]
     with pytest.raises(isonet.ISONetError, match="13 folds"):
@@ -405,7 +410,8 @@ def test_equal_false_alarm_detection_flags_the_asked_share_of_genuine_blocks():
     predictors = prnu_scenario.ScenarioPredictors(fitted, fitted, prnu.ReadingWeights.of([]))
     probes = [synthetic_probe(prnu_scenario.GENUINE, rho[20_000:30_000], features[20_000:30_000]),
               synthetic_probe(prnu_scenario.COPY_MOVE, rho[30_000:] - 0.03, features[30_000:])]
-    score = prnu_scenario.score_scheme(prnu_scenario.SINGLE, [(predictors, p) for p in probes], prnu_scenario.ScenarioConfig(isos=(ISO,)))
+    score = prnu_scenario.score_scheme(prnu_scenario.SINGLE, [(predictors, p) for p in probes],
+                                       prnu_scenario.ScenarioConfig(isos=(ISO,)))
     assert score.detection_at_measured_false_alarm == pytest.approx(norm.cdf(3 - norm.ppf(0.99)), abs=0.02)
     assert score.false_alarm_rate == pytest.approx(0.01, abs=0.003)
 
@@ -467,7 +473,8 @@ def test_fig7_with_a_fingerprint_folder(tmp_path, weights_file, fingerprint_fold
     chelsea = photos[PHOTO_NAMES.index("chelsea")]
     probe = write_rgb(tmp_path / "probe.png", camera_render(chelsea, cameras[0], rng))
     stranger = write_rgb(tmp_path / "stranger.png", camera_render(chelsea, cameras[1], rng))
-    common = ("--model_path", weights_file, "--fingerprint_dir", fingerprint_folder, "--block", 64, "--block_stride", 32)
+    common = ("--model_path", weights_file, "--fingerprint_dir", fingerprint_folder, "--block", 64,
+              "--block_stride", 32)
     proc = run_script("Fig7.py", *common, "--pic_path", probe, "--out_dir", tmp_path / "a")
     assert proc.returncode == 0, proc.stderr
     assert "Estimated ISO metric:" in proc.stdout and "-> same camera" in proc.stdout, proc.stdout
@@ -507,7 +514,8 @@ def test_fig7_weighted_bands_from_fingerprint_images_with_exif(tmp_path, weights
     folder.mkdir()
     for i, iso in enumerate((100, 100, 100, 1600, 1600, 1600)):
         write_jpeg(folder / f"{i}.jpg", camera_render(prnu_scenario.flat_field(H, W, rng), cameras[0], rng, iso), iso)
-    probe = write_rgb(tmp_path / "probe.png", camera_render(photos[PHOTO_NAMES.index("chelsea")], cameras[0], rng, 1600))
+    chelsea = photos[PHOTO_NAMES.index("chelsea")]
+    probe = write_rgb(tmp_path / "probe.png", camera_render(chelsea, cameras[0], rng, 1600))
     proc = run_script("Fig7.py", "--model_path", weights_file, "--fingerprint_dir", folder, "--pic_path", probe,
                       "--block", 64, "--block_stride", 32, "--band", "isonet_weighted", "--out_dir", tmp_path / "a")
     assert proc.returncode == 0, proc.stderr
@@ -568,7 +576,8 @@ def held_either_way(tmp_path_factory, cameras, photos) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("held_either_way")
     (root / "landscape").mkdir()
     (root / "mixed").mkdir()
-    scenes = [prnu_scenario.flat_field(H, W, rng) for _ in range(6)] + [photos[PHOTO_NAMES.index(n)] for n in ("coffee", "rocket")]
+    scenes = ([prnu_scenario.flat_field(H, W, rng) for _ in range(6)]
+              + [photos[PHOTO_NAMES.index(n)] for n in ("coffee", "rocket")])
     for i, scene in enumerate(scenes):
         render = camera_render(scene, cameras[0], rng)
         write_jpeg(root / "landscape" / f"{i}.jpg", render)
@@ -619,10 +628,10 @@ def test_forgery_map_is_drawn_as_the_viewer_shows_the_probe(random_net, held_eit
     report's view, lie on the region as the viewer sees it."""
     rng = np.random.default_rng(11)
     scene = photos[PHOTO_NAMES.index("chelsea")]
-    forged, mask = cn.forge_from_camera(scene, cameras[0], cameras[1], ISO, rng, None, cn.typical_isp(ISO))
+    forged, mask = forgeries.forge_from_camera(scene, cameras[0], cameras[1], ISO, rng, None, cn.typical_isp(ISO))
     probe = write_jpeg(tmp_path / "forged.jpg", forged, orientation=8)
-    report = examination.analyse_probe(probe, sorted(held_either_way["mixed"].iterdir()), random_net, "single", block=64,
-                                stride=32, false_alarm=0.05)
+    report = examination.analyse_probe(probe, sorted(held_either_way["mixed"].iterdir()), random_net, "single",
+                                       block=64, stride=32, false_alarm=0.05)
     seen = image_io.orient(report.forged, report.view)
     coverage = prnu.block_coverage(image_io.orient(mask, 8), 64, 32)
     assert seen.shape == coverage.shape and seen[coverage > 0.75].mean() > 3 * max(seen[coverage == 0].mean(), 0.05)

@@ -13,12 +13,12 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import DEVICES, ROOT, assert_one_line_error, noise_image, run_script
-
 import adapt_camera  # noqa: E402
 import dataset  # noqa: E402
 import image_io  # noqa: E402
 import isonet  # noqa: E402
+import real_photos
+from conftest import DEVICES, assert_one_line_error, noise_image, run_script
 
 
 def write_camera_jpeg(path: Path, iso: int | None, make: str = "Acme", model: str = "Cam One",
@@ -51,7 +51,7 @@ def checkout(tmp_path: Path) -> Path:
 
 
 def test_exif_layout_labels_by_camera_and_refuses_edited_files(checkout):
-    photos, skipped = dataset.find_real_photos(checkout, "exif")
+    photos, skipped = real_photos.find_real_photos(checkout, "exif")
     assert sorted((p.camera, p.iso) for p in photos) == [
         ("Acme Cam One", 100), ("Acme Cam One", 800), ("Acme Cam Three", 200), ("Acme Cam Three", 1600),
         ("Acme Cam Two", 400)]
@@ -67,9 +67,9 @@ def test_a_header_declaring_absurd_pixels_stops_neither_the_labelling_nor_the_ot
     sof = data.index(b"\xff\xc0")
     data[sof + 5:sof + 9] = (65000).to_bytes(2, "big") * 2  # 4.2e9 pixels: Pillow refuses to open it
     path.write_bytes(bytes(data))
-    photos, _ = dataset.find_real_photos(checkout, "exif")
+    photos, _ = real_photos.find_real_photos(checkout, "exif")
     assert ("Acme Cam Huge", 3200) in {(p.camera, p.iso) for p in photos} and len(photos) == 6
-    assert image_io.read_exif_iso(path) == 3200 and dataset.read_exif_camera(path) == ("Acme Cam Huge", None)
+    assert image_io.read_exif_iso(path) == 3200 and real_photos.read_exif_camera(path) == ("Acme Cam Huge", None)
 
 
 def test_iso_folders_and_sidd_layouts(tmp_path):
@@ -77,15 +77,15 @@ def test_iso_folders_and_sidd_layouts(tmp_path):
     for iso in ("iso0100", "iso3200"):
         write_camera_jpeg(root / "sample_imgs" / iso / "a.jpg", None)
     write_camera_jpeg(root / "other" / "b.jpg", None)
-    photos, skipped = dataset.find_real_photos(root, "iso_folders", camera="Canon EOS 600D", include="sample_imgs")
+    photos, skipped = real_photos.find_real_photos(root, "iso_folders", camera="Canon EOS 600D", include="sample_imgs")
     assert sorted((p.camera, p.iso) for p in photos) == [("Canon EOS 600D", 100), ("Canon EOS 600D", 3200)]
     sidd = tmp_path / "sidd"
     write_camera_jpeg(sidd / "noisy" / "0145_007_N6_03200_03200_4400_N_178.jpg", None)
     write_camera_jpeg(sidd / "gan" / "0145_007_N6_03200_03200_4400_N_178.jpg", None)  # a fake: not included
-    photos, _ = dataset.find_real_photos(sidd, "sidd", include="/noisy/")
+    photos, _ = real_photos.find_real_photos(sidd, "sidd", include="/noisy/")
     assert [(p.camera, p.iso) for p in photos] == [("Motorola Nexus 6", 3200)]
     with pytest.raises(isonet.ISONetError, match="needs the camera"):
-        dataset.find_real_photos(root, "iso_folders")
+        real_photos.find_real_photos(root, "iso_folders")
 
 
 def test_import_keeps_each_camera_in_one_split_and_writes_a_manifest(checkout, tmp_path):
@@ -93,7 +93,8 @@ def test_import_keeps_each_camera_in_one_split_and_writes_a_manifest(checkout, t
     proc = run_script("import_real_photos.py", "--source", checkout, "--layout", "exif", "--out", out,
                       "--test_cameras", "Acme Cam Three", "--test_fraction", "0", "--source_name", "samples",
                       "--commit", "abc123", "--licence", "CC0")
-    assert proc.returncode == 0, proc.stderr
+    # The edited and the unlabelled file are left out, each named on stderr, and the exit code says so.
+    assert proc.returncode == 1 and proc.stderr.count("left out:") == 2 and "edited.jpg: edited with" in proc.stderr
     rows = list(csv.DictReader((out / "manifest.csv").open()))
     assert len(rows) == 5 and all(r["source"] == "samples" and r["commit"] == "abc123" for r in rows)
     assert {r["camera"] for r in rows if r["split"] == "Test"} == {"Acme Cam Three"}
@@ -104,10 +105,10 @@ def test_import_keeps_each_camera_in_one_split_and_writes_a_manifest(checkout, t
     # The layout is the paper's: prepare_data and evaluate read it as they read any photo set.
     files = dataset.find_labelled_images(out / "Test", None)
     assert sorted(iso for _, iso in files) == [200, 1600]
-    assert dataset.cameras_of([f for f, _ in files], out) == ["Acme Cam Three"] * 2
+    assert real_photos.cameras_of([f for f, _ in files], out) == ["Acme Cam Three"] * 2
     # Importing again replaces, never duplicates: Cam Three, no longer named, moves to Train.
     assert run_script("import_real_photos.py", "--source", checkout, "--layout", "exif", "--out", out,
-                      "--test_fraction", "0").returncode == 0
+                      "--test_fraction", "0").returncode == 1
     rows = list(csv.DictReader((out / "manifest.csv").open()))
     assert len(rows) == 5 and {r["split"] for r in rows} == {"Train"}
     assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*.jpg")) == sorted(r["file"] for r in rows)
@@ -121,8 +122,8 @@ def test_photos_of_the_same_name_from_two_series_both_keep_their_copy(tmp_path):
     out = tmp_path / "real"
     for _ in range(2):
         for repo in ("repo_a", "repo_b"):
-            photos, _ = dataset.find_real_photos(tmp_path / repo, "exif")
-            assert dataset.import_real_photos(photos, out, lambda photo: "Test", repo)[1] == []
+            photos, _ = real_photos.find_real_photos(tmp_path / repo, "exif")
+            assert real_photos.import_photos(photos, out, lambda photo: "Test", repo)[1] == []
         rows = list(csv.DictReader((out / "manifest.csv").open()))
         assert len(rows) == 2 and len({r["file"] for r in rows}) == 2
         assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*.jpg")) == sorted(r["file"] for r in rows)
@@ -140,25 +141,26 @@ def test_the_same_file_at_two_commits_or_under_two_names_is_imported_once(checko
     shutil.copyfile(checkout / "jpg" / "Cam One (0).jpg", later / "jpg" / "Cam One renamed.jpg")
     write_camera_jpeg(later / "jpg" / "Cam Two (9).jpg", 800, model="Cam Two", seed=9)  # new at that commit
     out = tmp_path / "real"
-    for source in (checkout, later):
-        proc = run_script("import_real_photos.py", "--source", source, "--layout", "exif", "--out", out)
-        assert proc.returncode == 0, proc.stderr
+    for source in (checkout, later):  # files left out (the edited one, the copies): exit 1, the rest imported
+        proc = run_script("import_real_photos.py", "--source", source, "--layout", "exif", "--out_dir", out)
+        assert proc.returncode == 1, proc.stderr
     rows = list(csv.DictReader((out / "manifest.csv").open()))
     assert len(rows) == 6 and sum("Cam Two (9)" in r["file"] for r in rows) == 1
     assert len({(out / r["file"]).read_bytes() for r in rows}) == 6
     left_out = [line for line in proc.stderr.splitlines() if "the same file as" in line]
     assert len(left_out) == 6 and any("Cam One renamed.jpg" in line for line in left_out)
     # Importing the later checkout again replaces its own rows; it does not take them for copies.
-    assert run_script("import_real_photos.py", "--source", later, "--layout", "exif", "--out", out).returncode == 0
+    proc = run_script("import_real_photos.py", "--source", later, "--layout", "exif", "--out", out)
+    assert proc.returncode == 1 and "Cam One renamed.jpg" in proc.stderr
     assert len(list(csv.DictReader((out / "manifest.csv").open()))) == 6
 
 
 def test_camera_split_is_stable_and_follows_the_fraction():
     cameras = [f"Maker Model {k}" for k in range(400)]
-    test = [c for c in cameras if dataset.camera_split(c, [], 0.3) == "Test"]
+    test = [c for c in cameras if real_photos.camera_split(c, [], 0.3) == "Test"]
     assert 0.22 < len(test) / len(cameras) < 0.38
-    assert test == [c for c in cameras if dataset.camera_split(c, [], 0.3) == "Test"]
-    assert dataset.camera_split("Maker Model 1", ["Maker Model 1"], 0.0) == "Test"
+    assert test == [c for c in cameras if real_photos.camera_split(c, [], 0.3) == "Test"]
+    assert real_photos.camera_split("Maker Model 1", ["Maker Model 1"], 0.0) == "Test"
 
 
 def test_import_with_nothing_labelled_is_a_one_line_error(tmp_path):
@@ -309,7 +311,8 @@ def test_adapt_camera_end_to_end_writes_a_model_test_model_reads(tmp_path, weigh
     assert proc.returncode == 1, proc.stderr  # one photo had no ISO: reported, the others used
     assert "no_iso.jpg" in proc.stderr and "leave-one-out" in proc.stdout and out.is_file()
     assert "a constant guess (the other photos' median ISO) 2.00" in proc.stdout  # 3, 2, 1, 1, 2, 3 stops off
-    result = run_script("test_model.py", "--model_path", out, "--pic_path", photos / "p5.jpg", "--out_dir", tmp_path / "r")
+    result = run_script("test_model.py", "--model_path", out, "--pic_path", photos / "p5.jpg",
+                        "--out_dir", tmp_path / "r")
     assert result.returncode == 0, result.stderr
     # The adapted model reads the photos of its training set closer to their ISO than the start.
     before = isonet.load_model(weights_file)
@@ -390,7 +393,8 @@ def test_adapt_camera_auto_writes_the_start_unchanged_when_it_reads_best(tmp_pat
     # Held-out figures far worse than the start's, as on a camera the model already reads well.
     monkeypatch.setattr(adapt_camera, "held_out_estimates", lambda photos, prior, groups: np.full(len(photos), 9.0))
     monkeypatch.setattr(adapt_camera, "finetune_held_out", lambda net, patches, *rest: np.full(len(patches), 9.0))
-    common = ["--photos", str(photos), "--init_from", str(weights_file), "--patches_per_photo", "4", "--min_photos", "3"]
+    common = ["--photos", str(photos), "--init_from", str(weights_file), "--patches_per_photo", "4",
+              "--min_photos", "3"]
     start = torch.load(weights_file)
     assert adapt_camera.main([*common, "--out", str(tmp_path / "kept.pth")]) == 0
     assert "kept the starting model" in capsys.readouterr().out
@@ -410,4 +414,5 @@ def test_adapt_camera_reads_a_folder_of_iso_subfolders(tmp_path):
     write_camera_jpeg(tmp_path / "cam" / "top.jpg", 200)
     write_camera_jpeg(tmp_path / "cam" / "notes" / "not_an_iso.jpg", 400)  # not an ISO folder: left alone
     found = adapt_camera.camera_photos([str(tmp_path / "cam")])
-    assert sorted(p.relative_to(tmp_path / "cam").as_posix() for p in found) == ["100/p100.jpg", "800/p800.jpg", "top.jpg"]
+    found = sorted(p.relative_to(tmp_path / "cam").as_posix() for p in found)
+    assert found == ["100/p100.jpg", "800/p800.jpg", "top.jpg"]

@@ -9,7 +9,8 @@ import pytest
 import image_io
 import isonet
 import reports
-from conftest import SHARED, assert_one_line_error, needs_shared, noisy_image, run_script as run, write_rgb
+from conftest import SHARED, assert_one_line_error, needs_shared, noisy_image, write_rgb
+from conftest import run_script as run
 
 
 @pytest.fixture()

@@ -37,8 +37,8 @@ def test_train_two_epochs_and_load_the_best_model(patch_data, tmp_path):
     out = tmp_path / "models"
     r = train(patch_data, out, "--epochs", "2", "--workers", "2", "--best_model_name", "iso.pth")
     assert r.returncode == 0, r.stderr
-    epoch_lines = [l for l in r.stdout.splitlines() if l.startswith("epoch ")]
-    assert len(epoch_lines) == 2 and all("val MAE" in l for l in epoch_lines)
+    epoch_lines = [line for line in r.stdout.splitlines() if line.startswith("epoch ")]
+    assert len(epoch_lines) == 2 and all("val MAE" in line for line in epoch_lines)
     assert "lr 1.0e-03" in epoch_lines[0] and "lr 1.0e-04" in epoch_lines[1]  # MultiStepLR milestone 1
     # The best model is a bare state dict that isonet.load_model (and test_model.py) reads.
     state = torch.load(out / "iso.pth", weights_only=True)

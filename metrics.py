@@ -310,86 +310,14 @@ def rendered_noise_statistics(sources: list[np.ndarray], cameras: list, isos: li
                 camera = usable[iso][rng.integers(len(usable[iso]))]
                 processing = camera_noise.random_isp(rng, iso) if isp else None
                 quality = int(rng.integers(85, 99)) if isp else None
-                out[iso].append(flat_noise_statistics(camera_noise.render(source, camera, iso, rng, quality, processing)))
+                render = camera_noise.render(source, camera, iso, rng, quality, processing)
+                out[iso].append(flat_noise_statistics(render))
     return out
 
 
 # ---------------------------------------------------------------------------------------------
 # Splices rendered from held-out sources
 # ---------------------------------------------------------------------------------------------
-@dataclass
-class Splice:
-    image: np.ndarray  # HxWx3 uint8 RGB
-    mask: np.ndarray  # HxW bool, the pasted region
-    gap: int  # stops between region and background
-    camera: str
-
-
-def random_splices(count: int, sources: list[np.ndarray], cameras: list, rng: np.random.Generator,
-                   isos: tuple[int, ...] = (100, 200, 400, 800, 1600, 3200, 6400)) -> list[Splice]:
-    """`count` splices with ISO gaps cycling through 1..4 stops, the region's ISO above or below
-    the background's at random, each from a camera measured at both ISOs."""
-    import camera_noise
-
-    splices = []
-    for k in range(count):
-        gap = k % 4 + 1
-        low = int(rng.integers(0, len(isos) - gap))
-        pair = [isos[low], isos[low + gap]]
-        if rng.random() < 0.5:
-            pair.reverse()
-        usable = [c for c in cameras if c.supports(pair[0]) and c.supports(pair[1])]
-        if not usable:
-            raise isonet.ISONetError(f"no selected camera was measured at both ISO {pair[0]} and {pair[1]}")
-        camera = usable[rng.integers(len(usable))]
-        source = np.rot90(sources[k % len(sources)], int(rng.integers(4)))
-        image, mask = camera_noise.render_splice(np.ascontiguousarray(source), camera, pair[0], pair[1], rng)
-        splices.append(Splice(image, mask, gap, camera.name))
-    return splices
-
-
-def real_splices(photos: list[tuple[Path, int, str]], count: int,
-                 rng: np.random.Generator) -> tuple[list[Splice], list[str]]:
-    """`count` splices of real photos: a random region of one photo pasted at the same place into
-    a photo of the same camera and size taken 1-4 stops apart (gaps cycling 1..4 where the
-    photos allow). `photos` are (file, ISO, camera); unreadable files are passed over, and
-    returned as one-line reasons beside the splices."""
-    import camera_noise
-
-    images: dict[Path, np.ndarray | None] = {}
-    unreadable: list[str] = []
-
-    def image(path: Path) -> np.ndarray | None:
-        if path not in images:
-            try:
-                images[path] = image_io.decode_image_file(path)
-            except isonet.ISONetError as e:
-                images[path] = None
-                unreadable.append(str(e))
-        return images[path]
-
-    pairs: dict[int, list[tuple[int, int]]] = {gap: [] for gap in range(1, 5)}
-    for i, (_, iso_i, camera_i) in enumerate(photos):
-        for j, (_, iso_j, camera_j) in enumerate(photos):
-            gap = round(abs(float(isonet.iso_to_metric(iso_i) - isonet.iso_to_metric(iso_j))))
-            if camera_i == camera_j and i != j and gap in pairs:
-                pairs[gap].append((i, j))
-    if not any(pairs.values()):
-        raise isonet.ISONetError("no two photos of one camera 1-4 stops apart: no real splice can be made")
-    splices, gaps = [], [g for g in range(1, 5) if pairs[g]]
-    for attempt in range(count * 20):
-        if len(splices) == count:
-            break
-        gap = gaps[len(splices) % len(gaps)]
-        i, j = pairs[gap][rng.integers(len(pairs[gap]))]
-        background, region = image(photos[i][0]), image(photos[j][0])
-        if background is None or region is None or background.shape != region.shape:
-            continue
-        mask = camera_noise.random_region_mask(*background.shape[:2], rng)
-        splices.append(Splice(np.where(mask[:, :, None], region, background), mask, gap, photos[i][2]))
-    if len(splices) < count:
-        raise isonet.ISONetError(f"only {len(splices)} real splices could be made of same-sized photos (asked {count})")
-    return splices, unreadable
 
 
 def noise_sigma_map(img: np.ndarray, stride: int) -> np.ndarray:
@@ -412,3 +340,4 @@ def splice_quality(scores: np.ndarray, stride: int, mask: np.ndarray) -> dict:
     """Pixel AUC and best F1 of a map of splice scores (higher: more likely pasted in)."""
     pixels = map_to_pixels(scores, stride, mask.shape)
     return {"auc": pixel_auc(pixels, mask), "f1": best_f1(pixels, mask)}
+
