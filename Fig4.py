@@ -3,7 +3,7 @@
 A region pasted from a photo taken at another ISO stands out in the map. Writes the image and its
 ISO map side by side to <out_dir>/Fig4.png, and the splice scores of each patch to
 <out_dir>/Fig4_splice.png: its distance from the image's median in ISONet's map, in the classical
-noise sigma's, and both added (on real photos the sum localises best; see the model card).
+noise sigma's, and both added (on real photos the sum localises best; docs/experiments.md, "Splices of real photos").
 
     python Fig4.py --model_path models/net_tif.pth --pic_path spliced.tif
     python Fig4.py              # embedded demo: ISO 200 scene, a region spliced in from ISO 3200

@@ -53,13 +53,15 @@ def add_prnu_args(parser: argparse.ArgumentParser) -> None:
                         help="scenario renders without the camera's processing (no noise reduction)")
     parser.add_argument("--adapt", action="store_true",
                         help="scenario: ISONet fine-tuned first on the camera's Train renders at their known ISOs, "
-                             f"three readers a fold (about {SCENARIO_SECONDS[True] // 60} min a fold on 2 cores)")
+                             f"three readers a fold (about {round(SCENARIO_SECONDS[True] / 60)} min a fold on 2 cores)")
     parser.add_argument("--no_adapt", action="store_false", dest="adapt",
                         help="scenario: ISONet reads as given (the default)")
     parser.add_argument("--scenario_folds", type=int, default=1,
                         help=f"1 (default): the scenario's probes come from the renderer's two Test photos; 2-"
                              f"{len(camera_noise.BUNDLED_PHOTOS)}: every bundled photo held out once, in that many "
                              "folds: steadier figures")
+    parser.add_argument("--scenario_seed", type=int, default=0,
+                        help="the scenario's seed: its flat fields, renders, forgeries and readers (default 0)")
 
 
 def check_prnu_args(args: argparse.Namespace) -> list[Path]:
@@ -85,7 +87,8 @@ def check_prnu_args(args: argparse.Namespace) -> list[Path]:
 
 def report_scenario(args: argparse.Namespace, net: isonet.ISONet) -> None:
     config = dataclasses.replace(prnu_scenario.ScenarioConfig(), camera_processing=not args.plain,
-                                 false_alarm=args.false_alarm, folds=args.scenario_folds, adapt_reader=args.adapt)
+                                 false_alarm=args.false_alarm, folds=args.scenario_folds, adapt_reader=args.adapt,
+                                 seed=args.scenario_seed)
     expected = SCENARIO_SECONDS[args.adapt] * args.scenario_folds
     reader = "adapted" if args.adapt else "as given"
     print(f"PRNU scenario on renders ({args.scenario_folds} fold(s), ISONet {reader}): "

@@ -46,7 +46,7 @@ RIDGE_GRID = (0.01, 0.1, 1.0, 10.0)  # relative to the mean feature energy
 METHODS = ("affine", *RIDGE_GRID)
 MIN_SLOPE = 0.05  # a calibration must stay increasing: more noise, higher ISO
 INNER_FOLDS = 3  # the method of each leave-one-out fit is chosen by this cross-validation of the others
-# 3 epochs read the held-out photos of two of three cameras better than 2 (models/README.md).
+# 3 epochs read the held-out photos of two of three cameras better than 2 (docs/experiments.md).
 FINETUNE_EPOCHS = 3
 FINETUNE_LR = 3e-4
 

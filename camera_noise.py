@@ -448,7 +448,7 @@ def apply_prnu(raw: np.ndarray, camera: CameraNoise, sensor_shape: tuple[int, in
 # demosaic, noise reduction rising with ISO (it leaves 0.2-0.5 of the luma noise at high ISO),
 # sharpening after it, a tone curve, an output size below the sensor's, 4:2:x chroma. A model
 # trained on bare noise reads such photos several stops low; random_isp draws each render's
-# processing from the ranges seen in real photos (see the README's "Camera ISP").
+# processing from the ranges seen in real photos (docs/rendering.md, "Camera ISP").
 ISP_DEMOSAICS = ("malvar", "colour_difference", "edge_aware")
 ISP_LUMA_NR = ("off", "bilateral", "nlm", "wavelet")
 ISP_OUTPUT_SCALES = (1.0, 0.7, 0.5, 0.4)  # full size and cameras' M/S sizes, linear
@@ -862,8 +862,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         db = load_noise_profiles(args.noise_profiles)
         cameras = db.select(args.camera)
     except ISONetError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+        import cli  # the scripts' one-line errors; only this command line needs them
+
+        cli.fail(str(e))
     facts = db.summary()
     lo, hi = db.reference_bounds
     print(f"{db.path}: {facts['cameras']} cameras, {facts['profiles']} profiles, {facts['renderable']} renderable; "

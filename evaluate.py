@@ -298,8 +298,7 @@ def evaluate_noise_statistics(args: argparse.Namespace) -> int:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    cli.add_inference_args(parser, "models/net_tif.pth", None)
-    parser.set_defaults(out_dir="results/evaluate")
+    cli.add_inference_args(parser, "models/net_tif.pth", None, out_dir="results/evaluate")
     parser.add_argument("--data", help="labelled photos: DIR/<ISO>/*, DIR/Test/<ISO>/*, or a flat folder with "
                                         "--label_from exif")
     parser.add_argument("--label_from", choices=["folder", "exif"], default="folder")

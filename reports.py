@@ -66,7 +66,7 @@ def analyse_image(net: ISONet, path: str | os.PathLike, stride: int = PATCH, bat
 
 
 # From this EXIF ISO up, models not adapted to a camera read its in-camera JPEGs far too low: its
-# noise reduction leaves them as clean as base ISO (models/README.md, "Real photos": net_jpg.pth
+# noise reduction leaves them as clean as base ISO (models/README.md, "In-camera JPEGs of held-out cameras": net_jpg.pth
 # 2.4-3.7 stops low on average over four held-out sets), so a reading below the metadata proves
 # little there.
 LOW_READING_FROM_EXIF_ISO = 800

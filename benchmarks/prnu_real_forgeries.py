@@ -3,7 +3,7 @@
     python benchmarks/prnu_real_forgeries.py --real data/real --real_extra data/real_extra \
         --dresden CHECKOUT/test/data [--out_dir results/prnu_real]
 
-The photo sets are the README's ("Real photos"); CHECKOUT is polimi-ispl/prnu-python's, whose
+The photo sets are those docs/data.md imports; CHECKOUT is polimi-ispl/prnu-python's, whose
 test images are Dresden JPEGs of six Nikon bodies. For each camera, a fingerprint and its
 correlation predictors come from some of its photos (each predictor fitted as Fig7.py
 --fingerprint_dir fits it: every image against the fingerprint of the others); its other photos

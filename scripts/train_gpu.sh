@@ -73,7 +73,7 @@ fi
 
 # 3. Patch sets: at most 40 patches a photo, every 16 pixels.
 for kind in jpg tif; do
-    python prepare_data.py --data_path "$out/photos_$kind" --save_path "$out/h5_$kind" --pic_type all --stride 16 \
+    python prepare_data.py --data_path "$out/photos_$kind" --out_dir "$out/h5_$kind" --pic_type all --stride 16 \
         --aug_times 0 --max_patches_per_image 40 --seed 3 || [ $? -eq 1 ]   # exit 1: a few files skipped, named
 done
 

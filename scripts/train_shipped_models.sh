@@ -10,14 +10,14 @@ common=(--stride 16 --aug_times 0 --max_patches_per_image 100 --renders_per_imag
 
 # 1. Uncompressed renders of the ten Train sources as they are; three epochs from scratch, the best
 #    (lowest validation loss) kept.
-python prepare_data.py --render --no-jitter --save_path "$data/tif" "${common[@]}" --seed 1
+python prepare_data.py --render --no-jitter --out_dir "$data/tif" "${common[@]}" --seed 1
 python main_train.py --data_path "$data/tif" --out_dir "$out/tif" --batch_size 32 --epochs 3 --milestones 2 3 \
     --seed 1 --best_model_name net_tif.pth
 
 # 2. Fresh renders from random variants of the sources (--jitter), uncompressed and JPEG (quality
 #    75-98); both models continue from step 1's weights, two epochs each, side by side on one core each.
-python prepare_data.py --render --save_path "$data/jit_tif" "${common[@]}" --seed 5
-python prepare_data.py --render --save_path "$data/jit_jpg" "${common[@]}" --seed 2 --jpeg_quality 75 98
+python prepare_data.py --render --out_dir "$data/jit_tif" "${common[@]}" --seed 5
+python prepare_data.py --render --out_dir "$data/jit_jpg" "${common[@]}" --seed 2 --jpeg_quality 75 98
 export OMP_NUM_THREADS=1
 python main_train.py --data_path "$data/jit_tif" --out_dir "$out/jit_tif" --init_from "$out/tif/net_tif.pth" \
     --batch_size 32 --epochs 2 --milestones 1 2 --lr 3e-4 --seed 2 --best_model_name net_tif.pth --workers 1 &
@@ -30,7 +30,7 @@ unset OMP_NUM_THREADS
 #    outside the class and one exact camera, then the floor: what each model reads without sensor noise.
 for class in quieter noisier "Canon EOS 5D Mark III"; do
     slug=$(echo "$class" | tr ' ' '_')
-    python prepare_data.py --render --camera "$class" --save_path "$data/eval_$slug" --renders_per_image 12 \
+    python prepare_data.py --render --camera "$class" --out_dir "$data/eval_$slug" --renders_per_image 12 \
         --stride 64 --no-train --seed 3
 done
 for kind in tif jpg; do
@@ -42,16 +42,16 @@ for class in quieter noisier "Canon EOS 5D Mark III"; do
     python evaluate.py --model_path "$out/jit_tif/net_tif.pth" --data "$data/eval_$slug/renders/Test" \
         --out_dir "$out/eval_tif_$slug"
 done
-python prepare_data.py --render --camera noiseless --save_path "$data/eval_noiseless_tif" --renders_per_image 4 \
+python prepare_data.py --render --camera noiseless --out_dir "$data/eval_noiseless_tif" --renders_per_image 4 \
     --stride 64 --no-train --seed 3
-python prepare_data.py --render --camera noiseless --save_path "$data/eval_noiseless_jpg" --renders_per_image 4 \
+python prepare_data.py --render --camera noiseless --out_dir "$data/eval_noiseless_jpg" --renders_per_image 4 \
     --stride 64 --no-train --seed 3 --jpeg_quality 75 98
 for kind in tif jpg; do
     python evaluate.py --model_path "$out/jit_$kind/net_$kind.pth" --data "$data/eval_noiseless_$kind/renders/Test" \
         --out_dir "$out/eval_noiseless_$kind"
 done
 # 4. One exact camera: fine-tune net_tif on it alone and score it on that camera (not shipped).
-python prepare_data.py --render --camera "Canon EOS 5D Mark III" --save_path "$data/jit_5d3" "${common[@]}" \
+python prepare_data.py --render --camera "Canon EOS 5D Mark III" --out_dir "$data/jit_5d3" "${common[@]}" \
     --renders_per_image 12 --seed 6
 python main_train.py --data_path "$data/jit_5d3" --out_dir "$out/jit_5d3" --init_from "$out/jit_tif/net_tif.pth" \
     --batch_size 32 --epochs 2 --milestones 1 2 --lr 3e-4 --seed 4 --best_model_name net_5d3.pth
@@ -61,11 +61,10 @@ echo "models: $out/jit_tif/net_tif.pth $out/jit_jpg/net_jpg.pth (copy them to mo
 
 # 5. net_jpg.pth as shipped now: step 2's net_jpg fine-tuned on camera-ISP JPEG renders plus the
 #    real photos of the Train cameras, at most 30 patches a photo so that the (mostly low-ISO) real
-#    photos do not outweigh the renders (REAL: a photo set from import_real_photos.py, see the README's
-#    "Real photos"; its Test cameras are never trained on, nor validated on).
+#    photos do not outweigh the renders (REAL: a photo set from import_real_photos.py, see docs/data.md; its Test cameras are never trained on, nor validated on).
 #        REAL=data/real bash scripts/train_shipped_models.sh
 if [ -n "${REAL:-}" ]; then
-    python prepare_data.py --render --isp --jpeg_quality 75 98 --renders_per_image 40 --save_path "$data/isp_jpg" \
+    python prepare_data.py --render --isp --jpeg_quality 75 98 --renders_per_image 40 --out_dir "$data/isp_jpg" \
         --train --no-test --seed 1
     mix=$data/mix_jpg
     rm -rf "$mix"
@@ -79,7 +78,7 @@ if [ -n "${REAL:-}" ]; then
         mkdir -p "$mix/Train/$(basename "$folder")"
         ln -s "$(realpath "$folder")"/* "$mix/Train/$(basename "$folder")/"
     done
-    python prepare_data.py --data_path "$mix" --save_path "$data/mix_jpg_h5" --pic_type all \
+    python prepare_data.py --data_path "$mix" --out_dir "$data/mix_jpg_h5" --pic_type all \
         --max_patches_per_image 30 --seed 3 || [ $? -eq 1 ]   # exit 1: a few files skipped, named
     python main_train.py --data_path "$data/mix_jpg_h5" --out_dir "$out/mix_jpg" --init_from "$out/jit_jpg/net_jpg.pth" \
         --batch_size 32 --epochs 3 --milestones 2 3 --lr 3e-4 --seed 8 --best_model_name net_jpg.pth --workers 1

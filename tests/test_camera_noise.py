@@ -278,7 +278,7 @@ def test_noise_grows_with_iso_as_the_profiles_say(camera: cn.CameraNoise) -> Non
 
 
 # The renderer's documented scaling, restated here so that a change to it fails the test below:
-# photosite variance = 10 x darktable's a*x + b (README, "Rendering"), and ISO 12232's exposure
+# photosite variance = 10 x darktable's a*x + b (docs/rendering.md, "The noise model"), and ISO 12232's exposure
 # puts an 18% grey card at 12.8% of raw clipping.
 DOCUMENTED_PROFILE_SCALE = 10.0
 DOCUMENTED_EXPOSURE = 0.128 / 0.18
@@ -615,3 +615,11 @@ def test_render_folder_with_isp_writes_jpegs_of_the_drawn_subsampling(tmp_path, 
                                renders_per_image=3, test_fraction=0.5, jitter_train=False, isp=True)
     assert len(written) == 6 and all(p.suffix == ".jpg" and p.is_file() for p in written)
     assert all(read_image(p).shape == (96, 96, 3) for p in written)
+
+
+def test_camera_listing_lists_and_refuses_an_unknown_camera_in_one_line():
+    from conftest import assert_one_line_error, run_script
+
+    proc = run_script("camera_noise.py", "--camera", "Canon EOS 5D Mark III")
+    assert proc.returncode == 0 and "Canon EOS 5D Mark III\tISO" in proc.stdout, proc.stderr
+    assert_one_line_error(run_script("camera_noise.py", "--camera", "Acme Nonexistent 9"), 2, "Acme Nonexistent 9")

@@ -147,6 +147,7 @@ def test_every_loader_run_mixes_the_whole_split(tmp_path):
     assert single_iso < 0.01  # at random 2 * 2**-16 of runs are one ISO
 
 
+@pytest.mark.slow
 def test_prepare_data_depends_on_the_seed_not_on_the_worker_count(tiny_data, tmp_path):
     common = ["--data_path", str(tiny_data), "--pic_type", "png", "--stride", "32", "--no-test"]
     for name, seed, workers in (("a", "1", "1"), ("b", "1", "3"), ("c", "2", "1")):

@@ -24,6 +24,7 @@ def second_weights(tmp_path_factory):
     return path
 
 
+@pytest.mark.slow
 def test_labelled_accuracy_matches_figures_computed_here(tmp_path, weights_file, random_net, second_weights):
     photos = make_labelled_folder(tmp_path / "photos", isos=(100, 400, 1600), per_iso=2, h=128, w=192)
     (photos / "Test" / "400" / "broken.png").write_bytes(b"\x89PNG broken")
@@ -102,6 +103,7 @@ def test_black_images_are_counted_apart(tmp_path, weights_file):
     assert shares == {"day.png": 0.0, "night.png": 1.0}
 
 
+@pytest.mark.slow
 def test_no_labelled_image_is_a_clear_error(tmp_path, weights_file):
     (tmp_path / "800").mkdir()
     (tmp_path / "800" / "bad.png").write_text("nope")
@@ -167,6 +169,7 @@ def test_render_only_writes_the_photo_set_and_no_patches(tmp_path):
     assert not (tmp_path / "set").exists()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("script,expected,extra", [
     ("test_model.py", "truth: ISO 1600", ()),
     ("Fig7.py", "truth: ISO 800", ()),

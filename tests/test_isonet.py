@@ -57,6 +57,7 @@ def test_maps_run_their_convolutions_without_tf32(monkeypatch):
     assert seen == [False, False] and torch.backends.cudnn.allow_tf32
 
 
+@pytest.mark.slow
 @needs_shared
 def test_dense_map_of_published_weights_equals_patches_alone():
     net = isonet.load_model(SHARED / "authors_weights" / "net_tif.pth")
@@ -77,6 +78,7 @@ def test_state_dict_keys_and_shapes_are_the_papers():
     assert len(shapes) == 20
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("stride,tile", [(4, 128), (4, 5), (8, 3), (12, 4), (60, 2)])
 def test_dense_map_equals_each_patch_alone(random_net, stride, tile):
     img = noisy_image(150, 203, 6).astype(np.float32) / 255
@@ -176,6 +178,7 @@ def test_bad_weights_name_the_file_and_first_mismatching_key(tmp_path, random_ne
         isonet.load_model(tmp_path / "absent.pth")
 
 
+@pytest.mark.slow
 def test_loads_the_checkpoint_main_train_writes(tmp_path):
     """checkpoint/last.pth also holds NumPy's RNG state, which a bare weights_only load refuses."""
     photos = make_labelled_folder(tmp_path / "photos", per_iso=1, h=64, w=64)

@@ -64,6 +64,7 @@ def test_readme_first_command_estimates_the_demo(tmp_path):
     assert abs(record["global_iso_metric"] - isonet.iso_to_metric(1600)) <= 0.5, record["global_iso_metric"]
 
 
+@pytest.mark.slow
 def test_shipped_models_on_the_embedded_demos(tmp_path):
     """What a new user sees first: Fig4's rendered splice is localised (the model card: pixel AUC
     0.93) and Fig7's ISO 800 camera JPEG is read within a stop (card: ISO 939)."""

@@ -302,6 +302,7 @@ def test_forgeries_keep_the_render_outside_the_region_and_replace_it_inside(came
 # ---------------------------------------------------------------------------------------------
 # The scenario and the script
 # ---------------------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_scenario_scores_every_scheme_and_draws_its_figure(random_net, tmp_path):
     config = prnu_scenario.ScenarioConfig(isos=(100, 3200), height=H, width=W, block=64, stride=64, flat_fields=4)
     result = prnu_scenario.run_scenario(random_net, config)
@@ -317,6 +318,7 @@ def test_scenario_scores_every_scheme_and_draws_its_figure(random_net, tmp_path)
     assert (tmp_path / "f.png").stat().st_size > 0
 
 
+@pytest.mark.slow
 def test_scenario_folds_hold_every_photo_out_once_and_pool_the_probes(random_net):
     config = prnu_scenario.ScenarioConfig(isos=(100, 3200), height=H, width=W, block=64, stride=64, flat_fields=4,
                                           folds=4, adapt_reader=False)
@@ -358,6 +360,7 @@ def test_scenario_isonet_bands_are_the_renders_isonet_read_alike():
     assert result.isonet_right_band == {100: 0.0, 3200: 0.0}
 
 
+@pytest.mark.slow
 def test_scenario_reader_adapted_on_the_train_renders_reads_the_probes_isos():
     # The shipped net_jpg reads this camera's processed renders compressed towards the middle (the
     # scenario's ISO 100 as ISO 500 or so); fine-tuned on the Train renders at their known ISOs it
@@ -380,6 +383,7 @@ def test_scenario_reader_adapted_on_the_train_renders_reads_the_probes_isos():
     assert all(torch.equal(v, before[k]) for k, v in net.state_dict().items())  # the caller's network is untouched
 
 
+@pytest.mark.slow
 def test_train_renders_are_read_by_a_reader_adapted_without_their_photo(random_net, cameras, photos):
     # The photos are dealt into two halves (0, 2 | 1, 3), each read by the reader fine-tuned on the
     # other. Change photo 0's renders: its half-mate's readings stay bit for bit (their reader never
@@ -468,6 +472,7 @@ def fingerprint_folder(tmp_path, cameras, photos) -> Path:
     return folder
 
 
+@pytest.mark.slow
 def test_fig7_with_a_fingerprint_folder(tmp_path, weights_file, fingerprint_folder, cameras, photos):
     rng = np.random.default_rng(7)
     chelsea = photos[PHOTO_NAMES.index("chelsea")]
@@ -483,6 +488,7 @@ def test_fig7_with_a_fingerprint_folder(tmp_path, weights_file, fingerprint_fold
     assert proc.returncode == 0 and "-> not this camera" in proc.stdout and "one predictor for all" in proc.stdout
 
 
+@pytest.mark.slow
 def test_fig7_fingerprint_inputs_that_fail(tmp_path, weights_file, fingerprint_folder):
     probe = next(fingerprint_folder.iterdir())
     write_rgb(fingerprint_folder / "small.png", np.zeros((64, 64, 3), np.uint8))
@@ -506,6 +512,7 @@ def write_jpeg(path: Path, rgb: np.ndarray, iso: int | None = None, orientation:
     return path
 
 
+@pytest.mark.slow
 def test_fig7_weighted_bands_from_fingerprint_images_with_exif(tmp_path, weights_file, cameras, photos):
     # Flat fields at ISO 100 and 1600 with their EXIF ISO: the probe (no EXIF) gets the two bands'
     # predictors weighted by how the model read the images of each ISO.

@@ -132,6 +132,7 @@ def test_photos_of_the_same_name_from_two_series_both_keep_their_copy(tmp_path):
             assert (out / r["file"]).read_bytes() == original.read_bytes()
 
 
+@pytest.mark.slow
 def test_the_same_file_at_two_commits_or_under_two_names_is_imported_once(checkout, tmp_path):
     """A burst whose first 13 frames are at one commit and all 40 at a later one; a collection
     holding one photo under two names: each photo once, the copies left out with a line naming
@@ -264,6 +265,7 @@ def grey_noise_patches(rng: np.random.Generator, sigma: float, n: int) -> np.nda
     return (128 + rng.normal(0, sigma, (n, 3, 64, 64))).clip(0, 255).astype(np.uint8)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("device", DEVICES)
 def test_finetune_learns_the_cameras_noise_and_leaves_the_start_untouched(random_net, device):
     rng = np.random.default_rng(0)
@@ -300,6 +302,7 @@ def test_finetune_held_out_never_trains_on_a_scored_group(random_net, monkeypatc
         assert len(left_out) == 1 and len(used) == 4
 
 
+@pytest.mark.slow
 def test_adapt_camera_end_to_end_writes_a_model_test_model_reads(tmp_path, weights_file):
     photos = tmp_path / "my_camera"
     for k, iso in enumerate([100, 200, 400, 800, 1600, 3200]):
@@ -331,6 +334,7 @@ def test_constant_guess_reads_each_photo_from_the_other_groups_only():
     np.testing.assert_array_equal(adapt_camera.constant_held_out(metrics, groups), [5, 5, 0, 0, 0, 5])
 
 
+@pytest.mark.slow
 def test_adapt_camera_warns_when_the_photos_are_nearly_of_one_iso(tmp_path, weights_file):
     """Photos of one ISO teach a constant: the figures must not pass that off as reading the ISO."""
     photos = tmp_path / "one_iso"

@@ -166,6 +166,7 @@ def test_weights_of_another_network_named(tmp_path):
     assert_one_line_error(proc, 2, "other.pth", "conv1.weight")
 
 
+@pytest.mark.slow
 def test_fig4_and_fig7_write_their_figures(tmp_path, weights_file):
     image = write_rgb(tmp_path / "splice.png", noisy_image(128, 192, 4))
     proc = run("Fig4.py", "--model_path", weights_file, "--pic_path", image, "--out_dir", tmp_path)
@@ -177,6 +178,7 @@ def test_fig4_and_fig7_write_their_figures(tmp_path, weights_file):
     assert (tmp_path / "Fig7.png").stat().st_size > 0 and "Estimated ISO metric:" in proc.stdout
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("script", ["Fig4.py", "Fig7.py"])
 def test_figures_refuse_bad_images_and_second_images(tmp_path, weights_file, script):
     image = write_rgb(tmp_path / "i.png", noisy_image(64, 64, 3))

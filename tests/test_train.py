@@ -33,6 +33,7 @@ def train(data: Path, out: Path, *extra: str):
                       "--milestones", "1", "2", "--seed", "5", *extra)
 
 
+@pytest.mark.slow
 def test_train_two_epochs_and_load_the_best_model(patch_data, tmp_path):
     out = tmp_path / "models"
     r = train(patch_data, out, "--epochs", "2", "--workers", "2", "--best_model_name", "iso.pth")
@@ -58,6 +59,7 @@ def test_train_two_epochs_and_load_the_best_model(patch_data, tmp_path):
     assert not list(out.rglob("*.part*"))
 
 
+@pytest.mark.slow
 def test_interrupted_and_resumed_run_ends_with_the_same_weights(patch_data, tmp_path):
     straight = train(patch_data, tmp_path / "a", "--epochs", "3", "--workers", "0")
     assert straight.returncode == 0, straight.stderr
@@ -82,6 +84,7 @@ def test_interrupted_and_resumed_run_ends_with_the_same_weights(patch_data, tmp_
     assert not torch.equal(fresh.conv1.weight, a["net"]["conv1.weight"])
 
 
+@pytest.mark.slow
 def test_resume_refuses_flags_that_change_the_run(patch_data, tmp_path):
     """A resumed run promises the uninterrupted run's weights: another batch size or seed breaks
     that silently, so it is refused, naming the flags (exit 2: bad arguments)."""
@@ -99,6 +102,7 @@ def test_resume_refuses_flags_that_change_the_run(patch_data, tmp_path):
     assert torch.load(ckpt, weights_only=False)["epoch"] == 1  # nothing was trained or written
 
 
+@pytest.mark.slow
 def test_ddp_two_processes_on_gloo(patch_data, tmp_path):
     out = tmp_path / "ddp"
     r = run_script("-m", "torch.distributed.run", "--nproc_per_node", "2", "--standalone", TRAIN,
@@ -186,6 +190,7 @@ def single_process_run(separable_data, tmp_path_factory):
     return train_separable(separable_data, out, 32), out
 
 
+@pytest.mark.slow
 def test_training_learns_iso_from_noise(separable_data, single_process_run):
     r, out = single_process_run
     val_loss, mean_loss = val_mse_of(out / "checkpoint" / "last.pth", separable_data)
@@ -195,6 +200,7 @@ def test_training_learns_iso_from_noise(separable_data, single_process_run):
     assert val_loss < 0.25 * mean_loss
 
 
+@pytest.mark.slow
 def test_ddp_matches_the_single_process_run(separable_data, single_process_run, tmp_path):
     """2 processes x 16 patches see, step by step, the same 32 patches as one process x 32 (both
     read runs of 16 rows in the sampler's one order), and DDP averages their gradients."""
@@ -240,6 +246,7 @@ def test_paper_defaults_and_init():
     assert abs(std - (2 / 288) ** 0.5) < 0.1 * std
 
 
+@pytest.mark.slow
 def test_init_from_starts_at_the_given_weights(patch_data, tmp_path, weights_file):
     # With lr 0 the optimiser cannot move: the saved model must be exactly the starting weights.
     r = train(patch_data, tmp_path / "ft", "--epochs", "1", "--workers", "0", "--lr", "0",
