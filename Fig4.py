@@ -23,18 +23,17 @@ def main() -> int:
     cli.add_inference_args(parser, "models/net_tif.pth", "the (uncompressed) image to map")
     args = parser.parse_args()
     net = cli.setup_inference(args)
+    readers = cli.setup_readers(args, net)
     demo = cli.demo_if_no_pic(args, lambda out: demos.write_demo(out, 200, region_iso=3200))
-    path, img, result, record = cli.map_one_image(args, net)
+    path, img, result, record = cli.map_one_image(args, readers)
     out = Path(args.out_dir) / "Fig4.png"
     outline = None if demo is None else demo.mask
     reports.save_map_figure(img, result, out, title=f"{path.name} ({reports.model_label(args.model_path)})",
                             side_by_side=True, outline=outline)
     print(f"{path}: {record['rows']}x{record['cols']} patch map, ISO metric from {result.map.min():.2f} "
-          f"to {result.map.max():.2f}, median {result.global_metric:.3f}; figure: {out}")
-    sigma = metrics.noise_sigma_map(img, result.stride)
-    scores = {"ISONet": metrics.robust_splice_scores(result.map),
-              "noise sigma (Immerkaer)": metrics.robust_splice_scores(sigma),
-              "both added": metrics.fused_splice_scores(result.map, sigma)}
+          f"to {result.map.max():.2f}, global {result.global_metric:.3f}{reports.interval_text(record)}; "
+          f"figure: {out}")
+    scores = metrics.splice_score_maps(result.map, img, result.stride)
     splice_out = Path(args.out_dir) / "Fig4_splice.png"
     reports.save_splice_scores_figure(img, scores, result.stride, splice_out, outline=outline,
                                       title=f"{path.name}: splice scores ({reports.model_label(args.model_path)})")

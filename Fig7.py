@@ -13,6 +13,10 @@ Prints the global ISO metric and writes the map figure to <out_dir>/Fig7.png. Th
                                 # PCE of the probe against my_camera/'s fingerprint, the ISO band
                                 # ISONet picks, and the forgery map -> <out_dir>/Fig7_forgery.png
                                 # (--band isonet_weighted: my_camera/'s images carry EXIF ISOs)
+    python Fig7.py --pic_path questioned.jpg --profile my_camera_profile/
+                                # the photo examined against its camera's profile (adapt_camera.py --out):
+                                # ISO reading and interval against EXIF, ISO map and splice scores, PCE
+                                # and forgery map -> <out_dir>/Fig7_examination.png and .json
 
 Exit code: 0 done, 1 an input failed (unreadable probe, fingerprint images left out), 2 bad arguments.
 """
@@ -74,6 +78,8 @@ def check_prnu_args(args: argparse.Namespace) -> list[Path]:
         cli.fail(f"--scenario_folds {args.scenario_folds}: between 1 and {len(camera_noise.BUNDLED_PHOTOS)}")
     if args.fingerprint_dir is None:
         return []
+    if args.profile or args.profiles:
+        cli.fail("--fingerprint_dir and a camera profile: the profile holds its camera's fingerprint; pass one")
     if not args.pic_path:
         cli.fail("--fingerprint_dir needs --pic_path, the probe to test against the fingerprint")
     if not Path(args.fingerprint_dir).is_dir():
@@ -118,6 +124,20 @@ def analyse_probe(args: argparse.Namespace, net: isonet.ISONet, path: Path, img,
     return 1 if report.failed else 0
 
 
+def examine_against_profile(args: argparse.Namespace, readers, path: Path) -> int:
+    """The questioned photo against its camera's profile: one report, Fig7_examination.png and .json."""
+    try:
+        img, exam = examination.examine(path, readers, args.band, args.false_alarm, args.stride, args.batch_size)
+    except isonet.ISONetError as e:
+        cli.fail(str(e), 1)
+    print("\n".join(examination.examination_lines(exam)))
+    out = Path(args.out_dir) / "Fig7_examination"
+    reports.write_json(out.with_suffix(".json"), examination.examination_json(exam))
+    examination.save_examination_figure(img, exam, out.with_suffix(".png"))
+    print(f"examination: {out}.png, {out}.json")
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     cli.add_inference_args(parser, "models/net_jpg.pth", "the (JPEG) image to estimate, and the PRNU probe")
@@ -125,14 +145,16 @@ def main() -> int:
     args = parser.parse_args()
     net = cli.setup_inference(args)
     fingerprint_images = check_prnu_args(args)
+    readers = cli.setup_readers(args, net)
     demo = cli.demo_if_no_pic(
         args, lambda out: demos.write_demo(out, 800, jpeg_quality=90, camera_processing=True))
-    path, img, result, record = cli.map_one_image(args, net)
+    path, img, result, record = cli.map_one_image(args, readers)
     out = Path(args.out_dir) / "Fig7.png"
     reports.save_map_figure(img, result, out, title=f"{path.name} ({reports.model_label(args.model_path)})")
     print(f"Estimated ISO metric: {result.global_metric:.3f} (ISO {result.global_iso:.0f}, "
-          f"nearest full stop {record['nearest_iso']}, IQR {result.iqr:.2f} stops)")
-    if record["exif_iso"] is not None:
+          f"nearest full stop {record['nearest_iso']}, IQR {result.iqr:.2f} stops{reports.interval_text(record)})"
+          + (f", read with the camera profile {record['reader']}" if record["reader"] else ""))
+    if record["exif_iso"] is not None and record["iso_metric_interval"] is None:
         print(f"EXIF ISO: {record['exif_iso']} (metric {isonet.iso_to_metric(record['exif_iso']):.3f})")
     for warning in reports.reading_warnings(record):
         print(warning)
@@ -143,6 +165,9 @@ def main() -> int:
         report_scenario(args, net)
     if fingerprint_images:
         return analyse_probe(args, net, path, img, fingerprint_images)
+    profile = readers.profile_for(path)
+    if profile is not None and not demo:
+        return examine_against_profile(args, dataclasses.replace(readers, profile=profile), path)
     return 0
 
 

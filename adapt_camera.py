@@ -33,10 +33,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
+import camera_profile
 import cli
 import dataset
 import image_io
 import isonet
+import metrics
+import prnu
 import reports
 from main_train import MEMORY_FORMAT, bare_state_dict, save_atomically
 
@@ -51,10 +54,9 @@ FINETUNE_EPOCHS = 3
 FINETUNE_LR = 3e-4
 
 
-def photo_patches(path: Path, limit: int, rng: np.random.Generator) -> np.ndarray:
-    """Up to `limit` non-overlapping 64x64 patches of a photo, as the map reads them (Nx3x64x64
-    uint8, or uint16 from a 16-bit file)."""
-    img = dataset.load_image(path, gray=False)
+def photo_patches(img: np.ndarray, limit: int, rng: np.random.Generator) -> np.ndarray:
+    """Up to `limit` non-overlapping 64x64 patches of a decoded photo, as the map reads them
+    (Nx3x64x64 uint8, or uint16 from a 16-bit file)."""
     patches, _ = dataset.cut_patches(img, isonet.PATCH, limit, rng)
     return patches
 
@@ -258,12 +260,155 @@ def choose_column(mae: dict[str, float], method: str) -> str:
     return min(candidates, key=mae.__getitem__)
 
 
+@dataclass
+class Photo:
+    """One of the camera's photos, as adaptation and a profile use it."""
+
+    path: Path
+    metric: float  # its true ISO metric
+    patches: np.ndarray
+    features: np.ndarray  # the starting network's trunk features of the patches
+    exif_iso: int | None
+    camera: str | None  # EXIF make and model
+    statistic: float | None = None  # camera_profile.noise_statistic, for a profile
+    observation: prnu.Observation | None = None  # its PRNU view in the sensor's order, for a profile
+
+
+def read_photo(path: Path, net: isonet.ISONet, limit: int, rng: np.random.Generator, profile: bool) -> Photo:
+    """Decode `path` once (in the sensor's order for a profile: its PRNU needs it, and noise does not
+    care) and take from it what adaptation needs, and a profile's noise statistic and PRNU view;
+    ISONetError naming the file when it is unreadable or has no ISO."""
+    img = image_io.decode_image_file(path, sensor_order=profile)
+    exif_iso = image_io.read_exif_iso(path)
+    iso = exif_iso or dataset.iso_of_folder_name(path.parent.name)
+    if not iso:
+        raise isonet.ISONetError(f"{path}: no EXIF ISO and no ISO folder (e.g. 800/)")
+    patches = photo_patches(img, limit, rng)
+    photo = Photo(path, float(isonet.iso_to_metric(iso)), patches, trunk_features(net, patches), exif_iso,
+                  image_io.read_exif_camera(path)[0])
+    if profile:
+        photo.statistic = camera_profile.noise_statistic(img)
+        photo.observation = prnu.observe(img)
+    return photo
+
+
+def held_out_fit(x: np.ndarray, y: np.ndarray, groups: np.ndarray) -> np.ndarray:
+    """Each photo's value of the least-squares line (plane) of y on the columns of x, fitted without
+    its group."""
+    design = np.column_stack([np.ones(len(y)), x])
+    estimates = np.empty(len(y))
+    for g in np.unique(groups):
+        inside = groups == g
+        coef = np.linalg.lstsq(design[~inside], y[~inside], rcond=None)[0]
+        estimates[inside] = design[inside] @ coef
+    return estimates
+
+
+def profile_readers(truths: np.ndarray, network: np.ndarray, statistics: np.ndarray, groups: np.ndarray,
+                    clamp: tuple[float, float]) -> dict[str, tuple[np.ndarray, tuple[float, ...]]]:
+    """For each reader a profile may hold (camera_profile.READERS): each photo's estimate by that
+    reader fitted without its group, held in `clamp`, and its coefficients fitted on every photo.
+    `network` holds the adapted network's held-out estimates: what it reads of a photo it never saw."""
+    inputs = {"statistic": statistics[:, None], "combined": np.column_stack([network, statistics])}
+    out = {"network": (np.clip(network, *clamp), ())}
+    for kind, x in inputs.items():
+        coef = np.linalg.lstsq(np.column_stack([np.ones(len(truths)), x]), truths, rcond=None)[0]
+        out[kind] = (np.clip(held_out_fit(x, truths, groups), *clamp), tuple(float(c) for c in coef))
+    return out
+
+
+def held_out_coverage(residuals: np.ndarray, level: float) -> float:
+    """The share of photos whose truth lies in the interval the other photos' residuals give."""
+    covered = []
+    for k, residual in enumerate(residuals):
+        low, high = metrics.conformal_offsets(np.delete(residuals, k), level)
+        covered.append(low <= residual <= high)
+    return float(np.mean(covered))
+
+
+def profile_prnu(photos: list[Photo], readings: np.ndarray, block: int,
+                 stride: int) -> tuple[prnu.CameraPrnu | None, list[Photo], str]:
+    """The camera's PRNU from the photos of its sensor's size (the size most of them have, either way
+    round; each photo's reading is the profile reader's held-out one, what a probe's will be like),
+    the photos it used, and a note where it could not be built."""
+    sizes = [tuple(sorted(p.observation.shape)) for p in photos]
+    size = max(set(sizes), key=sizes.count)
+    chosen = [(p, r) for p, r, s in zip(photos, readings, sizes) if s == size]
+    images = [prnu.CameraImage(p.path, p.observation, p.exif_iso, float(r)) for p, r in chosen]
+    images, misaligned = prnu.align_camera_images(images)
+    for line in misaligned:
+        print(f"left out of the fingerprint: {line}", file=sys.stderr)
+    if len(images) < 2:
+        return None, [], f"fewer than two photos of one size ({size[1]}x{size[0]})"
+    used = {image.path for image in images}
+    return prnu.camera_prnu(images, block, stride), [p for p, _ in chosen if p.path in used], ""
+
+
+def majority(values: list[str | None]) -> str | None:
+    named = [v for v in values if v]
+    return max(set(named), key=named.count) if named else None
+
+
+def build_profile(args: argparse.Namespace, photos: list[Photo], groups: np.ndarray, network_estimates: np.ndarray,
+                  network_state: dict, network_name: str, mae: dict[str, float], constant_mae: float) -> dict:
+    """Choose the profile's reader by the photos' held-out errors, fit its interval on them, build
+    the camera's PRNU, and write the profile folder (camera_profile.save_profile); returns its summary."""
+    truths = np.array([p.metric for p in photos])
+    clamp = (float(truths.min() - camera_profile.CLAMP_STOPS), float(truths.max() + camera_profile.CLAMP_STOPS))
+    candidates = profile_readers(truths, network_estimates, np.array([p.statistic for p in photos]), groups, clamp)
+    reader_mae = {kind: float(np.abs(estimates - truths).mean()) for kind, (estimates, _) in candidates.items()}
+    kind = min(reader_mae, key=reader_mae.get)  # the network wins a tie: listed first
+    estimates, coefficients = candidates[kind]
+    residuals = truths - estimates
+    camera_prnu, fingerprint_photos, note = profile_prnu(photos, estimates, args.block, args.block_stride)
+    camera = args.camera or majority([p.camera for p in photos])
+    if camera is None:
+        cli.fail("the photos name no camera in their EXIF: give the profile's camera with --camera")
+    summary = {
+        "camera": camera,
+        "photos": [{"file": str(p.path), "exif_iso": p.exif_iso, "metric": p.metric, "camera": p.camera}
+                   for p in photos],
+        "iso_range": [float(isonet.metric_to_iso(truths.min())), float(isonet.metric_to_iso(truths.max()))],
+        "reader": {"kind": kind, "coefficients": list(coefficients), "clamp": list(clamp),
+                   "network": network_name if kind != "statistic" else None},
+        "held_out": {"leave_out": args.leave_out, "estimates": estimates.tolist(), "truths": truths.tolist(),
+                     "residuals": residuals.tolist()},
+        "mae": {"readers": reader_mae, "network candidates": mae, "constant guess": constant_mae},
+        "interval_level": metrics.INTERVAL_LEVEL,
+        "interval_offsets": list(metrics.conformal_offsets(residuals)),
+        "interval_held_out_coverage": held_out_coverage(residuals, metrics.INTERVAL_LEVEL),
+        "prnu": None if camera_prnu is None else {
+            "photos": [str(p.path) for p in fingerprint_photos], "channels": "luma",
+            "height": int(camera_prnu.fingerprint.shape[0]), "width": int(camera_prnu.fingerprint.shape[1])},
+        "prnu_note": note,
+        "init_from": str(args.init_from),
+    }
+    camera_profile.save_profile(args.out, summary, network_state if kind != "statistic" else None, camera_prnu)
+    return summary
+
+
+def profile_lines(summary: dict) -> list[str]:
+    mae, kind = summary["mae"]["readers"], summary["reader"]["kind"]
+    low, high = summary["interval_offsets"]
+    fingerprint = summary["prnu"]
+    return ["profile readers, MAE on held-out photos: " + ", ".join(f"{k} {v:.2f}" for k, v in mae.items())
+            + f" stops; chose {kind}",
+            f"{summary['interval_level']:.0%} interval: reading {low:+.2f} to {high:+.2f} stops; it covers "
+            f"{summary['interval_held_out_coverage']:.0%} of the photos, each judged by the others' residuals",
+            "PRNU fingerprint: " + (f"{len(fingerprint['photos'])} photos of {fingerprint['width']}x"
+                                    f"{fingerprint['height']}" if fingerprint else f"none: {summary['prnu_note']}")]
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--photos", required=True, nargs="+",
                    help="the camera's photos: files and/or folders (with their ISO-named subfolders: DIR/800/); "
                         "the ISO from EXIF, else from an ISO folder name")
-    p.add_argument("--out", required=True, help="the adapted model to write (.pth)")
+    p.add_argument("--out", required=True,
+                   help="what to write: a camera profile folder (any name not ending .pth: the reader, its interval, "
+                        "the PRNU fingerprint and predictors; --profile DIR reads with it), or an adapted model "
+                        "(NAME.pth) alone")
+    p.add_argument("--camera", help="the profile's camera, as EXIF names it (default: the photos' EXIF make and model)")
     p.add_argument("--init_from", default=str(isonet.PROJECT / "models" / "net_jpg.pth"),
                    help="starting weights (default: the shipped models/net_jpg.pth)")
     p.add_argument("--patches_per_photo", type=int, default=300, help="random patches read from each photo")
@@ -280,68 +425,71 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--leave_out", choices=["photo", "folder"], default="photo",
                    help="what each honest fit leaves out: the photo (default), or its whole folder, for "
                         "series that shoot one scene at every ISO (the scene's other photos would flatter it)")
+    p.add_argument("--block", type=int, default=prnu.BLOCK, help="a profile's PRNU forgery-map blocks (default 128)")
+    p.add_argument("--block_stride", type=int, default=prnu.BLOCK // 2, help="their step (default 64)")
     p.add_argument("--seed", type=int, default=0)
     cli.add_device_arg(p)
     args = p.parse_args(argv)
-    for flag, least in {"patches_per_photo": 1, "epochs": 1, "folds": 2}.items():
+    for flag, least in {"patches_per_photo": 1, "epochs": 1, "folds": 2, "block": 16, "block_stride": 1}.items():
         if getattr(args, flag) < least:
             cli.fail(f"--{flag} {getattr(args, flag)}: must be at least {least}")
+    as_profile = Path(args.out).suffix.lower() != ".pth"
+    if as_profile and Path(args.out).exists() and not (Path(args.out) / camera_profile.PROFILE_FILE).is_file() \
+            and (not Path(args.out).is_dir() or any(Path(args.out).iterdir())):
+        cli.fail(f"{args.out}: exists and is not a camera profile (a profile folder is new, empty, or a profile)")
     try:
         net = isonet.load_model(args.init_from, isonet.resolve_device(args.device))
     except isonet.ISONetError as e:
         cli.fail(str(e))
     net = net.to(memory_format=MEMORY_FORMAT).eval()
     rng = np.random.default_rng(args.seed)
-    paths, patches, features, metrics, failed = [], [], [], [], 0
+    photos, failed = [], 0
     for path in reports.progress(camera_photos(args.photos), desc="reading photos"):
         try:
-            cut = photo_patches(path, args.patches_per_photo, rng)  # a missing or bad file says so first
-            iso = image_io.read_exif_iso(path) or dataset.iso_of_folder_name(path.parent.name)
-            if not iso:
-                raise isonet.ISONetError(f"{path}: no EXIF ISO and no ISO folder (e.g. 800/)")
-            features.append(trunk_features(net, cut))
+            photos.append(read_photo(path, net, args.patches_per_photo, rng, as_profile))
         except isonet.ISONetError as e:
             print(f"skipped: {e}", file=sys.stderr)
             failed += 1
-            continue
-        paths.append(path)
-        patches.append(cut)
-        metrics.append(float(isonet.iso_to_metric(iso)))
-    if len(paths) < max(args.min_photos, 3):
-        cli.fail(f"{len(paths)} usable photo(s): adaptation needs at least {max(args.min_photos, 3)}")
+    if len(photos) < max(args.min_photos, 3):
+        cli.fail(f"{len(photos)} usable photo(s): adaptation needs at least {max(args.min_photos, 3)}")
+    paths = [p.path for p in photos]
     groups = np.array([str(p.parent) for p in paths] if args.leave_out == "folder" else [str(p) for p in paths])
     if len(set(groups)) < 2:
         cli.fail("--leave_out folder: the photos lie in one folder; give each series a folder of its own")
     prior = head_affine(net)
-    photos = [PhotoFit.of(f, m) for f, m in zip(features, metrics)]
-    metrics = np.array(metrics)
+    fits = [PhotoFit.of(p.features, p.metric) for p in photos]
+    patches = [p.patches for p in photos]
+    truths = np.array([p.metric for p in photos])
     held_out = "leave-one-out" if args.leave_out == "photo" else "leave-folder-out"
-    columns = {"before": np.array([photo_estimate(prior, p) for p in photos])}
+    columns = {"before": np.array([photo_estimate(prior, f) for f in fits])}
     if args.method in ("auto", "head"):
-        columns[f"head ({held_out})"] = held_out_estimates(photos, prior, groups)
+        columns[f"head ({held_out})"] = held_out_estimates(fits, prior, groups)
     if args.method in ("auto", "finetune"):
         folds = held_out if len(set(groups)) <= args.folds else f"{args.folds}-fold"
-        columns[f"fine-tune ({folds})"] = finetune_held_out(net, patches, metrics, groups, args.folds, args.epochs,
+        columns[f"fine-tune ({folds})"] = finetune_held_out(net, patches, truths, groups, args.folds, args.epochs,
                                                              args.lr, args.seed)
-    mae = {name: float(np.abs(values - metrics).mean()) for name, values in columns.items()}
-    constant_mae = float(np.abs(constant_held_out(metrics, groups) - metrics).mean())
+    mae = {name: float(np.abs(values - truths).mean()) for name, values in columns.items()}
+    constant_mae = float(np.abs(constant_held_out(truths, groups) - truths).mean())
     chosen = choose_column(mae, args.method)
     if chosen == "before":
         state = bare_state_dict(net)
         how = "no adaptation read the held-out photos better, so its weights are written unchanged"
     elif chosen.startswith("head"):
-        method = choose_method(photos, prior, groups)
-        state = adapted_state_dict(net, fit(photos, prior, method))
+        method = choose_method(fits, prior, groups)
+        state = adapted_state_dict(net, fit(fits, prior, method))
         how = "calibration" if method == "affine" else f"head refit, ridge {method:g}"
     else:
-        state = bare_state_dict(finetune(net, patches, list(metrics), args.epochs, args.lr, args.seed))
+        state = bare_state_dict(finetune(net, patches, list(truths), args.epochs, args.lr, args.seed))
         how = f"whole network fine-tuned, {args.epochs} epoch(s) from lr {args.lr:g}"
-    save_atomically(state, Path(args.out))
+    if as_profile:
+        summary = build_profile(args, photos, groups, columns[chosen], state, chosen, mae, constant_mae)
+    else:
+        save_atomically(state, Path(args.out))
     print(f"{'photo':<40} {'EXIF ISO':>8} " + " ".join(f"{name:>26}" for name in columns))
-    for k, (path, truth) in enumerate(zip(paths, metrics)):
+    for k, (path, truth) in enumerate(zip(paths, truths)):
         print(f"{path.name[-40:]:<40} {isonet.metric_to_iso(truth):>8.0f} "
               + " ".join(f"{isonet.metric_to_iso(values[k]):>26.0f}" for values in columns.values()))
-    low, high = isonet.metric_to_iso(metrics.min()), isonet.metric_to_iso(metrics.max())
+    low, high = isonet.metric_to_iso(truths.min()), isonet.metric_to_iso(truths.max())
     print(f"{len(paths)} photos, ISO {low:.0f}-{high:.0f}: "
           + ", ".join(f"MAE {name} {value:.2f} stops" for name, value in mae.items())
           + f"; a constant guess (the other photos' median ISO) {constant_mae:.2f}")
@@ -352,9 +500,12 @@ def main(argv: list[str] | None = None) -> int:
         if mae[chosen] > mae["before"]:
             print(f"warning: the held-out photos were read better before adapting ({mae['before']:.2f} against "
                   f"{mae[chosen]:.2f} stops); --method auto keeps the starting model in that case")
-    if mae[chosen] >= constant_mae:
+    best = min(summary["mae"]["readers"].values()) if as_profile else mae[chosen]
+    if as_profile:
+        print("\n".join(profile_lines(summary)))
+    if best >= constant_mae:
         print(f"warning: a constant guess reads the held-out photos as well ({constant_mae:.2f} against "
-              f"{mae[chosen]:.2f} stops): their ISOs are too alike to show that the model reads the ISO; "
+              f"{best:.2f} stops): their ISOs are too alike to show that the model reads the ISO; "
               "add photos taken at other ISOs")
     return 1 if failed else 0
 

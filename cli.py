@@ -14,6 +14,7 @@ from typing import NoReturn
 
 import numpy as np
 
+from camera_profile import Readers, load_profile, profile_folders
 from isonet import (
     DENSE_STEP,
     PATCH,
@@ -27,6 +28,7 @@ from isonet import (
     metric_to_iso,
     resolve_device,
 )
+from metrics import IntervalTable
 from reports import analyse_image
 
 
@@ -78,6 +80,47 @@ def add_inference_args(parser: argparse.ArgumentParser, model_default: str, pic_
                              "on real photos the global estimate moves by 0.004 stop (median; at most 0.06), "
                              "patch values by up to a few tenths")
     parser.add_argument("--show", action="store_true", help="also open the figures in windows")
+    trust = parser.add_argument_group("camera profiles and intervals")
+    trust.add_argument("--profile", metavar="DIR",
+                       help="a camera profile (adapt_camera.py --out DIR): its reader reads every image, with the "
+                            "interval its held-out photos give")
+    trust.add_argument("--profiles", metavar="DIR",
+                       help="a folder of camera profiles: each image is read by the profile of its EXIF camera, "
+                            "where one matches (it says which), else by --model_path")
+    trust.add_argument("--intervals", metavar="PATH",
+                       help="the model's interval table (default: MODEL.intervals.json beside --model_path, "
+                            "where there is one; evaluate.py --fit_intervals writes one)")
+
+
+def setup_readers(args: argparse.Namespace, net: ISONet) -> Readers:
+    """What reads each image (camera_profile.Readers): --profile, --profiles and the model with its
+    interval table; or exit with one line."""
+    if args.profile and args.profiles:
+        fail("--profile and --profiles: pass one of them")
+    if (args.profile or args.profiles) and getattr(args, "calibration", None):
+        fail("--calibration calibrates --model_path; a camera profile brings its own reading: pass one of them")
+    table_path = Path(args.intervals) if args.intervals else Path(args.model_path).with_suffix(".intervals.json")
+    table = None
+    if args.intervals or table_path.is_file():
+        try:
+            table = IntervalTable.load(table_path)
+            table.check_model(net, table_path)
+        except ISONetError as e:
+            if args.intervals:
+                fail(str(e))
+            print(f"note: {e}; readings get no interval", file=sys.stderr)
+            table = None
+    device = next(net.parameters()).device
+    try:
+        profile = load_profile(args.profile, device, args.precision) if args.profile else None
+        profiles = {found.camera: found for found in (load_profile(folder, device, args.precision)
+                                                      for folder in (profile_folders(args.profiles)
+                                                                     if args.profiles else []))}
+    except ISONetError as e:
+        fail(str(e))
+    if args.profiles and not profiles:
+        fail(f"{args.profiles}: no camera profile in it (adapt_camera.py --out DIR builds one)")
+    return Readers(net, table, table_path if table else None, profile, profiles)
 
 
 def setup_inference(args: argparse.Namespace, model_path: str | None = None) -> ISONet:
@@ -94,11 +137,11 @@ def setup_inference(args: argparse.Namespace, model_path: str | None = None) -> 
         fail(str(e))
 
 
-def map_one_image(args: argparse.Namespace, net: ISONet) -> tuple[Path, np.ndarray, IsoMap, dict]:
+def map_one_image(args: argparse.Namespace, readers: Readers) -> tuple[Path, np.ndarray, IsoMap, dict]:
     """Fig4/Fig7: map the one --pic_path, or exit with one line."""
     path = _single_pic_path(args)
     try:
-        return (path, *analyse_image(net, path, args.stride, args.batch_size))
+        return (path, *analyse_image(readers, path, args.stride, args.batch_size))
     except ISONetError as e:
         fail(str(e), 1)
 

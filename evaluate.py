@@ -17,6 +17,7 @@ scored, 1 some could not be read or labelled (listed on stderr and in report.jso
 scored) or none could, 2 bad arguments or no images.
 """
 import argparse
+import os
 import sys
 from collections import Counter
 from pathlib import Path
@@ -34,11 +35,18 @@ import real_photos
 import reports
 
 
-def labelled_images(data: str, label_from: str) -> list[tuple[Path, int | None]]:
-    root = Path(data)
-    if label_from == "folder" and (root / "Test").is_dir():
-        root = root / "Test"
-    return dataset.find_labelled_images(root, None, label_from)
+def labelled_images(data: list[str], label_from: str) -> list[tuple[Path, int | None]]:
+    """The labelled images of every --data folder (DIR/<ISO>/*, DIR/Test/<ISO>/*, or flat with EXIF)."""
+    found = []
+    for folder in map(Path, data):
+        root = folder / "Test" if label_from == "folder" and (folder / "Test").is_dir() else folder
+        found += dataset.find_labelled_images(root, None, label_from)
+    return found
+
+
+def cameras_of(paths: list[Path], data: list[str]) -> list[str]:
+    """Each photo's camera: from its photo set's manifest, else EXIF (real_photos.cameras_of)."""
+    return real_photos.cameras_of(paths, os.path.commonpath([str(Path(d).resolve()) for d in data]))
 
 
 def print_model_table(model_reports: dict[str, dict], title: str) -> None:
@@ -115,29 +123,32 @@ def evaluate_labelled(args: argparse.Namespace, nets: dict[str, isonet.ISONet]) 
         labelled = labelled_images(args.data, args.label_from)
     except isonet.ISONetError as e:
         cli.fail(str(e))
-    scored, skipped = metrics.score_images(nets, labelled, args.stride, args.batch_size, reports.progress)
+    scored, skipped = metrics.score_images(nets, labelled, args.stride, args.batch_size, reports.progress,
+                                           resave=bool(args.fit_intervals))
     for path, reason in skipped:
         print(f"skipped: {path}: {reason}", file=sys.stderr)
     if not scored:
-        cli.fail(f"{args.data}: no labelled image could be read ({len(skipped)} skipped)", 1)
+        cli.fail(f"{' '.join(args.data)}: no labelled image could be read ({len(skipped)} skipped)", 1)
     names = list(nets)
-    cameras = real_photos.cameras_of([s.file for s in scored], args.data)
+    cameras = cameras_of([s.file for s in scored], args.data)
     model_reports = {name: metrics.model_report(scored, name, cameras) for name in names}
     out_dir = Path(args.out_dir)
 
     rows = []
     for s, camera in zip(scored, cameras):
-        row = {"file": str(s.file), "camera": camera, "true_iso": s.true_iso, "true_metric": s.true_metric,
-               "clipped_share": s.clipped_share}
+        row = {"file": str(s.file), "camera": camera, "kind": s.kind, "true_iso": s.true_iso,
+               "true_metric": s.true_metric, "clipped_share": s.clipped_share}
         for k, name in enumerate(names):
             tag = "" if k == 0 else "compare_"
             row |= {f"{tag}estimated_metric": s.estimate[name],
                     f"{tag}estimated_iso": isonet.metric_to_iso(s.estimate[name]),
                     f"{tag}error_stops": s.estimate[name] - s.true_metric}
+            if s.resaved_estimate:
+                row[f"{tag}resaved_metric"] = s.resaved_estimate[name]
         rows.append(row)
     if args.calibrate and len(scored) < args.folds:
-        cli.fail(f"{args.data}: --calibrate with --folds {args.folds} needs at least {args.folds} labelled images "
-                    f"({len(scored)} read)")
+        cli.fail(f"{' '.join(args.data)}: --calibrate with --folds {args.folds} needs at least {args.folds} "
+                 f"labelled images ({len(scored)} read)")
     if args.calibrate:
         estimated = np.array([s.estimate[names[0]] for s in scored])
         true = np.array([s.true_metric for s in scored])
@@ -163,11 +174,34 @@ def evaluate_labelled(args: argparse.Namespace, nets: dict[str, isonet.ISONet]) 
     if len(set(cameras)) > 1:
         print_per_camera(model_reports)
     print_clipped(scored, cameras)
+    if args.fit_intervals:
+        write_intervals(args, nets, scored, cameras)
     if args.calibrate:
         print(f"\ncalibration of {names[0]} fitted on all {len(scored)} images: {out_dir / 'calibration.json'} "
               f"(apply with test_model.py --calibration); its figures above are {args.folds}-fold cross-validated")
     print(f"outputs in {out_dir}/")
     return 1 if skipped else 0
+
+
+def write_intervals(args: argparse.Namespace, nets: dict[str, isonet.ISONet], scored: list[metrics.ScoredImage],
+                    cameras: list[str]) -> None:
+    """The --model_path's interval table, fitted on these photos per file kind (metrics.interval_pools),
+    written to --fit_intervals; and how it fares on each camera left out of the fit."""
+    name = args.model_path
+    table = metrics.fit_interval_table(scored, cameras, name, isonet.weights_fingerprint(nets[name]))
+    table.summary["data"] = args.data
+    table.save(args.fit_intervals)
+    print(f"\n{table.level:.0%} intervals of the true ISO metric around {name}'s reading, per file kind, and "
+          "their coverage of each camera's photos when that camera is left out of the fit (leave-camera-out)")
+    print(f"{'kind':<34} {'photos':>6} {'cameras':>7} {'interval (stops)':>22} {'coverage':>8} {'camera mean':>11} "
+          f"{'lowest':>6} {'median width':>12}")
+    for kind, rows in table.kinds.items():
+        fit = table.summary["kinds"][kind]
+        offsets = "; ".join(f"[{low:+.2f}, {high:+.2f}]" for _, low, high in rows)
+        print(f"{image_io.FILE_KIND_NAMES[kind]:<34} {fit['photos']:>6} {fit['cameras']:>7} {offsets:>22} "
+              f"{fit['coverage']:>8.0%} {fit['camera_mean_coverage']:>11.0%} {fit['lowest_camera_coverage']:>6.0%} "
+              f"{fit['median_width']:>12.2f}")
+    print(f"interval table: {args.fit_intervals}")
 
 
 def make_splices(args: argparse.Namespace) -> tuple[list[forgeries.Splice], list[str]]:
@@ -177,7 +211,7 @@ def make_splices(args: argparse.Namespace) -> tuple[list[forgeries.Splice], list
     rng = np.random.default_rng(args.seed)
     if args.data:
         labelled = [(p, iso) for p, iso in labelled_images(args.data, args.label_from) if iso]
-        cameras = real_photos.cameras_of([p for p, _ in labelled], args.data)
+        cameras = cameras_of([p for p, _ in labelled], args.data)
         return forgeries.real_splices([(p, iso, c) for (p, iso), c in zip(labelled, cameras)], args.splice, rng)
     cameras = camera_noise.load_noise_profiles(args.noise_profiles).select(args.camera)
     _, held_out = camera_noise.split_train_test(camera_noise.clean_images(args.clean_dir))
@@ -205,7 +239,7 @@ def evaluate_splices(args: argparse.Namespace, nets: dict[str, isonet.ISONet]) -
             rows += [{"splice": k, "gap_stops": splice.gap, "camera": splice.camera, "model": name, "stride": stride,
                       **metrics.splice_quality(score, stride, splice.mask)} for name, score in scores.items()]
     table = []
-    kind = f"real splices ({args.data})" if args.data else "rendered splices"
+    kind = f"real splices ({' '.join(args.data)})" if args.data else "rendered splices"
     print(f"\n{len(splices)} {kind}: pixel AUC and best F1 of |patch value - image median| "
           f"('+ sigma': a model's and the noise sigma's, each in units of its map's median distance, added)")
     print(f"{'model':<28} {'stride':>6} {'gap':>4} {'n':>4} {'AUC':>6} {'F1':>6}")
@@ -257,7 +291,7 @@ def evaluate_noise_statistics(args: argparse.Namespace) -> int:
             skipped += 1
     isos = sorted(iso for iso in real if camera_noise.DEFAULT_ISOS[0] <= iso <= camera_noise.DEFAULT_ISOS[-1])
     if not isos:
-        cli.fail(f"{args.data}: no readable photo between ISO 100 and 6400", 1 if skipped else 2)
+        cli.fail(f"{' '.join(args.data)}: no readable photo between ISO 100 and 6400", 1 if skipped else 2)
     rng = np.random.default_rng(args.seed)
     sets = {"real": real, "renders, plain": metrics.rendered_noise_statistics(sources, cameras, isos, rng, False),
             "renders, camera ISP": metrics.rendered_noise_statistics(sources, cameras, isos, rng, True)}
@@ -290,7 +324,7 @@ def evaluate_noise_statistics(args: argparse.Namespace) -> int:
         ax.set_title(key.replace("_", " "))
         ax.set_yscale("log")
     axes[0].legend()
-    fig.suptitle(f"flattest 10% of 32x32 blocks: real photos ({args.data}) vs renders")
+    fig.suptitle(f"flattest 10% of 32x32 blocks: real photos ({' '.join(args.data)}) vs renders")
     reports.save_figure(fig, out_dir / "noise_statistics.png")
     print(f"outputs in {out_dir}/")
     return 1 if skipped else 0
@@ -299,13 +333,17 @@ def evaluate_noise_statistics(args: argparse.Namespace) -> int:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     cli.add_inference_args(parser, "models/net_tif.pth", None, out_dir="results/evaluate")
-    parser.add_argument("--data", help="labelled photos: DIR/<ISO>/*, DIR/Test/<ISO>/*, or a flat folder with "
-                                        "--label_from exif")
+    parser.add_argument("--data", nargs="+", help="labelled photos, one or more folders: DIR/<ISO>/*, "
+                                                   "DIR/Test/<ISO>/*, or flat folders with --label_from exif")
     parser.add_argument("--label_from", choices=["folder", "exif"], default="folder")
     parser.add_argument("--compare", help="a second model scored on the same images")
     parser.add_argument("--calibrate", action="store_true",
                         help="fit a monotone estimated->true mapping, save calibration.json, report it cross-validated")
     parser.add_argument("--folds", type=int, default=5, help="cross-validation folds for --calibrate")
+    parser.add_argument("--fit_intervals", metavar="PATH",
+                        help="fit the model's interval table on the --data photos of held-out cameras (each also read "
+                             "re-saved as an editor saves it) and write it to PATH: models/net_jpg.intervals.json "
+                             "beside models/net_jpg.pth is what test_model.py applies")
     parser.add_argument("--splice", type=int, metavar="N",
                         help="score splice localisation on N splices: rendered from held-out sources, or with --data "
                              "made of real photos (a region of one pasted into another of its camera 1-4 stops apart)")

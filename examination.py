@@ -8,29 +8,18 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 import image_io
 import isonet
+import prnu
 import reports
 from isonet import ISONetError
-from prnu import (
-    BLOCK,
-    FALSE_ALARM,
-    PCE_THRESHOLD,
-    CameraImage,
-    CorrelationPredictor,
-    Pce,
-    WeightedPredictor,
-    align_camera_images,
-    best_turn,
-    camera_prnu,
-    describe_turn,
-    measure_blocks,
-    observe,
-    turned,
-)
+
+if TYPE_CHECKING:
+    from camera_profile import Readers
 
 # ---------------------------------------------------------------------------------------------
 # A camera's photos: its fingerprint and predictors, in the sensor's orientation; then one probe
@@ -40,7 +29,7 @@ NEEDS_EXIF = ("exif", "isonet_weighted")  # band choices that need every fingerp
 
 
 def read_camera_images(paths: Sequence[Path], size: tuple[int, int], net: isonet.ISONet | None, channels: str = "luma",
-                       exif_needed_by: str | None = None) -> tuple[list[CameraImage], list[str]]:
+                       exif_needed_by: str | None = None) -> tuple[list[prnu.CameraImage], list[str]]:
     """Each image read in the sensor's order (EXIF orientation undone: photos held either way line
     up), checked to be of `size` either way round, observed, and read by `net` if given; (the
     usable, one line per image left out). With `exif_needed_by` (a band choice), an image
@@ -57,7 +46,7 @@ def read_camera_images(paths: Sequence[Path], size: tuple[int, int], net: isonet
                 raise ISONetError(f"{path}: no EXIF ISO (--band {exif_needed_by} needs it in every fingerprint image; "
                                   "try --band isonet)")
             reading = None if net is None else isonet.global_metric(net, img)
-            usable.append(CameraImage(path, observe(img, channels), exif_iso, reading))
+            usable.append(prnu.CameraImage(path, prnu.observe(img, channels), exif_iso, reading))
         except ISONetError as e:
             failed.append(str(e))
     return usable, failed
@@ -69,14 +58,14 @@ class ProbeReport:
     used: list[Path]  # the fingerprint images
     failed: list[str]  # one line per image left out
     turned_in: list[Path]  # fingerprint images stored turned against the others, turned back
-    pce: Pce
+    pce: prnu.Pce
     turn: int  # quarter turns from the probe's pixels in the sensor's order to the fingerprint's orientation
-    pce_by_turn: dict[int, Pce]
+    pce_by_turn: dict[int, prnu.Pce]
     orientation: int  # the probe's EXIF orientation: how a viewer turns its pixels in the sensor's order
     isonet_metric: float
     exif_iso: int | None
     band: float | None  # the predictor's ISO band (metric), None: fitted on every band, or weighted
-    predictor: CorrelationPredictor | WeightedPredictor
+    predictor: prnu.CorrelationPredictor | prnu.WeightedPredictor
     rho: np.ndarray  # rows x cols, in the fingerprint's orientation
     predicted: np.ndarray
     forged: np.ndarray
@@ -87,7 +76,7 @@ class ProbeReport:
 
     @property
     def same_camera(self) -> bool:
-        return self.pce.value > PCE_THRESHOLD
+        return self.pce.value > prnu.PCE_THRESHOLD
 
     @property
     def view(self) -> int:
@@ -97,48 +86,68 @@ class ProbeReport:
                                              self.orientation)
 
 
-def analyse_probe(probe: str | os.PathLike, fingerprint_paths: Sequence[Path], net: isonet.ISONet,
-                  band_by: str = "isonet", block: int = BLOCK, stride: int = BLOCK // 2,
-                  false_alarm: float = FALSE_ALARM, channels: str = "luma") -> ProbeReport:
-    """Is `probe` from the camera the fingerprint images come from (PCE), and which of its blocks
-    lack that camera's PRNU? Everything is computed in the sensor's orientation, so photos held
-    either way share one fingerprint; the probe is tried in every quarter turn its size allows
-    (some phones store their photos turned upright). The predictors are fitted on the fingerprint
-    images themselves (each against the others' fingerprint), one per ISO band chosen by
-    `band_by`; the probe's band is chosen the same way. ISONetError naming the file when the probe
-    is unreadable or fewer than two fingerprint images are usable."""
-    probe = Path(probe)
-    img = image_io.read_image(probe, sensor_order=True)
+def folder_prnu(fingerprint_paths: Sequence[Path], shape: tuple[int, int], net: isonet.ISONet, band_by: str,
+                block: int, stride: int, channels: str) -> tuple[prnu.CameraPrnu, list[prnu.CameraImage], list[str]]:
+    """The PRNU of the camera whose images `fingerprint_paths` are (those of the probe's `shape`
+    either way round, in one orientation), with the images used and one line per image left out.
+    ISONetError naming the folder when fewer than two are usable."""
     reader = net if band_by.startswith("isonet") else None
-    images, failed = read_camera_images(fingerprint_paths, img.shape[:2], reader, channels,
+    images, failed = read_camera_images(fingerprint_paths, shape, reader, channels,
                                         band_by if band_by in NEEDS_EXIF else None)
-    images, misaligned = align_camera_images(images)
+    images, misaligned = prnu.align_camera_images(images)
     failed += misaligned
     if len(images) < 2:
         folder = Path(fingerprint_paths[0]).parent if fingerprint_paths else "--fingerprint_dir"
         first = f" (first left out: {failed[0]})" if failed else ""
         raise ISONetError(f"{folder}: {len(images)} usable fingerprint image(s) of the probe's size "
-                          f"{img.shape[1]}x{img.shape[0]}; at least 2 are needed{first}")
-    camera = camera_prnu(images, block, stride)
-    turn, tried = best_turn(observe(img, channels), camera.fingerprint)
-    obs = turned(observe(img, channels), turn)
-    metric = isonet.global_metric(net, img)
+                          f"{shape[1]}x{shape[0]}; at least 2 are needed{first}")
+    return prnu.camera_prnu(images, block, stride), images, failed
+
+
+def judge_probe(probe: Path, img: np.ndarray, camera: prnu.CameraPrnu, reading: float, band_by: str,
+                false_alarm: float = prnu.FALSE_ALARM, channels: str = "luma", used: Sequence[Path] = (),
+                failed: Sequence[str] = (), turned_in: Sequence[Path] = ()) -> ProbeReport:
+    """`probe` (its pixels `img` in the sensor's order) against a camera's PRNU: tried in every
+    quarter turn its size allows (some phones store their photos turned upright), its PCE, and its
+    forgery map by the predictor `band_by` picks for its ISO `reading`. `used`, `failed` and
+    `turned_in` say where the fingerprint came from, for the report."""
+    turn, tried = prnu.best_turn(prnu.observe(img, channels), camera.fingerprint)
+    obs = prnu.turned(prnu.observe(img, channels), turn)
     exif_iso = image_io.read_exif_iso(probe)
     if band_by == "exif" and exif_iso is None:
         raise ISONetError(f"{probe}: no EXIF ISO (--band exif needs it in the probe too; try --band isonet)")
-    predictor, band = camera.predictor(band_by, metric, exif_iso)
-    rho, features = measure_blocks(obs, camera.fingerprint, block, stride)
-    return ProbeReport(probe, [i.path for i in images], failed, [i.path for i in images if i.turn], tried[turn], turn,
-                       tried, image_io.read_orientation(probe), metric, exif_iso, band, predictor, rho,
-                       predictor.predict(features), predictor.forged(rho, features, false_alarm), obs.shape, block,
-                       stride, false_alarm)
+    try:
+        predictor, band = camera.predictor(band_by, reading, exif_iso)
+    except ValueError as e:
+        raise ISONetError(f"{probe}: {e}") from None
+    rho, features = prnu.measure_blocks(obs, camera.fingerprint, camera.block, camera.stride)
+    return ProbeReport(probe, list(used), list(failed), list(turned_in), tried[turn], turn, tried,
+                       image_io.read_orientation(probe), reading, exif_iso, band, predictor, rho,
+                       predictor.predict(features), predictor.forged(rho, features, false_alarm), obs.shape,
+                       camera.block, camera.stride, false_alarm)
+
+
+def analyse_probe(probe: str | os.PathLike, fingerprint_paths: Sequence[Path], net: isonet.ISONet,
+                  band_by: str = "isonet", block: int = prnu.BLOCK, stride: int = prnu.BLOCK // 2,
+                  false_alarm: float = prnu.FALSE_ALARM, channels: str = "luma") -> ProbeReport:
+    """Is `probe` from the camera the fingerprint images come from (PCE), and which of its blocks
+    lack that camera's PRNU? Everything is computed in the sensor's orientation, so photos held
+    either way share one fingerprint. The predictors are fitted on the fingerprint images
+    themselves (each against the others' fingerprint), one per ISO band chosen by `band_by`; the
+    probe's band is chosen the same way. ISONetError naming the file when the probe is unreadable
+    or fewer than two fingerprint images are usable."""
+    probe = Path(probe)
+    img = image_io.read_image(probe, sensor_order=True)
+    camera, images, failed = folder_prnu(fingerprint_paths, img.shape[:2], net, band_by, block, stride, channels)
+    return judge_probe(probe, img, camera, isonet.global_metric(net, img), band_by, false_alarm, channels,
+                       [i.path for i in images], failed, [i.path for i in images if i.turn])
 
 
 def probe_report_lines(report: ProbeReport) -> list[str]:
     decision = "same camera" if report.same_camera else "not this camera"
     band = ("one predictor for all bands" if report.band is None
             else f"ISO band {isonet.metric_to_iso(report.band):.0f} (metric {report.band:g})")
-    if isinstance(report.predictor, WeightedPredictor):
+    if isinstance(report.predictor, prnu.WeightedPredictor):
         band = "ISO bands weighted by how ISONet read the fingerprint images of each EXIF ISO: " + ", ".join(
             "all bands" if b is None else f"{isonet.metric_to_iso(b):.0f} {w:.0%}"
             for b, w, _ in report.predictor.parts)
@@ -148,47 +157,149 @@ def probe_report_lines(report: ProbeReport) -> list[str]:
                  if report.turned_in else "")
     orientation = (f"; its EXIF orientation {report.orientation} undone, as for every image"
                    if report.orientation != 1 else "")
-    tried = ", ".join(f"{describe_turn(t)} {p.value:.1f}" for t, p in report.pce_by_turn.items())
+    tried = ", ".join(f"{prnu.describe_turn(t)} {p.value:.1f}" for t, p in report.pce_by_turn.items())
     return [f"fingerprint: {len(report.used)} images of {report.probe.name}'s size, in the sensor's orientation"
             f"{turned_in}",
             f"PCE of {report.probe.name} against the fingerprint: {report.pce.value:.1f} -> {decision} "
-            f"(threshold {PCE_THRESHOLD:g})",
-            f"the probe matches the fingerprint {describe_turn(report.turn)}{orientation} (PCE tried: {tried})",
+            f"(threshold {prnu.PCE_THRESHOLD:g})",
+            f"the probe matches the fingerprint {prnu.describe_turn(report.turn)}{orientation} (PCE tried: {tried})",
             f"ISONet reads ISO {isonet.metric_to_iso(report.isonet_metric):.0f} (metric {report.isonet_metric:.2f})"
             f"{exif}; predictor: {band}, fitted on {report.predictor.samples} genuine blocks",
             f"forgery map: {forged} of {report.forged.size} {report.block}x{report.block} blocks (every "
             f"{report.stride} px) fall below their predicted correlation at {report.false_alarm:.0%} false alarm"]
 
 
-def save_forgery_figure(img: np.ndarray, report: ProbeReport, path: str | os.PathLike) -> None:
-    """The probe as a viewer shows it (`img`, image_io.read_image's) with its flagged blocks, and
-    each block's correlation minus its prediction; the maps, computed in the fingerprint's
-    orientation, are turned with the picture, each cell centred on its block."""
-    plt = reports.pyplot()
+def block_extent(report: ProbeReport) -> tuple[float, float, float, float]:
+    """matplotlib's extent of the report's block maps as a viewer shows the probe: the maps are
+    computed in the fingerprint's orientation and turned with the picture (report.view), each cell
+    centred on its block."""
     rows, cols = report.rho.shape
     left = report.block / 2 - report.stride / 2
     x0, x1, y0, y1 = image_io.orient_box((left, left + cols * report.stride, left, left + rows * report.stride),
                                          *report.frame, report.view)
-    extent = (x0, x1, y1, y0)
+    return x0, x1, y1, y0
 
-    def viewed(values: np.ndarray) -> np.ndarray:
-        return image_io.orient(values, report.view)
 
-    fig, axes = plt.subplots(1, 2, figsize=(16, 8 * img.shape[0] / img.shape[1] + 0.8))
-    for ax in axes:
-        reports.show_image(ax, isonet.to_unit_float(img), dim=0.5)
-        ax.set_xlim(0, img.shape[1])
-        ax.set_ylim(img.shape[0], 0)
-    overlay = np.zeros((rows, cols, 4), np.float32)
+def draw_forgery_map(ax, img: np.ndarray, report: ProbeReport) -> None:
+    """The probe as a viewer shows it (`img`), dimmed, with the blocks that lack the camera's PRNU in red."""
+    reports.show_image(ax, isonet.to_unit_float(img), dim=0.5)
+    overlay = np.zeros((*report.rho.shape, 4), np.float32)
     overlay[report.forged] = (1.0, 0.1, 0.1, 0.6)
-    axes[0].imshow(viewed(overlay), extent=extent, interpolation="nearest")
-    axes[0].set_title(f"blocks without the camera's PRNU ({report.false_alarm:.0%} false alarm): "
-                      f"{int(report.forged.sum())} of {report.forged.size}")
+    ax.imshow(image_io.orient(overlay, report.view), extent=block_extent(report), interpolation="nearest")
+    ax.set_xlim(0, img.shape[1])
+    ax.set_ylim(img.shape[0], 0)
+    ax.set_title(f"blocks without the camera's PRNU ({report.false_alarm:.0%} false alarm): "
+                 f"{int(report.forged.sum())} of {report.forged.size}; PCE {report.pce.value:.1f}", fontsize=10)
+
+
+def save_forgery_figure(img: np.ndarray, report: ProbeReport, path: str | os.PathLike) -> None:
+    """The probe as a viewer shows it (`img`, image_io.read_image's) with its flagged blocks, and
+    each block's correlation minus its prediction."""
+    plt = reports.pyplot()
+    fig, axes = plt.subplots(1, 2, figsize=(16, 8 * img.shape[0] / img.shape[1] + 0.8))
+    draw_forgery_map(axes[0], img, report)
+    reports.show_image(axes[1], isonet.to_unit_float(img), dim=0.5)
+    axes[1].set_xlim(0, img.shape[1])
+    axes[1].set_ylim(img.shape[0], 0)
     margin = report.rho - report.predicted
     reach = float(np.abs(margin).max()) or 1.0  # symmetric, so white is "as predicted"
-    shown = axes[1].imshow(viewed(margin), extent=extent, cmap="coolwarm_r", vmin=-reach, vmax=reach, alpha=0.8,
-                           interpolation="nearest")
+    shown = axes[1].imshow(image_io.orient(margin, report.view), extent=block_extent(report), cmap="coolwarm_r",
+                           vmin=-reach, vmax=reach, alpha=0.8, interpolation="nearest")
     fig.colorbar(shown, ax=axes[1], fraction=0.046, pad=0.04).set_label("measured - predicted correlation")
     axes[1].set_title(f"PCE {report.pce.value:.1f}; ISONet ISO {isonet.metric_to_iso(report.isonet_metric):.0f}")
     fig.suptitle(f"{report.probe.name}: PRNU forgery map")
+    reports.save_figure(fig, path)
+
+
+# ---------------------------------------------------------------------------------------------
+# One examination of a questioned photo against a camera profile
+# ---------------------------------------------------------------------------------------------
+@dataclass
+class Examination:
+    """Everything a camera profile says of one questioned photo: its ISO reading against the EXIF
+    ISO, its ISO map and splice scores, and, where the profile holds the camera's PRNU, the PCE
+    and the forgery map."""
+
+    record: dict  # reports.analyse_image's record: reading, interval, EXIF ISO
+    iso_map: isonet.IsoMap
+    splice_scores: dict[str, np.ndarray]
+    prnu: ProbeReport | None
+    prnu_note: str  # why there is no PRNU verdict, where there is none
+
+    @property
+    def exif_verdict(self) -> str:
+        """'consistent' or 'inconsistent': whether the EXIF ISO lies in the reading's interval."""
+        interval, exif = self.record["iso_metric_interval"], self.record["exif_iso"]
+        if exif is None:
+            return "no EXIF ISO"
+        if interval is None:
+            return "no interval"
+        return "consistent" if interval[0] <= isonet.iso_to_metric(exif) <= interval[1] else "inconsistent"
+
+
+def examine(path: str | os.PathLike, readers: Readers, band_by: str = "isonet",
+            false_alarm: float = prnu.FALSE_ALARM, stride: int = isonet.PATCH,
+            batch_size: int | None = None) -> tuple[np.ndarray, Examination]:
+    """Examine `path` against the profile `readers` holds; returns the image as a viewer shows it and
+    the examination. The PRNU parts need the profile's fingerprint and a photo of its sensor's size."""
+    import metrics
+
+    profile = readers.profile
+    img, result, record = reports.analyse_image(readers, path, stride, batch_size)
+    scores = metrics.splice_score_maps(result.map, img, stride)
+    report, note = None, ""
+    if profile.prnu is None:
+        note = f"the profile {profile.folder} holds no PRNU fingerprint (its photos were of several sizes)"
+    else:
+        sensor = image_io.read_image(path, sensor_order=True)
+        if sorted(sensor.shape[:2]) != sorted(profile.prnu.fingerprint.shape):
+            h, w = profile.prnu.fingerprint.shape
+            note = (f"{path}: {sensor.shape[1]}x{sensor.shape[0]}, the profile's fingerprint {w}x{h}: a fingerprint "
+                    "only matches photos of its size")
+        else:
+            photos = [Path(p["file"]) for p in profile.summary.get("photos", [])]
+            report = judge_probe(Path(path), sensor, profile.prnu, result.global_metric, band_by, false_alarm,
+                                 used=photos)
+    return img, Examination(record, result, scores, report, note)
+
+
+def examination_lines(exam: Examination) -> list[str]:
+    lines = [f"EXIF ISO against the reading's interval: {exam.exif_verdict}"]
+    lines += probe_report_lines(exam.prnu) if exam.prnu is not None else [f"PRNU: not examined: {exam.prnu_note}"]
+    return lines
+
+
+def examination_json(exam: Examination) -> dict:
+    """The examination as JSON: the reading's record, the EXIF verdict, the splice scores' maps and
+    the PRNU verdict with its forgery map (in the fingerprint's orientation; `view` turns it as a
+    viewer shows the photo)."""
+    out = {"reading": exam.record, "exif_verdict": exam.exif_verdict,
+           "splice_scores": {name: np.round(values, 4).tolist() for name, values in exam.splice_scores.items()}}
+    if exam.prnu is None:
+        return out | {"prnu": None, "prnu_note": exam.prnu_note}
+    r = exam.prnu
+    return out | {"prnu": {"pce": r.pce.value, "same_camera": r.same_camera, "turn": r.turn, "view": r.view,
+                           "band": r.band, "block": r.block, "stride": r.stride, "false_alarm": r.false_alarm,
+                           "forged_blocks": int(r.forged.sum()), "blocks": int(r.forged.size),
+                           "forged": r.forged.astype(int).tolist(),
+                           "margin": np.round(r.rho - r.predicted, 5).tolist()}}
+
+
+def save_examination_figure(img: np.ndarray, exam: Examination, path: str | os.PathLike) -> None:
+    """The ISO map, the combined splice scores and, where examined, the PRNU forgery map, side by side."""
+    plt = reports.pyplot()
+    panels = 3 if exam.prnu is not None else 2
+    fig, axes = plt.subplots(1, panels, figsize=(7 * panels, 7 * img.shape[0] / img.shape[1] + 1.2))
+    record = exam.record
+    interval = reports.interval_text(record).lstrip(", ")
+    reports.draw_map(axes[0], img, exam.iso_map.map, exam.iso_map.stride)
+    axes[0].set_title(f"ISO map: reading ISO {record['global_iso']:.0f}\n{interval or 'no interval'}", fontsize=10)
+    reports.draw_map(axes[1], img, np.minimum(exam.splice_scores["both added"]
+                                               / (np.percentile(exam.splice_scores["both added"], 99) or 1.0), 1.0),
+                     exam.iso_map.stride, vmax=1.0)
+    axes[1].set_title("splice scores (ISONet and noise sigma added)", fontsize=10)
+    if exam.prnu is not None:
+        draw_forgery_map(axes[2], img, exam.prnu)
+    fig.suptitle(f"{Path(record['file']).name}: examination against {record['reader']} ({exam.exif_verdict} with "
+                 "its EXIF ISO)")
     reports.save_figure(fig, path)

@@ -378,6 +378,69 @@ def read_exif_iso(path: str | os.PathLike) -> int | None:
     return None if exif is None else _iso_from_exif(exif, exif.get_ifd(_EXIF_IFD))
 
 
+# Software that rewrites pixels: such files carry the editor's processing, not the camera's.
+EDITOR_SOFTWARE = re.compile(r"photoshop|lightroom|gimp|noise ?ninja|picasa|paint|digikam|darktable|capture one|"
+                             r"aperture|acdsee|snapseed|affinity", re.IGNORECASE)
+
+
+def read_exif_camera(path: Path) -> tuple[str | None, str | None]:
+    """(make + model, software) from EXIF; None where absent."""
+    exif = read_exif(path)
+    if exif is None:
+        return None, None
+
+    def text(tag: int) -> str:
+        value = exif.get(tag)
+        return " ".join(value.replace("\x00", " ").split()) if isinstance(value, str) else ""
+
+    make, model, software = text(0x010F), text(0x0110), text(0x0131)
+    if make and model.lower().startswith(make.split()[0].lower()):
+        make = ""
+    camera = " ".join(part for part in (make, model) if part)
+    return camera or None, software or None
+
+
+# What a file shows of its history, which decides how far a reading of it can be trusted (the
+# shipped models' intervals are calibrated per kind): LOSSLESS formats keep the sensor's noise as
+# developed; a lossy file with a camera's EXIF is most likely the camera's own JPEG, with its noise
+# reduction; another lossy file has been edited or re-saved; one without any EXIF could be either.
+FILE_KINDS = ("uncompressed", "in_camera_jpeg", "other_jpeg", "no_metadata")
+FILE_KIND_NAMES = {"uncompressed": "uncompressed or RAW-developed image", "in_camera_jpeg": "in-camera JPEG",
+                   "other_jpeg": "edited or re-saved JPEG", "no_metadata": "JPEG without metadata"}
+
+
+def _webp_image_chunk(data: bytes) -> bytes | None:
+    """The fourcc of a WebP's image chunk: 'VP8 ' (lossy) or 'VP8L' (lossless); None if not a WebP."""
+    if data[:4] != b"RIFF" or data[8:12] != b"WEBP":
+        return None
+    pos = 12
+    while pos + 8 <= len(data):
+        fourcc, size = data[pos:pos + 4], int.from_bytes(data[pos + 4:pos + 8], "little")
+        if fourcc in (b"VP8 ", b"VP8L"):
+            return fourcc
+        pos += 8 + size + size % 2
+    return None
+
+
+def _is_lossy(data: bytes) -> bool:
+    """JPEG, HEIF, or WebP in its lossy (VP8) coding."""
+    return data[:2] == b"\xff\xd8" or _is_heif(data) or _webp_image_chunk(data) == b"VP8 "
+
+
+def file_kind(path: str | os.PathLike) -> str:
+    """One of FILE_KINDS, from the file's coding and its EXIF: RAW and lossless formats are
+    'uncompressed'; a lossy file is an 'in_camera_jpeg' where EXIF names a camera and no editor,
+    'no_metadata' where it has no EXIF at all, and an 'other_jpeg' otherwise."""
+    path = Path(path)
+    if path.suffix.lower() in RAW_SUFFIXES or not _is_lossy(path.read_bytes()):
+        return "uncompressed"
+    exif = read_exif(path)
+    if exif is None or not len(exif):
+        return "no_metadata"
+    camera, software = read_exif_camera(path)
+    return "in_camera_jpeg" if camera and not (software and EDITOR_SOFTWARE.search(software)) else "other_jpeg"
+
+
 def list_images(paths: list[str]) -> list[Path]:
     """Expand files and folders (non-recursively, sorted) into image paths; files pass as given."""
     out: list[Path] = []

@@ -287,14 +287,16 @@ def dense_map(net: ISONet, img: np.ndarray, stride: int, tile: int = 64) -> np.n
 
 @dataclass
 class IsoMap:
-    """A patch map and the paper's global estimate (median of the map)."""
+    """A patch map and the paper's global estimate (median of the map), or a camera profile's
+    reading where one read the image (camera_profile.Profile.read)."""
 
     map: np.ndarray  # rows x cols ISO metrics; [i, j] is the patch at (stride*i, stride*j)
     stride: int
+    reading: float | None = None
 
     @property
     def global_metric(self) -> float:
-        return float(np.median(self.map))
+        return float(np.median(self.map)) if self.reading is None else self.reading
 
     @property
     def iqr(self) -> float:

@@ -5,12 +5,11 @@ Everything here works on ISO metrics (log2(ISO/100)), so every error is in photo
 from __future__ import annotations
 
 import os
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from scipy.optimize import isotonic_regression
-from scipy.stats import spearmanr
 
 import image_io
 import isonet
@@ -21,6 +20,8 @@ import isonet
 # ---------------------------------------------------------------------------------------------
 def accuracy(estimated: np.ndarray, true: np.ndarray) -> dict:
     """Image-level figures of a set of estimates, in stops."""
+    from scipy.stats import spearmanr  # SciPy takes a second to import; the scripts that only read need none
+
     estimated, true = np.asarray(estimated, float), np.asarray(true, float)
     error = estimated - true
     # A rank correlation needs two ranks on each side: one true ISO, or a model that reads every
@@ -94,12 +95,7 @@ class Calibration:
                 "model_sha256": self.model_sha256}
 
     def check_model(self, net: isonet.ISONet, path: str | os.PathLike) -> None:
-        """Refuse to apply a calibration to a model it was not fitted for: another model's
-        estimates have another distortion, and the 'corrected' ISO would be wrong."""
-        if self.model_sha256 != isonet.weights_fingerprint(net):
-            raise isonet.ISONetError(f"{path}: fitted for another model than the one loaded"
-                                     + ("" if self.model_sha256 else " (no model fingerprint: refit it)")
-                                     + "; calibrate this model with evaluate.py --calibrate")
+        check_fitted_for(self.model_sha256, net, path, "calibrate this model with evaluate.py --calibrate")
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> Calibration:
@@ -118,8 +114,18 @@ class Calibration:
         return cls(x, y, fingerprint)
 
 
+def check_fitted_for(model_sha256: str, net: isonet.ISONet, path: str | os.PathLike, refit: str) -> None:
+    """Refuse what was fitted to one model's readings (a calibration, an interval table) for
+    another model: its readings have another distortion, and the result would be wrong."""
+    if model_sha256 != isonet.weights_fingerprint(net):
+        raise isonet.ISONetError(f"{path}: fitted for another model than the one loaded"
+                                 + ("" if model_sha256 else " (no model fingerprint: refit it)") + f"; {refit}")
+
+
 def fit_calibration(estimated: np.ndarray, true: np.ndarray, model_sha256: str = "") -> Calibration:
     """Isotonic regression of true on estimated metric, ties in the estimate averaged."""
+    from scipy.optimize import isotonic_regression
+
     estimated, true = np.asarray(estimated, float), np.asarray(true, float)
     x, inverse = np.unique(estimated, return_inverse=True)
     weights = np.bincount(inverse).astype(float)
@@ -214,15 +220,30 @@ class ScoredImage:
     clipped_share: float = 0.0  # isonet.clipped_share: patches with no noise left to read
     estimate: dict[str, float] = field(default_factory=dict)
     patch_abs_errors: dict[str, np.ndarray] = field(default_factory=dict)
+    kind: str = ""  # image_io.file_kind
+    resaved_estimate: dict[str, float] = field(default_factory=dict)  # of the image re-saved as a plain JPEG
 
     @property
     def true_metric(self) -> float:
         return float(isonet.iso_to_metric(self.true_iso))
 
 
+RESAVE_QUALITY = 90  # what an editor or a web service saves a photo at, and the interval tables assume
+
+
+def resaved(img: np.ndarray, quality: int = RESAVE_QUALITY) -> np.ndarray:
+    """`img` (floats in [0, 1]) as an editor re-saves it: 8 bits, JPEG at `quality`, no metadata."""
+    import camera_noise
+
+    eight = np.clip(img * 255 + 0.5, 0, 255).astype(np.uint8)
+    return isonet.to_unit_float(camera_noise.decode_image(camera_noise.encode_image(eight, quality)))
+
+
 def score_images(nets: dict[str, isonet.ISONet], labelled: list[tuple[Path, int | None]], stride: int,
-                 batch_size: int, progress=lambda items: items) -> tuple[list[ScoredImage], list[tuple[Path, str]]]:
-    """Map every labelled image with every model; images that fail are returned with the reason."""
+                 batch_size: int, progress=lambda items: items,
+                 resave: bool = False) -> tuple[list[ScoredImage], list[tuple[Path, str]]]:
+    """Map every labelled image with every model (with `resave`, also re-saved as an editor saves it:
+    resaved); images that fail are returned with the reason."""
     scored, skipped = [], []
     for path, iso in progress(labelled):
         if iso is None:
@@ -233,11 +254,15 @@ def score_images(nets: dict[str, isonet.ISONet], labelled: list[tuple[Path, int 
         except isonet.ISONetError as e:
             skipped.append((path, str(e).removeprefix(f"{path}: ")))
             continue
-        item = ScoredImage(path, iso, isonet.clipped_share(img, stride))
+        item = ScoredImage(path, iso, isonet.clipped_share(img, stride), kind=image_io.file_kind(path))
         for name, net in nets.items():
             values = isonet.iso_map(net, img, stride, batch_size).map
             item.estimate[name] = float(np.median(values))
             item.patch_abs_errors[name] = np.abs(values.ravel() - item.true_metric)
+        if resave:
+            again = resaved(img)
+            item.resaved_estimate = {name: isonet.iso_map(net, again, stride, batch_size).global_metric
+                                     for name, net in nets.items()}
         scored.append(item)
     return scored, skipped
 
@@ -336,8 +361,171 @@ def noise_sigma_map(img: np.ndarray, stride: int) -> np.ndarray:
     return np.log2(np.maximum(sigma, 1e-3))
 
 
+def splice_score_maps(iso_map: np.ndarray, img: np.ndarray, stride: int) -> dict[str, np.ndarray]:
+    """Each patch's evidence of a splice: its distance from the image's median in ISONet's map, in
+    the classical noise sigma's, and both added (on real photos the sum localises best)."""
+    sigma = noise_sigma_map(img, stride)
+    return {"ISONet": robust_splice_scores(iso_map), "noise sigma (Immerkaer)": robust_splice_scores(sigma),
+            "both added": fused_splice_scores(iso_map, sigma)}
+
+
 def splice_quality(scores: np.ndarray, stride: int, mask: np.ndarray) -> dict:
     """Pixel AUC and best F1 of a map of splice scores (higher: more likely pasted in)."""
     pixels = map_to_pixels(scores, stride, mask.shape)
     return {"auc": pixel_auc(pixels, mask), "f1": best_f1(pixels, mask)}
 
+
+# ---------------------------------------------------------------------------------------------
+# Intervals: how far a reading may lie from the truth, from held-out residuals
+# ---------------------------------------------------------------------------------------------
+INTERVAL_LEVEL = 0.8
+
+
+def weighted_quantile(values: np.ndarray, weights: np.ndarray, q: float) -> float:
+    """The smallest value at which the weights' cumulative share reaches q."""
+    order = np.argsort(values)
+    cumulative = np.cumsum(np.asarray(weights, float)[order])
+    index = min(int(np.searchsorted(cumulative, q * cumulative[-1] - 1e-12)), len(order) - 1)
+    return float(np.asarray(values)[order][index])
+
+
+def conformal_offsets(residuals: np.ndarray, level: float = INTERVAL_LEVEL, weights: np.ndarray | None = None,
+                      units: int | None = None) -> tuple[float, float]:
+    """(low, high) such that reading + [low, high] is a `level` interval of the truth, from held-out
+    residuals (truth - reading): split conformal, each tail (1 - level) / 2 of the residuals'
+    weight, widened by the finite-sample correction (units + 1) / units, where `units` is how many
+    exchangeable units the residuals come from (photos; cameras when `weights` give each camera
+    one share). A tail the residuals cannot resolve takes the most extreme one."""
+    residuals = np.asarray(residuals, float)
+    weights = np.ones(len(residuals)) if weights is None else np.asarray(weights, float)
+    units = len(residuals) if units is None else units
+    upper = min(1.0, (1 - (1 - level) / 2) * (units + 1) / units)
+    return weighted_quantile(residuals, weights, 1 - upper), weighted_quantile(residuals, weights, upper)
+
+
+def camera_weights(cameras: list[str]) -> np.ndarray:
+    """Each photo's weight when every camera weighs the same, whatever its count of photos."""
+    counts = Counter(cameras)
+    return np.array([1.0 / counts[c] for c in cameras])
+
+
+def band_offsets(readings: np.ndarray, residuals: np.ndarray, cameras: list[str], edges: tuple[float, ...],
+                 level: float = INTERVAL_LEVEL) -> list[list[float]]:
+    """[upper edge, low, high] for each band of reading (split at `edges`; the last band's edge is
+    inf): the camera-weighted conformal offsets of the band's residuals (conformal_offsets), so
+    that a camera with many photos counts once, as the next camera will."""
+    rows = []
+    bounds = (-np.inf, *edges, np.inf)
+    for lower, upper in zip(bounds[:-1], bounds[1:]):
+        inside = (readings >= lower) & (readings < upper)
+        chosen = [c for c, k in zip(cameras, inside) if k]
+        low, high = conformal_offsets(residuals[inside], level, camera_weights(chosen), len(set(chosen)))
+        rows.append([float(upper), low, high])
+    return rows
+
+
+def interval_of(rows: list[list[float]], metric: float) -> tuple[float, float]:
+    """The interval a table's rows (band_offsets) give a reading `metric`."""
+    _, low, high = next(row for row in rows if metric < row[0])
+    return metric + low, metric + high
+
+
+def leave_camera_out_coverage(readings: np.ndarray, residuals: np.ndarray, cameras: list[str],
+                              edges: tuple[float, ...], level: float = INTERVAL_LEVEL) -> dict:
+    """How the intervals fare on cameras they never saw: each camera's photos judged by offsets
+    fitted on the other cameras alone. The share of photos covered, per camera and over all, and
+    the intervals' median width in stops."""
+    per_camera, covered, widths = {}, [], []
+    names = np.array(cameras)
+    for camera in sorted(set(cameras)):
+        mine = names == camera
+        others = [c for c in cameras if c != camera]
+        rows = band_offsets(readings[~mine], residuals[~mine], others, edges, level)
+        hits = []
+        for reading, residual in zip(readings[mine], residuals[mine]):
+            low, high = interval_of(rows, reading)
+            hits.append(low <= reading + residual <= high)
+            widths.append(high - low)
+        per_camera[camera] = float(np.mean(hits))
+        covered += hits
+    return {"photos": len(covered), "cameras": len(per_camera), "coverage": float(np.mean(covered)),
+            "camera_mean_coverage": float(np.mean(list(per_camera.values()))),
+            "lowest_camera_coverage": float(min(per_camera.values())), "median_width": float(np.median(widths)),
+            "per_camera": per_camera}
+
+
+def interval_pools(scored: list[ScoredImage], cameras: list[str],
+                   name: str) -> dict[str, tuple[np.ndarray, np.ndarray, list[str]]]:
+    """(readings, residuals truth - reading, cameras) behind each file kind's intervals: the photos
+    of that kind as they are, for 'uncompressed' and 'in_camera_jpeg'; every photo re-saved as an
+    editor saves it (ScoredImage.resaved_estimate) for 'other_jpeg'; and for 'no_metadata', a lossy
+    file that could be either, the in-camera JPEGs and the re-saved photos together."""
+    truth = np.array([s.true_metric for s in scored])
+    as_read = np.array([s.estimate[name] for s in scored])
+    again = np.array([s.resaved_estimate[name] for s in scored])
+    kinds = np.array([s.kind for s in scored])
+
+    def pool(*parts: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray, list[str]]:
+        readings = np.concatenate([values[mask] for values, mask in parts])
+        residuals = np.concatenate([truth[mask] - values[mask] for values, mask in parts])
+        return readings, residuals, [c for _, mask in parts for c, k in zip(cameras, mask) if k]
+
+    everything = np.ones(len(scored), bool)
+    in_camera = kinds == "in_camera_jpeg"
+    return {"uncompressed": pool((as_read, kinds == "uncompressed")), "in_camera_jpeg": pool((as_read, in_camera)),
+            "other_jpeg": pool((again, everything)), "no_metadata": pool((as_read, in_camera), (again, everything))}
+
+
+INTERVAL_EDGES: dict[str, tuple[float, ...]] = {}  # reading-band edges per kind; none: one band
+
+
+@dataclass
+class IntervalTable:
+    """A model's intervals: for each file kind (image_io.FILE_KINDS), rows [upper edge of a band of
+    readings, low, high]: a reading in that band has its true ISO metric in reading + [low, high]
+    at `level`. Tied to the model's weights by their fingerprint."""
+
+    kinds: dict[str, list[list[float]]]
+    level: float
+    model_sha256: str
+    summary: dict = field(default_factory=dict)
+
+    def interval(self, metric: float, kind: str) -> tuple[float, float] | None:
+        rows = self.kinds.get(kind)
+        return interval_of(rows, metric) if rows else None
+
+    def check_model(self, net: isonet.ISONet, path: str | os.PathLike) -> None:
+        check_fitted_for(self.model_sha256, net, path, "fit its table with evaluate.py --fit_intervals")
+
+    def save(self, path: str | os.PathLike) -> None:
+        import json
+
+        with image_io.atomic_path(path) as tmp:
+            tmp.write_text(json.dumps({"kind": "isonet-intervals", "level": self.level,
+                                       "model_sha256": self.model_sha256, "kinds": self.kinds,
+                                       "summary": self.summary}, indent=1))
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> IntervalTable:
+        import json
+
+        try:
+            data = json.loads(Path(path).read_text())
+            kinds = {str(k): [[float(v) for v in row] for row in rows] for k, rows in data["kinds"].items()}
+            return cls(kinds, float(data["level"]), str(data["model_sha256"]), data.get("summary", {}))
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
+            raise isonet.ISONetError(f"{path}: not an interval table ({type(e).__name__})") from None
+
+
+def fit_interval_table(scored: list[ScoredImage], cameras: list[str], name: str, model_sha256: str,
+                       level: float = INTERVAL_LEVEL) -> IntervalTable:
+    """Model `name`'s interval table from labelled photos of cameras it never trained on, each kind's
+    offsets camera-weighted and conformal (band_offsets), with their leave-camera-out coverage."""
+    kinds, summary = {}, {}
+    for kind, (readings, residuals, owners) in interval_pools(scored, cameras, name).items():
+        if len(set(owners)) < 2:
+            continue
+        edges = INTERVAL_EDGES.get(kind, ())
+        kinds[kind] = band_offsets(readings, residuals, owners, edges, level)
+        summary[kind] = leave_camera_out_coverage(readings, residuals, owners, edges, level)
+    return IntervalTable(kinds, level, model_sha256, {"kinds": summary})

@@ -615,6 +615,44 @@ class CameraPrnu:
         raise ValueError(f"--band {band_by}: the camera's images were not read by ISONet"
                          + (" with EXIF ISOs" if band_by == "isonet_weighted" else ""))
 
+    def to_arrays(self) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """(the fingerprint, every predictor and setting as named arrays): what a profile stores."""
+        arrays = {"block": np.array(self.block), "stride": np.array(self.stride)}
+        for name, banded in (("exif", self.by_exif), ("reading", self.by_reading)):
+            if banded is not None:
+                for band, predictor in [("single", banded.single), *banded.bands.items()]:
+                    arrays.update(predictor_arrays(f"{name}/{band}", predictor))
+        if self.reading_weights is not None:
+            arrays["reading_weights"] = np.array([(reading, truth, n) for reading, held in
+                                                  self.reading_weights.counts.items() for truth, n in held.items()])
+        return self.fingerprint, arrays
+
+    @classmethod
+    def from_arrays(cls, fingerprint: np.ndarray, arrays: dict[str, np.ndarray]) -> CameraPrnu:
+        def banded(name: str) -> BandedPredictors | None:
+            keys = {key.split("/")[1] for key in arrays if key.startswith(f"{name}/")}
+            if not keys:
+                return None
+            bands = {float(band): array_predictor(arrays, f"{name}/{band}") for band in keys - {"single"}}
+            return BandedPredictors(bands, array_predictor(arrays, f"{name}/single"))
+
+        counts: dict[float, dict[float, int]] = {}
+        for reading, truth, n in arrays.get("reading_weights", np.empty((0, 3))):
+            counts.setdefault(float(reading), {})[float(truth)] = int(n)
+        return cls(np.asarray(fingerprint, np.float32), banded("exif"), banded("reading"),
+                   ReadingWeights(counts) if counts else None, int(arrays["block"]), int(arrays["stride"]))
+
+
+def predictor_arrays(prefix: str, predictor: CorrelationPredictor) -> dict[str, np.ndarray]:
+    return {f"{prefix}/coef": predictor.coef, f"{prefix}/errors": predictor.errors,
+            f"{prefix}/stats": np.array([predictor.residual_mean, predictor.residual_std, predictor.samples])}
+
+
+def array_predictor(arrays: dict[str, np.ndarray], prefix: str) -> CorrelationPredictor:
+    mean, std, samples = arrays[f"{prefix}/stats"]
+    return CorrelationPredictor(np.asarray(arrays[f"{prefix}/coef"], float), float(mean), float(std), int(samples),
+                                np.asarray(arrays[f"{prefix}/errors"], float))
+
 
 def leave_one_out_blocks(images: Sequence[CameraImage], numerator: np.ndarray, denominator: np.ndarray,
                          block: int, stride: int) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:

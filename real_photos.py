@@ -14,17 +14,12 @@ from pathlib import Path
 
 from camera_noise import camera_slug
 from dataset import iso_of_folder_name
-from image_io import IMAGE_SUFFIXES, atomic_path, read_exif, read_exif_iso
+from image_io import EDITOR_SOFTWARE, IMAGE_SUFFIXES, atomic_path, read_exif_camera, read_exif_iso
 from isonet import ISONetError
 
 MANIFEST = "manifest.csv"
 MANIFEST_COLUMNS = ["file", "split", "iso", "camera", "source", "commit", "licence", "original"]
 REAL_LAYOUTS = ("exif", "iso_folders", "sidd")
-
-
-# Software that rewrites pixels: such files carry the editor's processing, not the camera's.
-EDITOR_SOFTWARE = re.compile(r"photoshop|lightroom|gimp|noise ?ninja|picasa|paint|digikam|darktable|capture one|"
-                             r"aperture|acdsee|snapseed|affinity", re.IGNORECASE)
 
 
 # SIDD names its files SCENE_INSTANCE_PHONE_ISO_SHUTTER_TEMPERATURE_LIGHT...; its five phones.
@@ -37,23 +32,6 @@ class RealPhoto:
     path: Path
     camera: str
     iso: int
-
-
-def read_exif_camera(path: Path) -> tuple[str | None, str | None]:
-    """(make + model, software) from EXIF; None where absent."""
-    exif = read_exif(path)
-    if exif is None:
-        return None, None
-
-    def text(tag: int) -> str:
-        value = exif.get(tag)
-        return " ".join(value.replace("\x00", " ").split()) if isinstance(value, str) else ""
-
-    make, model, software = text(0x010F), text(0x0110), text(0x0131)
-    if make and model.lower().startswith(make.split()[0].lower()):
-        make = ""
-    camera = " ".join(part for part in (make, model) if part)
-    return camera or None, software or None
 
 
 def label_real_photo(path: Path, root: Path, layout: str, camera: str | None) -> RealPhoto | str:

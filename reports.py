@@ -10,6 +10,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
@@ -20,27 +21,29 @@ from isonet import (
     PATCH,
     PROJECT,
     IsoMap,
-    ISONet,
     clipped_share,
-    iso_map,
     iso_to_metric,
     metric_to_iso,
     nearest_full_stop,
 )
 
+if TYPE_CHECKING:
+    from camera_profile import Readers
+
 
 # ---------------------------------------------------------------------------------------------
 # Reports and figures
 # ---------------------------------------------------------------------------------------------
-def analyse_image(net: ISONet, path: str | os.PathLike, stride: int = PATCH, batch_size: int | None = None,
+def analyse_image(readers: Readers, path: str | os.PathLike, stride: int = PATCH, batch_size: int | None = None,
                   calibration: Callable[[np.ndarray], np.ndarray] | None = None) -> tuple[np.ndarray, IsoMap, dict]:
-    """Read one image and compute its map; returns the image, the map and the JSON record.
+    """Read one image and compute its map and global reading (camera_profile.Readers: a profile of
+    its camera, or the model); returns the image, the map and the JSON record.
 
     `calibration` maps the network's metrics to calibrated ones (evaluate.py --calibrate).
     """
     start = time.perf_counter()
     img = read_image(path)
-    result = iso_map(net, img, stride, batch_size)
+    result, reading = readers.read(img, path, stride, batch_size)
     if calibration is not None:
         result.map = calibration(result.map).astype(np.float32)
     rows, cols = result.map.shape
@@ -50,7 +53,7 @@ def analyse_image(net: ISONet, path: str | os.PathLike, stride: int = PATCH, bat
         "height": img.shape[0],
         "patch_size": PATCH,
         "stride": stride,
-        "precision": net.precision,
+        "precision": readers.net.precision,
         "rows": rows,
         "cols": cols,
         "map": np.round(result.map.astype(np.float64), 6).tolist(),
@@ -60,36 +63,59 @@ def analyse_image(net: ISONet, path: str | os.PathLike, stride: int = PATCH, bat
         "iqr": result.iqr,
         "exif_iso": read_exif_iso(path),
         "clipped_share": clipped_share(img, stride),
+        **reading,
         "seconds": time.perf_counter() - start,
     }
     return img, result, record
 
 
 # From this EXIF ISO up, models not adapted to a camera read its in-camera JPEGs far too low: its
-# noise reduction leaves them as clean as base ISO (models/README.md, "In-camera JPEGs of held-out cameras": net_jpg.pth
-# 2.4-3.7 stops low on average over four held-out sets), so a reading below the metadata proves
-# little there.
+# noise reduction leaves them as clean as base ISO (models/README.md, "In-camera JPEGs of held-out
+# cameras"), so a reading below the metadata proves little there. Where an interval is calibrated,
+# it says as much for every reading; this warning stands for the models without one.
 LOW_READING_FROM_EXIF_ISO = 800
 LOW_READING_STOPS = 1.0
+# An interval wider than this says nothing of the absolute ISO: only a profile of the camera can.
+UNREADABLE_INTERVAL_STOPS = 3.0
+
+
+def interval_text(record: dict) -> str:
+    """The reading's interval and how the EXIF ISO stands against it, for the printed line; '' where
+    nothing calibrates an interval for the reading."""
+    interval = record.get("iso_metric_interval")
+    if interval is None:
+        return ""
+    low, high = (metric_to_iso(v) for v in interval)
+    text = f", {record['interval_level']:.0%} interval ISO {low:.0f}-{high:.0f}"
+    if record["exif_iso"] is not None:
+        inside = interval[0] <= float(iso_to_metric(record["exif_iso"])) <= interval[1]
+        text += (f"; EXIF ISO {record['exif_iso']} {'lies within it: consistent' if inside else 'lies outside it'}")
+    return text
 
 
 def reading_warnings(record: dict) -> list[str]:
     """Warning lines for an estimate a user should not take at face value: most of the image's
-    patches clipped (isonet.clipped_share), or a reading well below a high EXIF ISO."""
+    patches clipped (isonet.clipped_share); an interval too wide to read the absolute ISO; or,
+    where no interval is calibrated, a reading well below a high EXIF ISO."""
     warnings = []
     if record["clipped_share"] > CLIPPED_UNRELIABLE:
         warnings.append(f"warning: {record['file']}: {record['clipped_share']:.0%} of its patches are mostly black or "
                         "saturated, where clipping leaves no noise to read: the estimate is unreliable")
+    interval = record.get("iso_metric_interval")
+    if interval is not None and interval[1] - interval[0] > UNREADABLE_INTERVAL_STOPS:
+        warnings.append(f"warning: {record['file']}: its {record['interval_level']:.0%} interval spans "
+                        f"{interval[1] - interval[0]:.1f} stops: the absolute ISO of such a photo cannot be read "
+                        "without a profile of its camera (adapt_camera.py --photos ITS_PHOTOS --out PROFILE_DIR, "
+                        "then --profile PROFILE_DIR); the map's relative evidence (splices) still holds")
     exif = record["exif_iso"]
-    if exif is not None and exif >= LOW_READING_FROM_EXIF_ISO:
+    if interval is None and exif is not None and exif >= LOW_READING_FROM_EXIF_ISO:
         gap = float(iso_to_metric(exif)) - record["global_iso_metric"]
         if gap > LOW_READING_STOPS:
             warnings.append(
                 f"warning: {record['file']}: read {gap:.1f} stops below its EXIF ISO {exif}. Models not adapted to a "
-                f"camera read its in-camera JPEGs at ISO {LOW_READING_FROM_EXIF_ISO} and above low "
-                "(models/net_jpg.pth: "
-                "2.4-3.7 stops on average over held-out cameras; their noise reduction leaves them clean), so this "
-                "gap alone does not show that the metadata lies: adapt a model to the camera first (adapt_camera.py)")
+                f"camera read its in-camera JPEGs at ISO {LOW_READING_FROM_EXIF_ISO} and above low (models/README.md), "
+                "so this gap alone does not show that the metadata lies: adapt a model to the camera first "
+                "(adapt_camera.py)")
     return warnings
 
 

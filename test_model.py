@@ -18,7 +18,8 @@ import isonet
 import reports
 
 SUMMARY_COLUMNS = ["file", "width", "height", "stride", "rows", "cols", "global_iso_metric",
-                   "global_iso", "nearest_iso", "iqr", "exif_iso", "clipped_share", "seconds", "error"]
+                   "global_iso", "nearest_iso", "iso_metric_low", "iso_metric_high", "interval_level", "iqr",
+                   "exif_iso", "camera", "file_kind", "reader", "clipped_share", "seconds", "error"]
 
 
 def unique_stem(path: Path, used: set[str]) -> str:
@@ -31,12 +32,23 @@ def unique_stem(path: Path, used: set[str]) -> str:
     return stem
 
 
-def describe(record: dict) -> str:
+def describe(record: dict, profiles: bool = False) -> str:
     line = (f"{record['file']}: ISO metric {record['global_iso_metric']:.3f}, ISO {record['global_iso']:.0f} "
             f"(nearest {record['nearest_iso']}), IQR {record['iqr']:.2f} stops")
-    if record["exif_iso"] is not None:
+    interval = reports.interval_text(record)
+    if record["exif_iso"] is not None and not interval:
         line += f", EXIF ISO {record['exif_iso']}"
-    return "\n".join([line, *reports.reading_warnings(record)])
+    if record["reader"]:
+        line += f"; read with the camera profile {record['reader']}"
+    elif profiles:
+        line += f"; no camera profile matched its camera ({record['camera'] or 'none in its EXIF'})"
+    return "\n".join([line + interval, *reports.reading_warnings(record)])
+
+
+def summary_row(record: dict) -> dict:
+    """The record's columns of summary.csv: its interval as two columns."""
+    interval = record.get("iso_metric_interval") or (None, None)
+    return record | {"iso_metric_low": interval[0], "iso_metric_high": interval[1]}
 
 
 def main() -> int:
@@ -47,6 +59,7 @@ def main() -> int:
                         help="none: write only the JSON and summary.csv, for batch runs (default all)")
     args = parser.parse_args()
     net = cli.setup_inference(args)
+    readers = cli.setup_readers(args, net)
     demo = cli.demo_if_no_pic(args, lambda out: demos.write_demo(out, 1600))
     calibration = None
     if args.calibration:
@@ -64,7 +77,7 @@ def main() -> int:
     out_dir, used, summary, failed = Path(args.out_dir), set(), [], 0
     for path in images:
         try:
-            img, result, record = reports.analyse_image(net, path, args.stride, args.batch_size, calibration)
+            img, result, record = reports.analyse_image(readers, path, args.stride, args.batch_size, calibration)
             stem = unique_stem(path, used)
             record["model"] = str(args.model_path)
             record["calibration"] = args.calibration
@@ -80,10 +93,10 @@ def main() -> int:
             summary.append({"file": str(path), "error": message})
             failed += 1
             continue
-        print(describe(record))
+        print(describe(record, bool(readers.profiles)))
         if demo:
             print(cli.describe_truth(demo, record["global_iso_metric"]))
-        summary.append(record)
+        summary.append(summary_row(record))
     reports.write_csv(out_dir / "summary.csv", summary, SUMMARY_COLUMNS)
     print(f"{len(images) - failed} of {len(images)} images done; outputs in {out_dir}/")
     return 1 if failed else 0

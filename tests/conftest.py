@@ -114,3 +114,16 @@ def db() -> camera_noise.NoiseDatabase:
     if not path.is_file():
         pytest.skip(f"{path} absent: run scripts/fetch_noise_profiles.sh (the set-up step) first")
     return camera_noise.load_noise_profiles()
+
+
+@pytest.fixture(scope="session")
+def second_weights(tmp_path_factory) -> Path:
+    """Other random weights than weights_file's: a second model to compare, or to refuse."""
+    torch.manual_seed(1)
+    net = isonet.ISONet()
+    for m in net.modules():
+        if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear)):
+            torch.nn.init.normal_(m.bias, 0.5, 0.2)
+    path = tmp_path_factory.mktemp("second") / "other.pth"
+    torch.save(net.state_dict(), path)
+    return path

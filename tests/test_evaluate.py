@@ -4,24 +4,11 @@ import json
 
 import numpy as np
 import pytest
-import torch
 
 import image_io
 import isonet
 import metrics
 from conftest import assert_one_line_error, make_labelled_folder, run_script, write_rgb
-
-
-@pytest.fixture(scope="module")
-def second_weights(tmp_path_factory):
-    torch.manual_seed(1)
-    net = isonet.ISONet()
-    for m in net.modules():
-        if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear)):
-            torch.nn.init.normal_(m.bias, 0.5, 0.2)
-    path = tmp_path_factory.mktemp("second") / "other.pth"
-    torch.save(net.state_dict(), path)
-    return path
 
 
 @pytest.mark.slow

@@ -552,6 +552,31 @@ def test_raw_sensor_order_and_orientation(tmp_path):
     np.testing.assert_array_equal(image_io.orient(sensor, 6), image_io.decode_image_file(portrait))
 
 
+def test_file_kind_tells_what_the_file_shows_of_its_history(tmp_path):
+    rgb = smooth_image()
+
+    def jpeg(name: str, **tags):
+        image = Image.fromarray(rgb)
+        exif = image.getexif()
+        for tag, value in tags.items():
+            exif[{"make": 0x010F, "model": 0x0110, "software": 0x0131, "orientation": 0x0112}[tag]] = value
+        image.save(tmp_path / name, exif=exif, quality=90)
+        return tmp_path / name
+
+    assert image_io.file_kind(jpeg("camera.jpg", make="Canon", model="Canon EOS 50D")) == "in_camera_jpeg"
+    assert image_io.file_kind(jpeg("edited.jpg", make="Canon", model="Canon EOS 50D",
+                                   software="Adobe Photoshop CS6")) == "other_jpeg"
+    assert image_io.file_kind(jpeg("turned.jpg", orientation=6)) == "other_jpeg"  # EXIF, but no camera in it
+    assert image_io.file_kind(jpeg("stripped.jpg")) == "no_metadata"
+    (tmp_path / "web.webp").write_bytes(encoded(rgb, "WEBP", quality=80))
+    (tmp_path / "phone.heic").write_bytes(encoded(rgb, "HEIF", quality=90))
+    (tmp_path / "lossless.webp").write_bytes(encoded(rgb, "WEBP", lossless=True))
+    assert image_io.file_kind(tmp_path / "web.webp") == image_io.file_kind(tmp_path / "phone.heic") == "other_jpeg"
+    assert image_io.file_kind(tmp_path / "lossless.webp") == "uncompressed"
+    assert image_io.file_kind(write_rgb(tmp_path / "plain.png", rgb)) == "uncompressed"
+    assert image_io.file_kind(tiny_dng(tmp_path / "shot.dng", 400)) == "uncompressed"
+
+
 def test_heic_reads_its_exif_iso_and_16_bit_samples(tmp_path):
     import pillow_heif
 

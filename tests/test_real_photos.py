@@ -69,7 +69,7 @@ def test_a_header_declaring_absurd_pixels_stops_neither_the_labelling_nor_the_ot
     path.write_bytes(bytes(data))
     photos, _ = real_photos.find_real_photos(checkout, "exif")
     assert ("Acme Cam Huge", 3200) in {(p.camera, p.iso) for p in photos} and len(photos) == 6
-    assert image_io.read_exif_iso(path) == 3200 and real_photos.read_exif_camera(path) == ("Acme Cam Huge", None)
+    assert image_io.read_exif_iso(path) == 3200 and image_io.read_exif_camera(path) == ("Acme Cam Huge", None)
 
 
 def test_iso_folders_and_sidd_layouts(tmp_path):
@@ -213,7 +213,7 @@ def test_adapt_camera_reads_16_bit_photos_whole(tmp_path, random_net):
     """The adapted head must see what the map feeds the network: all 16 bits of a 16-bit file."""
     path = tmp_path / "deep.png"
     assert cv2.imwrite(str(path), np.random.default_rng(0).integers(0, 65536, (128, 128, 3), dtype=np.uint16))
-    patches = adapt_camera.photo_patches(path, 4, np.random.default_rng(0))
+    patches = adapt_camera.photo_patches(image_io.decode_image_file(path), 4, np.random.default_rng(0))
     as_mapped = np.ascontiguousarray(isonet.image_to_patches(image_io.read_image(path)))  # the same 4 patches
     assert patches.dtype == np.uint16
     np.testing.assert_allclose(adapt_camera.trunk_features(random_net, patches),
