@@ -33,6 +33,7 @@ import isonet
 import metrics
 import real_photos
 import reports
+from camera_profile import Profile
 
 
 def labelled_images(data: list[str], label_from: str) -> list[tuple[Path, int | None]]:
@@ -118,18 +119,31 @@ def save_figures(scored: list[metrics.ScoredImage], names: list[str], out_dir: P
     reports.save_figure(fig, out_dir / "confusion.png")
 
 
-def evaluate_labelled(args: argparse.Namespace, nets: dict[str, isonet.ISONet]) -> int:
+def map_readers(nets: dict[str, isonet.ISONet], profile: Profile | None) -> dict[str, metrics.MapReader]:
+    """What reads each image, by name: each model's map, and a camera profile's reading in the first
+    model's place (its map by its own network, or by the first model's)."""
+    readers = {name: (lambda img, stride, batch, net=net: isonet.iso_map(net, img, stride, batch))
+               for name, net in nets.items()}
+    if profile is None:
+        return readers
+    first, net = next(iter(nets.items()))
+    del readers[first]
+    return {f"profile {profile.name}": lambda img, stride, batch: profile.read(img, net, stride, batch), **readers}
+
+
+def evaluate_labelled(args: argparse.Namespace, nets: dict[str, isonet.ISONet],
+                      readers: dict[str, metrics.MapReader]) -> int:
     try:
         labelled = labelled_images(args.data, args.label_from)
     except isonet.ISONetError as e:
         cli.fail(str(e))
-    scored, skipped = metrics.score_images(nets, labelled, args.stride, args.batch_size, reports.progress,
+    scored, skipped = metrics.score_images(readers, labelled, args.stride, args.batch_size, reports.progress,
                                            resave=bool(args.fit_intervals))
     for path, reason in skipped:
         print(f"skipped: {path}: {reason}", file=sys.stderr)
     if not scored:
         cli.fail(f"{' '.join(args.data)}: no labelled image could be read ({len(skipped)} skipped)", 1)
-    names = list(nets)
+    names = list(readers)
     cameras = cameras_of([s.file for s in scored], args.data)
     model_reports = {name: metrics.model_report(scored, name, cameras) for name in names}
     out_dir = Path(args.out_dir)
@@ -218,7 +232,7 @@ def make_splices(args: argparse.Namespace) -> tuple[list[forgeries.Splice], list
     return forgeries.random_splices(args.splice, [img for _, img in held_out], cameras, rng), []
 
 
-def evaluate_splices(args: argparse.Namespace, nets: dict[str, isonet.ISONet]) -> int:
+def evaluate_splices(args: argparse.Namespace, readers: dict[str, metrics.MapReader]) -> int:
     try:
         splices, unreadable = make_splices(args)
     except isonet.ISONetError as e:
@@ -232,8 +246,8 @@ def evaluate_splices(args: argparse.Namespace, nets: dict[str, isonet.ISONet]) -
         for stride in strides:
             sigma = metrics.noise_sigma_map(splice.image, stride)
             scores = {NOISE_SIGMA_BASELINE: metrics.splice_scores(sigma)}
-            for name, net in nets.items():
-                values = isonet.iso_map(net, image, stride, args.batch_size).map
+            for name, read in readers.items():
+                values = read(image, stride, args.batch_size).map
                 scores[name] = metrics.splice_scores(values)
                 scores[fused_name(name)] = metrics.fused_splice_scores(values, sigma)
             rows += [{"splice": k, "gap_stops": splice.gap, "camera": splice.camera, "model": name, "stride": stride,
@@ -243,7 +257,7 @@ def evaluate_splices(args: argparse.Namespace, nets: dict[str, isonet.ISONet]) -
     print(f"\n{len(splices)} {kind}: pixel AUC and best F1 of |patch value - image median| "
           f"('+ sigma': a model's and the noise sigma's, each in units of its map's median distance, added)")
     print(f"{'model':<28} {'stride':>6} {'gap':>4} {'n':>4} {'AUC':>6} {'F1':>6}")
-    for name in [NOISE_SIGMA_BASELINE, *nets, *map(fused_name, nets)]:
+    for name in [NOISE_SIGMA_BASELINE, *readers, *map(fused_name, readers)]:
         for stride in strides:
             for gap in ["all", 1, 2, 3, 4]:
                 chosen = [r for r in rows if r["model"] == name and r["stride"] == stride
@@ -363,12 +377,18 @@ def main() -> int:
         cli.fail(f"--splice {args.splice}: must be at least 1")
     if args.folds < 2:
         cli.fail(f"--folds {args.folds}: must be at least 2")
+    if args.profiles:
+        cli.fail("--profiles: evaluate.py scores one camera's reader; pass its --profile")
+    if args.profile and (args.calibrate or args.fit_intervals):
+        cli.fail("--calibrate and --fit_intervals fit --model_path's readings; a camera profile brings its own")
     nets = {args.model_path: cli.setup_inference(args)}
+    profile = cli.setup_readers(args, nets[args.model_path]).profile
     if args.compare:
         if args.compare == args.model_path:
             cli.fail("--compare names the same file as --model_path")
         nets[args.compare] = cli.setup_inference(args, args.compare)
-    return evaluate_splices(args, nets) if args.splice else evaluate_labelled(args, nets)
+    readers = map_readers(nets, profile)
+    return evaluate_splices(args, readers) if args.splice else evaluate_labelled(args, nets, readers)
 
 
 if __name__ == "__main__":

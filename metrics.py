@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -239,11 +240,15 @@ def resaved(img: np.ndarray, quality: int = RESAVE_QUALITY) -> np.ndarray:
     return isonet.to_unit_float(camera_noise.decode_image(camera_noise.encode_image(eight, quality)))
 
 
-def score_images(nets: dict[str, isonet.ISONet], labelled: list[tuple[Path, int | None]], stride: int,
+MapReader = Callable[[np.ndarray, int, "int | None"], isonet.IsoMap]  # (image, stride, batch size) -> its map
+
+
+def score_images(readers: dict[str, MapReader], labelled: list[tuple[Path, int | None]], stride: int,
                  batch_size: int, progress=lambda items: items,
                  resave: bool = False) -> tuple[list[ScoredImage], list[tuple[Path, str]]]:
-    """Map every labelled image with every model (with `resave`, also re-saved as an editor saves it:
-    resaved); images that fail are returned with the reason."""
+    """Map every labelled image with every reader (a model's map, or a camera profile's reading);
+    with `resave`, also the image re-saved as an editor saves it (resaved). Images that fail are
+    returned with the reason."""
     scored, skipped = [], []
     for path, iso in progress(labelled):
         if iso is None:
@@ -255,14 +260,14 @@ def score_images(nets: dict[str, isonet.ISONet], labelled: list[tuple[Path, int 
             skipped.append((path, str(e).removeprefix(f"{path}: ")))
             continue
         item = ScoredImage(path, iso, isonet.clipped_share(img, stride), kind=image_io.file_kind(path))
-        for name, net in nets.items():
-            values = isonet.iso_map(net, img, stride, batch_size).map
-            item.estimate[name] = float(np.median(values))
-            item.patch_abs_errors[name] = np.abs(values.ravel() - item.true_metric)
+        for name, read in readers.items():
+            result = read(img, stride, batch_size)
+            item.estimate[name] = result.global_metric
+            item.patch_abs_errors[name] = np.abs(result.map.ravel() - item.true_metric)
         if resave:
             again = resaved(img)
-            item.resaved_estimate = {name: isonet.iso_map(net, again, stride, batch_size).global_metric
-                                     for name, net in nets.items()}
+            item.resaved_estimate = {name: read(again, stride, batch_size).global_metric
+                                     for name, read in readers.items()}
         scored.append(item)
     return scored, skipped
 

@@ -72,6 +72,7 @@ def profile_dir(tmp_path_factory, weights_file, camera, scenes) -> Path:
     return out
 
 
+@pytest.mark.slow
 def test_profile_folder_holds_what_its_photos_tell(profile_dir):
     data = json.loads((profile_dir / "profile.json").read_text())
     assert data["format"] == camera_profile.FORMAT and data["version"] == camera_profile.VERSION
@@ -104,6 +105,7 @@ def test_the_noise_statistic_is_the_log_sigma_of_the_quieter_patches():
             np.log2(sigma), abs=0.1)
 
 
+@pytest.mark.slow
 def test_reading_with_a_profile_gives_its_interval_and_refuses_other_versions(profile_dir, weights_file, camera,
                                                                               scenes, tmp_path):
     rng = np.random.default_rng(5)
@@ -129,6 +131,7 @@ def test_reading_with_a_profile_gives_its_interval_and_refuses_other_versions(pr
                                      "--pic_path", probe, "--out_dir", tmp_path / "o3"), 2, "not a camera profile")
 
 
+@pytest.mark.slow
 def test_profiles_folder_picks_each_photos_camera_and_says_when_none_matched(profile_dir, weights_file, camera,
                                                                                scenes, tmp_path):
     rng = np.random.default_rng(6)
@@ -142,6 +145,7 @@ def test_profiles_folder_picks_each_photos_camera_and_says_when_none_matched(pro
     assert "no camera profile matched its camera (Acme Cam Two)" in lines["theirs.jpg"]
 
 
+@pytest.mark.slow
 def test_examination_against_a_profile_finds_the_camera_and_a_pasted_region(profile_dir, weights_file, camera,
                                                                             scenes, tmp_path, db):
     rng = np.random.default_rng(7)  # scenes[5] is in none of the profile's photos: no scene shared
@@ -167,6 +171,26 @@ def test_examination_against_a_profile_finds_the_camera_and_a_pasted_region(prof
     assert inside < outside - 0.01, (inside, outside)
 
 
+@pytest.mark.slow
+def test_evaluate_scores_the_profiles_reader_beside_the_model(profile_dir, weights_file, camera, scenes, tmp_path):
+    rng = np.random.default_rng(8)
+    for k, iso in enumerate((100, 400, 1600)):
+        write_camera_photo(tmp_path / "set" / str(iso) / f"q{k}.jpg", render(scenes[2 * k + 1], camera, iso, rng),
+                           iso, "Cam One")
+    proc = run_script("evaluate.py", "--model_path", weights_file, "--profile", profile_dir, "--compare",
+                      weights_file.with_name("missing.pth"), "--data", tmp_path / "set", "--out_dir", tmp_path / "ev")
+    assert_one_line_error(proc, 2, "missing.pth")
+    proc = run_script("evaluate.py", "--model_path", weights_file, "--profile", profile_dir, "--data",
+                      tmp_path / "set", "--out_dir", tmp_path / "ev")
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads((tmp_path / "ev" / "report.json").read_text())
+    (name,) = report["models"]
+    assert name.startswith(f"profile {profile_dir}") and report["models"][name]["n"] == 3
+    assert_one_line_error(run_script("evaluate.py", "--model_path", weights_file, "--profile", profile_dir,
+                                     "--data", tmp_path / "set", "--calibrate"), 2, "--calibrate")
+
+
+@pytest.mark.slow
 def test_fingerprint_dir_and_a_profile_are_one_or_the_other(profile_dir, weights_file, tmp_path):
     probe = next((profile_dir.parent / "photos").iterdir())
     assert_one_line_error(run_script("Fig7.py", "--model_path", weights_file, "--profile", profile_dir, "--pic_path",
@@ -205,6 +229,7 @@ def test_leave_camera_out_coverage_judges_each_camera_by_the_others():
     assert per_camera[f"c{outlier}"] < fit["coverage"]  # the camera furthest off is the least covered
 
 
+@pytest.mark.slow
 def test_interval_table_from_evaluate_is_applied_beside_its_model_and_refused_for_others(
         tmp_path, weights_file, second_weights):
     """evaluate.py --fit_intervals fits a table on photos of several cameras; test_model.py applies it to
