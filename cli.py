@@ -9,10 +9,12 @@ import os
 import re
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import NoReturn
 
 import numpy as np
+import torch
 
 from camera_profile import Readers, load_profile, profile_folders
 from isonet import (
@@ -191,3 +193,61 @@ def add_bool_flag(parser: argparse.ArgumentParser, name: str, default: bool, hel
     parser.add_argument(name, type=str2bool, nargs="?", const=True, default=default, dest=dest,
                         help=f"{help} (default {default}; --no-{name.lstrip('-')} = False)")
     parser.add_argument(f"--no-{name.lstrip('-')}", action="store_false", dest=dest, help=argparse.SUPPRESS)
+
+
+# ---------------------------------------------------------------------------------------------
+# Several processes (torchrun), on one machine or several
+# ---------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Processes:
+    """Where this process stands among torchrun's: its rank of `world`, and of `local_world` on its machine."""
+
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+    local_world: int = 1
+
+    @property
+    def distributed(self) -> bool:
+        return self.world > 1
+
+
+def join_processes(device: torch.device) -> tuple[Processes, torch.device]:
+    """Under torchrun (RANK in the environment), join its process group (nccl on GPUs, gloo on the
+    CPU) and take this process's own GPU; on the CPU, this process's share of the machine's cores.
+    Without torchrun, one process as before."""
+    import torch.distributed as dist
+
+    if "RANK" not in os.environ:
+        return Processes(), device
+    env = {k: int(os.environ.get(k, d)) for k, d in (("RANK", 0), ("WORLD_SIZE", 1), ("LOCAL_RANK", 0),
+                                                      ("LOCAL_WORLD_SIZE", 1))}
+    processes = Processes(env["RANK"], env["WORLD_SIZE"], env["LOCAL_RANK"], env["LOCAL_WORLD_SIZE"])
+    if device.type == "cuda":
+        device = torch.device("cuda", processes.local_rank)
+        torch.cuda.set_device(device)
+    else:
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // processes.local_world))
+    dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return processes, device
+
+
+def gather(processes: Processes, part: dict) -> dict:
+    """Every process's `part` merged into one dict (this process's alone when there is one)."""
+    if not processes.distributed:
+        return part
+    import torch.distributed as dist
+
+    parts = [None] * processes.world
+    dist.all_gather_object(parts, part)
+    return {k: v for p in parts for k, v in p.items()}
+
+
+def leave_processes(processes: Processes) -> None:
+    """Wait for every process, then leave the group: a rank that tore gloo down while another was
+    still writing its files sometimes aborted ("terminate called without an active exception")."""
+    import torch.distributed as dist
+
+    if processes.distributed or dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()

@@ -441,12 +441,14 @@ def file_kind(path: str | os.PathLike) -> str:
     return "in_camera_jpeg" if camera and not (software and EDITOR_SOFTWARE.search(software)) else "other_jpeg"
 
 
-def list_images(paths: list[str]) -> list[Path]:
-    """Expand files and folders (non-recursively, sorted) into image paths; files pass as given."""
+def list_images(paths: list[str], recursive: bool = False) -> list[Path]:
+    """Expand files and folders (sorted; with `recursive`, their subfolders too) into image paths;
+    files pass as given."""
     out: list[Path] = []
     for p in map(Path, paths):
         if p.is_dir():
-            out.extend(sorted(f for f in p.iterdir() if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES))
+            found = p.rglob("*") if recursive else p.iterdir()
+            out.extend(sorted(f for f in found if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES))
         else:
             out.append(p)
     return out

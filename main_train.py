@@ -29,7 +29,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler, Subset
 from tqdm import tqdm
 
-from cli import add_bool_flag, add_device_arg, fail
+from cli import add_bool_flag, add_device_arg, fail, join_processes, leave_processes
 from dataset import CHUNK, concat_runs, open_patch_set, to_unit_float
 from image_io import atomic_path
 from isonet import ISONet, ISONetError, load_model, resolve_device
@@ -194,15 +194,8 @@ def main(argv: list[str] | None = None) -> int:
         check_resume(ckpt, args, args.resume_training)
 
     # -- processes and device ------------------------------------------------------------
-    distributed = "RANK" in os.environ  # set by torchrun
-    rank = int(os.environ.get("RANK", 0))
-    world = int(os.environ.get("WORLD_SIZE", 1))
-    device = resolve_device(args.device)
-    if distributed:
-        if device.type == "cuda":
-            device = torch.device("cuda", int(os.environ["LOCAL_RANK"]))
-            torch.cuda.set_device(device)
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    processes, device = join_processes(resolve_device(args.device))
+    distributed, rank, world = processes.distributed, processes.rank, processes.world
     master = rank == 0
     cuda = device.type == "cuda"
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if cuda else contextlib.nullcontext()
@@ -305,11 +298,7 @@ def main(argv: list[str] | None = None) -> int:
 
     if writer is not None:
         writer.close()
-    if distributed:
-        # Leave together: a rank that tore gloo down while rank 0 was still writing its files
-        # sometimes aborted ("terminate called without an active exception").
-        dist.barrier()
-        dist.destroy_process_group()
+    leave_processes(processes)
     return 0
 
 

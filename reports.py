@@ -35,14 +35,16 @@ if TYPE_CHECKING:
 # Reports and figures
 # ---------------------------------------------------------------------------------------------
 def analyse_image(readers: Readers, path: str | os.PathLike, stride: int = PATCH, batch_size: int | None = None,
-                  calibration: Callable[[np.ndarray], np.ndarray] | None = None) -> tuple[np.ndarray, IsoMap, dict]:
-    """Read one image and compute its map and global reading (camera_profile.Readers: a profile of
-    its camera, or the model); returns the image, the map and the JSON record.
+                  calibration: Callable[[np.ndarray], np.ndarray] | None = None,
+                  img: np.ndarray | None = None) -> tuple[np.ndarray, IsoMap, dict]:
+    """Read one image (unless `img` holds it, read_image's) and compute its map and global reading
+    (camera_profile.Readers: a profile of its camera, or the model); returns the image, the map and
+    the JSON record.
 
     `calibration` maps the network's metrics to calibrated ones (evaluate.py --calibrate).
     """
     start = time.perf_counter()
-    img = read_image(path)
+    img = read_image(path) if img is None else img
     result, reading = readers.read(img, path, stride, batch_size)
     if calibration is not None:
         result.map = calibration(result.map).astype(np.float32)
@@ -282,11 +284,12 @@ def save_scatter_figure(result: IsoMap, path: str | os.PathLike, title: str = ""
     save_figure(fig, path, tight=False)
 
 
-def progress(items, **kwargs):
-    """A tqdm bar on stderr when it is a terminal; nothing in logs and tests."""
+def progress(items, disable: bool | None = None, **kwargs):
+    """A tqdm bar on stderr (images a second, time left) when it is a terminal, or where `disable`
+    is False; nothing in logs and tests, or where `disable` is True."""
     from tqdm import tqdm
 
-    return tqdm(items, disable=None, file=sys.stderr, **kwargs)
+    return tqdm(items, disable=disable, file=sys.stderr, **kwargs)
 
 
 # ---------------------------------------------------------------------------------------------

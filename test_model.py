@@ -2,14 +2,27 @@
 
     python test_model.py --model_path models/net_tif.pth --pic_path photo.tif more_photos/
     python test_model.py        # the embedded demo: a photo rendered at ISO 1600, with models/net_tif.pth
+    python test_model.py --pic_path seized/ --recursive --figures none --workers 2 --resume
+    torchrun --nproc_per_node 4 test_model.py --pic_path seized/ --recursive --figures none --resume
 
-For each image, writes <stem>_iso_map.png, <stem>_scatter.png (unless --figures none) and
-<stem>.json to --out_dir, and summary.csv for the whole run. Exit code: 0 all images worked, 1 some
-failed, 2 bad arguments.
+For each image, writes <name>_iso_map.png, <name>_scatter.png (unless --figures none) and
+<name>.json to --out_dir, where <name> is the image's path relative to the folder all the inputs
+share (so IMG_0001.JPG of two folders never clash), and summary.csv for the whole run, rebuilt from
+the records at the end. Each record is written whole or not at all, after its figures: with
+--resume, an image whose record is complete and was made with the same model and settings is not
+read again, so a killed run finishes where it stopped. Under torchrun the images are dealt out
+between the processes (the same image always to the same rank), each on its own GPU or its share
+of the CPU's cores, and rank 0 writes summary.csv once every process is done. Exit code: 0 all
+images worked, 1 some failed, 2 bad arguments.
 """
 import argparse
+import json
+import os
 import sys
 from pathlib import Path
+
+import numpy as np
+import torch
 
 import cli
 import demos
@@ -22,14 +35,55 @@ SUMMARY_COLUMNS = ["file", "width", "height", "stride", "rows", "cols", "global_
                    "exif_iso", "camera", "file_kind", "reader", "clipped_share", "seconds", "error"]
 
 
-def unique_stem(path: Path, used: set[str]) -> str:
-    """Two inputs called a/x.png and b/x.png must not overwrite each other's outputs."""
-    stem, n = path.stem, 1
-    while stem in used:
-        n += 1
-        stem = f"{path.stem}_{n}"
-    used.add(stem)
-    return stem
+def output_names(paths: list[Path]) -> list[str]:
+    """Each image's output name: its path relative to the folder all the images share, without its
+    suffix (sub/IMG_0001); a name taken by an earlier image of the list gets _2, _3... (x.png and x.jpg)."""
+    if not paths:
+        return []
+    root = Path(os.path.commonpath([str(p.resolve().parent) for p in paths]))
+    used, names = set(), []
+    for path in paths:
+        base = path.resolve().relative_to(root).with_suffix("").as_posix()
+        name, n = base, 1
+        while name in used:
+            n += 1
+            name = f"{base}_{n}"
+        used.add(name)
+        names.append(name)
+    return names
+
+
+def collection(args: argparse.Namespace) -> list[Path]:
+    """The images to read: --pic_path's files and folders (their subfolders too with --recursive)
+    and the paths of --file_list, one a line (relative ones to the list's folder); or exit with one line."""
+    listed = []
+    if args.file_list:
+        try:
+            lines = Path(args.file_list).read_text().splitlines()
+        except (OSError, UnicodeDecodeError) as e:
+            cli.fail(f"{args.file_list}: --file_list cannot be read ({type(e).__name__})")
+        listed = [Path(args.file_list).parent / line.strip() for line in lines if line.strip()]
+    images = image_io.list_images(args.pic_path or [], recursive=args.recursive) + listed
+    if not images:
+        cli.fail(f"no images found in {' '.join(map(str, args.pic_path or [args.file_list]))}")
+    return images
+
+
+def run_settings(args: argparse.Namespace, net: isonet.ISONet) -> dict:
+    """What decides a record's contents besides its image: a record made with other settings is not
+    complete for --resume."""
+    return {"model": str(args.model_path), "model_sha256": isonet.weights_fingerprint(net), "stride": args.stride,
+            "precision": args.precision, "calibration": args.calibration, "profile": args.profile,
+            "profiles": args.profiles, "intervals": args.intervals}
+
+
+def complete_record(path: Path, settings: dict) -> dict | None:
+    """The record at `path` if it is whole and made with `settings`, else None."""
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return record if isinstance(record, dict) and record.get("settings") == settings else None
 
 
 def describe(record: dict, profiles: bool = False) -> str:
@@ -51,16 +105,58 @@ def summary_row(record: dict) -> dict:
     return record | {"iso_metric_low": interval[0], "iso_metric_high": interval[1]}
 
 
+class Decoded(torch.utils.data.Dataset):
+    """The images of the collection, decoded (in --workers processes, ahead of the network); an
+    image that fails gives its one-line error instead."""
+
+    def __init__(self, paths: list[Path]):
+        self.paths = paths
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, k: int) -> tuple[int, np.ndarray | str]:
+        try:
+            return k, image_io.read_image(self.paths[k])
+        except isonet.ISONetError as e:
+            return k, str(e)
+
+
+def decoded(paths: list[Path], workers: int):
+    """(index, image or error) of each path, in order; `workers` processes decode ahead."""
+    if workers == 0:
+        return map(Decoded(paths).__getitem__, range(len(paths)))
+    return torch.utils.data.DataLoader(Decoded(paths), batch_size=None, num_workers=workers,
+                                       collate_fn=lambda item: item, prefetch_factor=2)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     cli.add_inference_args(parser, "models/net_tif.pth", "image files and/or folders of images")
     parser.add_argument("--calibration", help="a calibration file from evaluate.py --calibrate, applied to every map")
     parser.add_argument("--figures", choices=["all", "none"], default="all",
                         help="none: write only the JSON and summary.csv, for batch runs (default all)")
+    collections = parser.add_argument_group("large collections")
+    collections.add_argument("--recursive", action="store_true", help="read the folders' subfolders too")
+    collections.add_argument("--file_list", metavar="F", help="a file of image paths, one a line (relative ones to "
+                                                             "its folder), read beside any --pic_path")
+    collections.add_argument("--resume", action="store_true",
+                             help="skip every image whose record in --out_dir is complete and made with the same "
+                                  "model and settings")
+    collections.add_argument("--workers", type=int, default=0,
+                             help="processes decoding the next images while the network reads (default 0: none)")
+    collections.add_argument("--quiet", action="store_true", help="no progress bar on stderr")
     args = parser.parse_args()
+    if args.workers < 0:
+        cli.fail(f"--workers {args.workers}: must be 0 or more")
     net = cli.setup_inference(args)
+    processes, device = cli.join_processes(next(net.parameters()).device)
+    net = net.to(device)
     readers = cli.setup_readers(args, net)
-    demo = cli.demo_if_no_pic(args, lambda out: demos.write_demo(out, 1600))
+    if args.file_list is None:
+        demo = cli.demo_if_no_pic(args, lambda out: demos.write_demo(out, 1600))
+    else:
+        demo = None
     calibration = None
     if args.calibration:
         import metrics  # imported here: its SciPy takes 0.7 s to import, and only a calibration needs it
@@ -70,35 +166,53 @@ def main() -> int:
             calibration.check_model(net, args.calibration)
         except isonet.ISONetError as e:
             cli.fail(str(e))
-    images = image_io.list_images(args.pic_path)
-    if not images:
-        cli.fail(f"no images found in {' '.join(args.pic_path)}")
+    images = collection(args)
+    names = output_names(images)
+    settings = run_settings(args, net)
+    out_dir = Path(args.out_dir)
 
-    out_dir, used, summary, failed = Path(args.out_dir), set(), [], 0
-    for path in images:
+    # This process's share: every world-th image from its rank on, the same for the same list.
+    todo = [k for k in range(processes.rank, len(images), processes.world)
+            if not (args.resume and complete_record(out_dir / f"{names[k]}.json", settings))]
+    failed = {}
+    bar = reports.progress(decoded([images[k] for k in todo], args.workers), total=len(todo), unit="image",
+                           desc=f"rank {processes.rank}" if processes.distributed else "images",
+                           disable=True if args.quiet else None)
+    for position, img in bar:
+        k = todo[position]
+        path, name = images[k], names[k]
         try:
-            img, result, record = reports.analyse_image(readers, path, args.stride, args.batch_size, calibration)
-            stem = unique_stem(path, used)
-            record["model"] = str(args.model_path)
-            record["calibration"] = args.calibration
-            reports.write_json(out_dir / f"{stem}.json", record)
+            if isinstance(img, str):
+                raise isonet.ISONetError(img)
+            img, result, record = reports.analyse_image(readers, path, args.stride, args.batch_size, calibration,
+                                                        img)
+            record |= {"model": str(args.model_path), "calibration": args.calibration, "settings": settings}
             if args.figures == "all":
-                reports.save_map_figure(img, result, out_dir / f"{stem}_iso_map.png", title=path.name)
-                reports.save_scatter_figure(result, out_dir / f"{stem}_scatter.png", title=path.name)
+                reports.save_map_figure(img, result, out_dir / f"{name}_iso_map.png", title=path.name)
+                reports.save_scatter_figure(result, out_dir / f"{name}_scatter.png", title=path.name)
+            reports.write_json(out_dir / f"{name}.json", record)  # last: a record on disk is a complete one
         # One bad file, or one output that cannot be written, never stops the batch; anything else
         # is a bug, and a traceback says where.
         except (isonet.ISONetError, OSError, MemoryError) as e:
             message = str(e) if isinstance(e, isonet.ISONetError) else f"{path}: {type(e).__name__}: {e}"
             print(f"error: {message}", file=sys.stderr)
-            summary.append({"file": str(path), "error": message})
-            failed += 1
+            failed[k] = message
             continue
-        print(describe(record, bool(readers.profiles)))
+        print(describe(record, bool(readers.profiles)), flush=True)
         if demo:
             print(cli.describe_truth(demo, record["global_iso_metric"]))
-        summary.append(summary_row(record))
-    reports.write_csv(out_dir / "summary.csv", summary, SUMMARY_COLUMNS)
-    print(f"{len(images) - failed} of {len(images)} images done; outputs in {out_dir}/")
+    failed = cli.gather(processes, failed)  # and every process's records are written by now
+    cli.leave_processes(processes)
+    if processes.rank == 0:
+        summary = []
+        for k, (path, name) in enumerate(zip(images, names)):
+            record = complete_record(out_dir / f"{name}.json", settings)
+            summary.append(summary_row(record) if record else {"file": str(path),
+                                                                "error": failed.get(k, "no complete record")})
+        reports.write_csv(out_dir / "summary.csv", summary, SUMMARY_COLUMNS)
+        done = sum(not row.get("error") for row in summary)
+        print(f"{done} of {len(images)} images done; outputs in {out_dir}/")
+        return 0 if done == len(images) else 1
     return 1 if failed else 0
 
 

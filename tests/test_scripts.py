@@ -31,11 +31,11 @@ def test_batch_writes_every_output_and_survives_a_bad_file(tmp_path, batch, weig
     proc = run("test_model.py", "--model_path", weights_file, "--pic_path", folder, single, "--out_dir", out)
     assert proc.returncode == 1
     assert "broken.png" in proc.stderr and "Traceback" not in proc.stderr
-    for stem in ["calm", "grainy", "alone"]:
+    for name in ["photos/calm", "photos/grainy", "alone"]:  # each under its path relative to the inputs' folder
         for suffix in [".json", "_iso_map.png", "_scatter.png"]:
-            assert (out / f"{stem}{suffix}").stat().st_size > 0
-    assert not list(out.glob("*.part*"))
-    record = json.loads((out / "calm.json").read_text())
+            assert (out / f"{name}{suffix}").stat().st_size > 0
+    assert not list(out.rglob("*.part*"))
+    record = json.loads((out / "photos" / "calm.json").read_text())
     assert {"file", "model", "width", "height", "patch_size", "stride", "rows", "cols", "map",
             "global_iso_metric", "global_iso", "nearest_iso", "iqr", "exif_iso", "seconds"} <= set(record)
     assert (record["width"], record["height"], record["rows"], record["cols"]) == (200, 130, 2, 3)
@@ -121,7 +121,7 @@ def test_same_names_in_two_folders_do_not_overwrite(tmp_path, weights_file):
     proc = run("test_model.py", "--model_path", weights_file, "--pic_path", tmp_path / "a", tmp_path / "b",
                "--out_dir", tmp_path / "o")
     assert proc.returncode == 0, proc.stderr
-    assert (tmp_path / "o" / "x.json").exists() and (tmp_path / "o" / "x_2.json").exists()
+    assert (tmp_path / "o" / "a" / "x.json").exists() and (tmp_path / "o" / "b" / "x.json").exists()
 
 
 def test_checkpoint_flag_still_accepted(tmp_path, weights_file):
