@@ -109,10 +109,11 @@ def report_scenario(args: argparse.Namespace, net: isonet.ISONet) -> None:
     print(f"figure: {out}")
 
 
-def analyse_probe(args: argparse.Namespace, net: isonet.ISONet, path: Path, img, fingerprint_images: list[Path]) -> int:
+def analyse_probe(args: argparse.Namespace, net: isonet.ISONet, path: Path, img, reading: float,
+                  fingerprint_images: list[Path]) -> int:
     try:
         report = examination.analyse_probe(path, fingerprint_images, net, args.band, args.block, args.block_stride,
-                                    args.false_alarm, args.channels)
+                                           args.false_alarm, args.channels, reading)
     except isonet.ISONetError as e:
         cli.fail(str(e), 1)
     for line in report.failed:
@@ -124,10 +125,13 @@ def analyse_probe(args: argparse.Namespace, net: isonet.ISONet, path: Path, img,
     return 1 if report.failed else 0
 
 
-def examine_against_profile(args: argparse.Namespace, readers, path: Path) -> int:
+def examine_against_profile(args: argparse.Namespace, profile, path: Path, img, result, record: dict) -> int:
     """The questioned photo against its camera's profile: one report, Fig7_examination.png and .json."""
+    if (args.block, args.block_stride, args.channels) != (prnu.BLOCK, prnu.BLOCK // 2, "luma"):
+        cli.fail(f"--block, --block_stride and --channels: the profile {profile.folder} holds its own "
+                 f"({profile.prnu.block if profile.prnu else prnu.BLOCK} blocks, luma residuals)")
     try:
-        img, exam = examination.examine(path, readers, args.band, args.false_alarm, args.stride, args.batch_size)
+        exam = examination.examine(path, img, result, record, profile, args.band, args.false_alarm)
     except isonet.ISONetError as e:
         cli.fail(str(e), 1)
     print("\n".join(examination.examination_lines(exam)))
@@ -153,7 +157,7 @@ def main() -> int:
     reports.save_map_figure(img, result, out, title=f"{path.name} ({reports.model_label(args.model_path)})")
     print(f"Estimated ISO metric: {result.global_metric:.3f} (ISO {result.global_iso:.0f}, "
           f"nearest full stop {record['nearest_iso']}, IQR {result.iqr:.2f} stops{reports.interval_text(record)})"
-          + (f", read with the camera profile {record['reader']}" if record["reader"] else ""))
+          + reports.reader_text(record, bool(readers.profiles)))
     if record["exif_iso"] is not None and record["iso_metric_interval"] is None:
         print(f"EXIF ISO: {record['exif_iso']} (metric {isonet.iso_to_metric(record['exif_iso']):.3f})")
     for warning in reports.reading_warnings(record):
@@ -164,10 +168,10 @@ def main() -> int:
     if demo is not None:
         report_scenario(args, net)
     if fingerprint_images:
-        return analyse_probe(args, net, path, img, fingerprint_images)
+        return analyse_probe(args, net, path, img, result.global_metric, fingerprint_images)
     profile = readers.profile_for(path)
     if profile is not None and not demo:
-        return examine_against_profile(args, dataclasses.replace(readers, profile=profile), path)
+        return examine_against_profile(args, profile, path, img, result, record)
     return 0
 
 

@@ -1,7 +1,14 @@
-"""Adapt ISONet to one camera from 10-30 of its photos (EXIF ISO), in one command.
+"""Profile one camera, or adapt ISONet to it, from 10-30 of its photos (EXIF ISO), in one command.
 
-    python adapt_camera.py --photos my_camera/ --out models/my_camera.pth
+    python adapt_camera.py --photos my_camera/ --out profiles/my_camera     # a camera profile
+    python test_model.py --profile profiles/my_camera --pic_path new_photo.jpg
+    python adapt_camera.py --photos my_camera/ --out models/my_camera.pth   # the adapted model alone
     python test_model.py --model_path models/my_camera.pth --pic_path new_photo.jpg
+
+A camera profile (camera_profile.py: --out names a folder) holds the reader that read the photos
+best when each was left out, among the adapted ISONet below, a line through a classical noise
+statistic and both; its held-out residuals, from which every reading's 80% interval comes; the
+camera's make and model; and its PRNU fingerprint and correlation predictors (Fig7.py --profile).
 
 ISONet's three fully connected layers have no activation between them, so the network's head is
 one affine map of the 800 trunk features of a patch. Adaptation keeps the trunk and replaces that
@@ -12,13 +19,14 @@ minutes, cannot forget what the trunk learnt, and its leave-one-out figures are 
 photo is estimated by a head fitted without it, the method and ridge strength chosen by a
 cross-validation of the other photos alone. Where the photos are series of one scene at every ISO
 (a folder each), --leave_out folder leaves out the whole series instead, since a scene's other
-photos would flatter the figures. The result is a normal ISONet state dict (the affine map written
-into fc, fc2 and fc3).
+photos would flatter the figures. The adapted model is a normal ISONet state dict (the affine map
+written into fc, fc2 and fc3).
 
 Prints the leave-one-out estimate of every photo and the MAE, beside a constant guess's (each photo
 read as the other photos' median ISO), and warns where the adaptation does no better than that
 guess (photos of nearly one ISO teach a constant); writes --out (under --method auto the
-starting weights, unchanged, when no adaptation reads the held-out photos better than they do).
+starting weights, unchanged, when no adaptation reads the held-out photos better than they do),
+and for a profile its readers' held-out figures and its interval.
 Exit code: 0 done, 1 some photos could not be used, 2 bad arguments or fewer than --min_photos
 usable photos.
 """
@@ -27,6 +35,7 @@ from __future__ import annotations
 import argparse
 import copy
 import sys
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -52,6 +61,7 @@ INNER_FOLDS = 3  # the method of each leave-one-out fit is chosen by this cross-
 # 3 epochs read the held-out photos of two of three cameras better than 2 (docs/experiments.md).
 FINETUNE_EPOCHS = 3
 FINETUNE_LR = 3e-4
+MODEL_SUFFIXES = (".pth", ".pt")  # an --out so named is the adapted model alone; any other, a profile folder
 
 
 def photo_patches(img: np.ndarray, limit: int, rng: np.random.Generator) -> np.ndarray:
@@ -317,15 +327,6 @@ def profile_readers(truths: np.ndarray, network: np.ndarray, statistics: np.ndar
     return out
 
 
-def held_out_coverage(residuals: np.ndarray, level: float) -> float:
-    """The share of photos whose truth lies in the interval the other photos' residuals give."""
-    covered = []
-    for k, residual in enumerate(residuals):
-        low, high = metrics.conformal_offsets(np.delete(residuals, k), level)
-        covered.append(low <= residual <= high)
-    return float(np.mean(covered))
-
-
 def profile_prnu(photos: list[Photo], readings: np.ndarray, block: int,
                  stride: int) -> tuple[prnu.CameraPrnu | None, list[Photo], str]:
     """The camera's PRNU from the photos of its sensor's size (the size most of them have, either way
@@ -341,16 +342,33 @@ def profile_prnu(photos: list[Photo], readings: np.ndarray, block: int,
     if len(images) < 2:
         return None, [], f"fewer than two photos of one size ({size[1]}x{size[0]})"
     used = {image.path for image in images}
-    return prnu.camera_prnu(images, block, stride), [p for p, _ in chosen if p.path in used], ""
+    camera = prnu.camera_prnu(images, block, stride)
+    strangers = [images[k].path for k in camera.strangers()]
+    if strangers:
+        print(f"warning: {len(strangers)} of the {len(images)} fingerprint photos do not match the others' fingerprint "
+              f"(PCE {prnu.PCE_THRESHOLD:g} or less; first {strangers[0]}): photos of other units of this model, or "
+              "too dark or textured to show it; profile one unit's photos", file=sys.stderr)
+    return camera, [p for p, _ in chosen if p.path in used], ""
 
 
-def majority(values: list[str | None]) -> str | None:
-    named = [v for v in values if v]
-    return max(set(named), key=named.count) if named else None
+def profile_camera(photos: list[Photo], given: str | None) -> str:
+    """The profile's camera: `given` (--camera), else the make and model most of the photos' EXIF
+    names (warning where they name several); exit with one line where none names any."""
+    named = Counter(p.camera for p in photos if p.camera)
+    if given:
+        return given
+    if not named:
+        cli.fail("the photos name no camera in their EXIF: give the profile's camera with --camera")
+    (camera, count), *others = named.most_common()
+    if others:
+        print(f"warning: the photos name {len(named)} cameras; the profile is of {camera} ({count} photos); "
+              "--camera names it otherwise", file=sys.stderr)
+    return camera
 
 
-def build_profile(args: argparse.Namespace, photos: list[Photo], groups: np.ndarray, network_estimates: np.ndarray,
-                  network_state: dict, network_name: str, mae: dict[str, float], constant_mae: float) -> dict:
+def build_profile(args: argparse.Namespace, camera: str, photos: list[Photo], groups: np.ndarray,
+                  network_estimates: np.ndarray, network_state: dict, network_name: str, mae: dict[str, float],
+                  constant_mae: float) -> dict:
     """Choose the profile's reader by the photos' held-out errors, fit its interval on them, build
     the camera's PRNU, and write the profile folder (camera_profile.save_profile); returns its summary."""
     truths = np.array([p.metric for p in photos])
@@ -361,9 +379,6 @@ def build_profile(args: argparse.Namespace, photos: list[Photo], groups: np.ndar
     estimates, coefficients = candidates[kind]
     residuals = truths - estimates
     camera_prnu, fingerprint_photos, note = profile_prnu(photos, estimates, args.block, args.block_stride)
-    camera = args.camera or majority([p.camera for p in photos])
-    if camera is None:
-        cli.fail("the photos name no camera in their EXIF: give the profile's camera with --camera")
     summary = {
         "camera": camera,
         "photos": [{"file": str(p.path), "exif_iso": p.exif_iso, "metric": p.metric, "camera": p.camera}
@@ -376,9 +391,12 @@ def build_profile(args: argparse.Namespace, photos: list[Photo], groups: np.ndar
         "mae": {"readers": reader_mae, "network candidates": mae, "constant guess": constant_mae},
         "interval_level": metrics.INTERVAL_LEVEL,
         "interval_offsets": list(metrics.conformal_offsets(residuals)),
-        "interval_held_out_coverage": held_out_coverage(residuals, metrics.INTERVAL_LEVEL),
+        # Each photo judged by the interval the others' residuals give (each photo a group of its own).
+        "interval_held_out_coverage": metrics.leave_camera_out_coverage(
+            estimates, residuals, [str(p.path) for p in photos], ())["coverage"],
         "prnu": None if camera_prnu is None else {
             "photos": [str(p.path) for p in fingerprint_photos], "channels": "luma",
+            "pce_against_the_others": [round(float(v), 1) for v in camera_prnu.matches],
             "height": int(camera_prnu.fingerprint.shape[0]), "width": int(camera_prnu.fingerprint.shape[1])},
         "prnu_note": note,
         "init_from": str(args.init_from),
@@ -396,7 +414,9 @@ def profile_lines(summary: dict) -> list[str]:
             f"{summary['interval_level']:.0%} interval: reading {low:+.2f} to {high:+.2f} stops; it covers "
             f"{summary['interval_held_out_coverage']:.0%} of the photos, each judged by the others' residuals",
             "PRNU fingerprint: " + (f"{len(fingerprint['photos'])} photos of {fingerprint['width']}x"
-                                    f"{fingerprint['height']}" if fingerprint else f"none: {summary['prnu_note']}")]
+                                    f"{fingerprint['height']}, each matching the others' at PCE "
+                                    f"{min(fingerprint['pce_against_the_others']):.0f} or more"
+                                    if fingerprint else f"none: {summary['prnu_note']}")]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -433,7 +453,7 @@ def main(argv: list[str] | None = None) -> int:
     for flag, least in {"patches_per_photo": 1, "epochs": 1, "folds": 2, "block": 16, "block_stride": 1}.items():
         if getattr(args, flag) < least:
             cli.fail(f"--{flag} {getattr(args, flag)}: must be at least {least}")
-    as_profile = Path(args.out).suffix.lower() != ".pth"
+    as_profile = Path(args.out).suffix.lower() not in MODEL_SUFFIXES
     if as_profile and Path(args.out).exists() and not (Path(args.out) / camera_profile.PROFILE_FILE).is_file() \
             and (not Path(args.out).is_dir() or any(Path(args.out).iterdir())):
         cli.fail(f"{args.out}: exists and is not a camera profile (a profile folder is new, empty, or a profile)")
@@ -452,6 +472,7 @@ def main(argv: list[str] | None = None) -> int:
             failed += 1
     if len(photos) < max(args.min_photos, 3):
         cli.fail(f"{len(photos)} usable photo(s): adaptation needs at least {max(args.min_photos, 3)}")
+    camera = profile_camera(photos, args.camera) if as_profile else None
     paths = [p.path for p in photos]
     groups = np.array([str(p.parent) for p in paths] if args.leave_out == "folder" else [str(p) for p in paths])
     if len(set(groups)) < 2:
@@ -482,7 +503,7 @@ def main(argv: list[str] | None = None) -> int:
         state = bare_state_dict(finetune(net, patches, list(truths), args.epochs, args.lr, args.seed))
         how = f"whole network fine-tuned, {args.epochs} epoch(s) from lr {args.lr:g}"
     if as_profile:
-        summary = build_profile(args, photos, groups, columns[chosen], state, chosen, mae, constant_mae)
+        summary = build_profile(args, camera, photos, groups, columns[chosen], state, chosen, mae, constant_mae)
     else:
         save_atomically(state, Path(args.out))
     print(f"{'photo':<40} {'EXIF ISO':>8} " + " ".join(f"{name:>26}" for name in columns))

@@ -132,6 +132,7 @@ def load_profile(folder: str | os.PathLike, device: str | object = "cpu", precis
         r = data["reader"]
         reader = Reader(r["kind"], tuple(float(c) for c in r["coefficients"]), tuple(float(c) for c in r["clamp"]))
         residuals = np.asarray(data["held_out"]["residuals"], float)
+        camera, level = str(data["camera"]), float(data.get("interval_level", metrics.INTERVAL_LEVEL))
         if reader.kind not in READERS or residuals.ndim != 1 or residuals.size < 2:
             raise ValueError(reader.kind)
     except (KeyError, TypeError, ValueError, IndexError) as e:
@@ -147,19 +148,22 @@ def load_profile(folder: str | os.PathLike, device: str | object = "cpu", precis
                 camera_prnu = prnu.CameraPrnu.from_arrays(fingerprint, dict(arrays))
         except (OSError, ValueError, KeyError) as e:
             raise ISONetError(f"{folder}: a damaged camera profile ({type(e).__name__} in its PRNU files)") from None
-    return Profile(folder, data["camera"], reader, residuals, data, network, camera_prnu,
-                   float(data.get("interval_level", metrics.INTERVAL_LEVEL)))
+    return Profile(folder, camera, reader, residuals, data, network, camera_prnu, level)
 
 
 def save_profile(folder: str | os.PathLike, summary: dict, network_state: dict | None,
                  camera_prnu: prnu.CameraPrnu | None) -> None:
     """Write a profile folder: `summary` (camera, photos, reader, held_out, figures) as profile.json,
-    then the reader's weights and the PRNU arrays; profile.json is written last, each file
-    atomically, so a folder with a profile.json is whole."""
+    with the reader's weights and the PRNU arrays. profile.json goes first (a profile being
+    replaced stops being one) and comes back last, each file atomically, and files the new profile
+    lacks are removed: a folder with a profile.json is a whole profile."""
     import torch
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
+    (folder / PROFILE_FILE).unlink(missing_ok=True)
+    for name in (READER_FILE, FINGERPRINT_FILE, PREDICTORS_FILE):
+        (folder / name).unlink(missing_ok=True)
     if network_state is not None:
         with atomic_path(folder / READER_FILE) as tmp:
             torch.save(network_state, tmp)
@@ -199,6 +203,9 @@ class Readers:
     table_path: Path | None = None
     profile: Profile | None = None
     profiles: dict[str, Profile] = field(default_factory=dict)
+
+    def all_profiles(self) -> list[Profile]:
+        return ([self.profile] if self.profile else []) + list(self.profiles.values())
 
     def profile_for(self, path: str | os.PathLike) -> Profile | None:
         return self.profile or matching_profile(path, self.profiles)

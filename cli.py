@@ -16,7 +16,7 @@ from typing import NoReturn
 import numpy as np
 import torch
 
-from camera_profile import Readers, load_profile, profile_folders
+from camera_profile import Profile, Readers, load_profile, profile_folders
 from isonet import (
     DENSE_STEP,
     PATCH,
@@ -55,14 +55,17 @@ def add_device_arg(parser: argparse.ArgumentParser) -> None:
 
 
 def add_out_dir_arg(parser: argparse.ArgumentParser, default: str | None, *aliases: str, help: str = "") -> None:
-    """--out_dir, where every script writes its outputs; `aliases` are the flags it once had."""
+    """--out_dir, where every script writes its outputs; `aliases` are other names it answers to
+    (the paper's --save_path, say)."""
     parser.add_argument("--out_dir", *aliases, default=default, required=default is None,
                         help=help or f"where outputs go (default {default}/)")
 
 
 def add_inference_args(parser: argparse.ArgumentParser, model_default: str, pic_help: str | None,
-                       out_dir: str = "results") -> None:
-    """The paper's flags (--model_path, --pic_path, --checkpoint) and ours; no --pic_path if no help."""
+                       out_dir: str = "results", readers: bool = True) -> None:
+    """The paper's flags (--model_path, --pic_path, --checkpoint) and ours; no --pic_path if no help;
+    with `readers`, those that choose what reads each image and its interval (--profile, --profiles,
+    --intervals) and --show."""
     parser.add_argument("--model_path", default=str(PROJECT / model_default),
                         help=f"ISONet weights: state dict or training checkpoint (default: this project's "
                              f"{model_default})")
@@ -81,6 +84,8 @@ def add_inference_args(parser: argparse.ArgumentParser, model_default: str, pic_
                              "faster on CPUs with AMX or AVX-512 BF16 and on GPUs (slower on other CPUs); "
                              "on real photos the global estimate moves by 0.004 stop (median; at most 0.06), "
                              "patch values by up to a few tenths")
+    if not readers:
+        return
     parser.add_argument("--show", action="store_true", help="also open the figures in windows")
     trust = parser.add_argument_group("camera profiles and intervals")
     trust.add_argument("--profile", metavar="DIR",
@@ -97,13 +102,17 @@ def add_inference_args(parser: argparse.ArgumentParser, model_default: str, pic_
 def setup_readers(args: argparse.Namespace, net: ISONet) -> Readers:
     """What reads each image (camera_profile.Readers): --profile, --profiles and the model with its
     interval table; or exit with one line."""
+    args.profiles, args.intervals = getattr(args, "profiles", None), getattr(args, "intervals", None)
     if args.profile and args.profiles:
         fail("--profile and --profiles: pass one of them")
     if (args.profile or args.profiles) and getattr(args, "calibration", None):
         fail("--calibration calibrates --model_path; a camera profile brings its own reading: pass one of them")
     table_path = Path(args.intervals) if args.intervals else Path(args.model_path).with_suffix(".intervals.json")
     table = None
-    if args.intervals or table_path.is_file():
+    if getattr(args, "calibration", None):
+        if args.intervals:
+            fail("--intervals holds the model's own readings' intervals; a --calibration changes the readings")
+    elif args.intervals or table_path.is_file():
         try:
             table = IntervalTable.load(table_path)
             table.check_model(net, table_path)
@@ -113,11 +122,14 @@ def setup_readers(args: argparse.Namespace, net: ISONet) -> Readers:
             print(f"note: {e}; readings get no interval", file=sys.stderr)
             table = None
     device = next(net.parameters()).device
+    profiles: dict[str, Profile] = {}
     try:
         profile = load_profile(args.profile, device, args.precision) if args.profile else None
-        profiles = {found.camera: found for found in (load_profile(folder, device, args.precision)
-                                                      for folder in (profile_folders(args.profiles)
-                                                                     if args.profiles else []))}
+        for folder in profile_folders(args.profiles) if args.profiles else []:
+            found = load_profile(folder, device, args.precision)
+            if found.camera in profiles:
+                fail(f"{folder} and {profiles[found.camera].folder}: two profiles of {found.camera}; keep one")
+            profiles[found.camera] = found
     except ISONetError as e:
         fail(str(e))
     if args.profiles and not profiles:
@@ -131,7 +143,7 @@ def setup_inference(args: argparse.Namespace, model_path: str | None = None) -> 
         fail(f"--stride {args.stride}: must be a multiple of {DENSE_STEP} between 4 and {PATCH}")
     if args.batch_size is not None and args.batch_size < 1:
         fail(f"--batch_size {args.batch_size}: must be at least 1")
-    if args.show:
+    if getattr(args, "show", False):
         os.environ["ISONET_SHOW"] = "1"
     try:
         return load_model(model_path or args.model_path, resolve_device(args.device), args.precision)
@@ -215,7 +227,7 @@ class Processes:
 def join_processes(device: torch.device) -> tuple[Processes, torch.device]:
     """Under torchrun (RANK in the environment), join its process group (nccl on GPUs, gloo on the
     CPU) and take this process's own GPU; on the CPU, this process's share of the machine's cores.
-    Without torchrun, one process as before."""
+    Without torchrun, the one process."""
     import torch.distributed as dist
 
     if "RANK" not in os.environ:
@@ -244,8 +256,8 @@ def gather(processes: Processes, part: dict) -> dict:
 
 
 def leave_processes(processes: Processes) -> None:
-    """Wait for every process, then leave the group: a rank that tore gloo down while another was
-    still writing its files sometimes aborted ("terminate called without an active exception")."""
+    """Wait for every process, then leave the group: a rank that tears gloo down while another is
+    still writing its files can abort ("terminate called without an active exception")."""
     import torch.distributed as dist
 
     if processes.distributed or dist.is_initialized():

@@ -346,7 +346,10 @@ def evaluate_noise_statistics(args: argparse.Namespace) -> int:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    cli.add_inference_args(parser, "models/net_tif.pth", None, out_dir="results/evaluate")
+    cli.add_inference_args(parser, "models/net_tif.pth", None, out_dir="results/evaluate", readers=False)
+    parser.add_argument("--profile", metavar="DIR",
+                        help="a camera profile (adapt_camera.py --out DIR): its reader is scored in --model_path's "
+                             "place")
     parser.add_argument("--data", nargs="+", help="labelled photos, one or more folders: DIR/<ISO>/*, "
                                                    "DIR/Test/<ISO>/*, or flat folders with --label_from exif")
     parser.add_argument("--label_from", choices=["folder", "exif"], default="folder")
@@ -377,8 +380,8 @@ def main() -> int:
         cli.fail(f"--splice {args.splice}: must be at least 1")
     if args.folds < 2:
         cli.fail(f"--folds {args.folds}: must be at least 2")
-    if args.profiles:
-        cli.fail("--profiles: evaluate.py scores one camera's reader; pass its --profile")
+    if args.fit_intervals and (args.splice or args.noise_stats):
+        cli.fail("--fit_intervals fits on labelled --data photos: not with --splice or --noise_stats")
     if args.profile and (args.calibrate or args.fit_intervals):
         cli.fail("--calibrate and --fit_intervals fit --model_path's readings; a camera profile brings its own")
     nets = {args.model_path: cli.setup_inference(args)}

@@ -19,7 +19,7 @@ import reports
 from isonet import ISONetError
 
 if TYPE_CHECKING:
-    from camera_profile import Readers
+    from camera_profile import Profile
 
 # ---------------------------------------------------------------------------------------------
 # A camera's photos: its fingerprint and predictors, in the sensor's orientation; then one probe
@@ -62,7 +62,7 @@ class ProbeReport:
     turn: int  # quarter turns from the probe's pixels in the sensor's order to the fingerprint's orientation
     pce_by_turn: dict[int, prnu.Pce]
     orientation: int  # the probe's EXIF orientation: how a viewer turns its pixels in the sensor's order
-    isonet_metric: float
+    reading: float  # the probe's global ISO metric, as ISONet or the profile's reader read it
     exif_iso: int | None
     band: float | None  # the predictor's ISO band (metric), None: fitted on every band, or weighted
     predictor: prnu.CorrelationPredictor | prnu.WeightedPredictor
@@ -129,7 +129,8 @@ def judge_probe(probe: Path, img: np.ndarray, camera: prnu.CameraPrnu, reading: 
 
 def analyse_probe(probe: str | os.PathLike, fingerprint_paths: Sequence[Path], net: isonet.ISONet,
                   band_by: str = "isonet", block: int = prnu.BLOCK, stride: int = prnu.BLOCK // 2,
-                  false_alarm: float = prnu.FALSE_ALARM, channels: str = "luma") -> ProbeReport:
+                  false_alarm: float = prnu.FALSE_ALARM, channels: str = "luma",
+                  reading: float | None = None) -> ProbeReport:
     """Is `probe` from the camera the fingerprint images come from (PCE), and which of its blocks
     lack that camera's PRNU? Everything is computed in the sensor's orientation, so photos held
     either way share one fingerprint. The predictors are fitted on the fingerprint images
@@ -139,7 +140,8 @@ def analyse_probe(probe: str | os.PathLike, fingerprint_paths: Sequence[Path], n
     probe = Path(probe)
     img = image_io.read_image(probe, sensor_order=True)
     camera, images, failed = folder_prnu(fingerprint_paths, img.shape[:2], net, band_by, block, stride, channels)
-    return judge_probe(probe, img, camera, isonet.global_metric(net, img), band_by, false_alarm, channels,
+    reading = isonet.global_metric(net, img) if reading is None else reading
+    return judge_probe(probe, img, camera, reading, band_by, false_alarm, channels,
                        [i.path for i in images], failed, [i.path for i in images if i.turn])
 
 
@@ -163,7 +165,7 @@ def probe_report_lines(report: ProbeReport) -> list[str]:
             f"PCE of {report.probe.name} against the fingerprint: {report.pce.value:.1f} -> {decision} "
             f"(threshold {prnu.PCE_THRESHOLD:g})",
             f"the probe matches the fingerprint {prnu.describe_turn(report.turn)}{orientation} (PCE tried: {tried})",
-            f"ISONet reads ISO {isonet.metric_to_iso(report.isonet_metric):.0f} (metric {report.isonet_metric:.2f})"
+            f"reading ISO {isonet.metric_to_iso(report.reading):.0f} (metric {report.reading:.2f})"
             f"{exif}; predictor: {band}, fitted on {report.predictor.samples} genuine blocks",
             f"forgery map: {forged} of {report.forged.size} {report.block}x{report.block} blocks (every "
             f"{report.stride} px) fall below their predicted correlation at {report.false_alarm:.0%} false alarm"]
@@ -206,7 +208,7 @@ def save_forgery_figure(img: np.ndarray, report: ProbeReport, path: str | os.Pat
     shown = axes[1].imshow(image_io.orient(margin, report.view), extent=block_extent(report), cmap="coolwarm_r",
                            vmin=-reach, vmax=reach, alpha=0.8, interpolation="nearest")
     fig.colorbar(shown, ax=axes[1], fraction=0.046, pad=0.04).set_label("measured - predicted correlation")
-    axes[1].set_title(f"PCE {report.pce.value:.1f}; ISONet ISO {isonet.metric_to_iso(report.isonet_metric):.0f}")
+    axes[1].set_title(f"PCE {report.pce.value:.1f}; reading ISO {isonet.metric_to_iso(report.reading):.0f}")
     fig.suptitle(f"{report.probe.name}: PRNU forgery map")
     reports.save_figure(fig, path)
 
@@ -228,28 +230,25 @@ class Examination:
 
     @property
     def exif_verdict(self) -> str:
-        """'consistent' or 'inconsistent': whether the EXIF ISO lies in the reading's interval."""
-        interval, exif = self.record["iso_metric_interval"], self.record["exif_iso"]
-        if exif is None:
+        """'consistent' or 'inconsistent' (whether the EXIF ISO lies in the reading's interval), or
+        'no EXIF ISO', or 'no interval'."""
+        if self.record["exif_iso"] is None:
             return "no EXIF ISO"
-        if interval is None:
-            return "no interval"
-        return "consistent" if interval[0] <= isonet.iso_to_metric(exif) <= interval[1] else "inconsistent"
+        inside = reports.exif_in_interval(self.record)
+        return "no interval" if inside is None else "consistent" if inside else "inconsistent"
 
 
-def examine(path: str | os.PathLike, readers: Readers, band_by: str = "isonet",
-            false_alarm: float = prnu.FALSE_ALARM, stride: int = isonet.PATCH,
-            batch_size: int | None = None) -> tuple[np.ndarray, Examination]:
-    """Examine `path` against the profile `readers` holds; returns the image as a viewer shows it and
-    the examination. The PRNU parts need the profile's fingerprint and a photo of its sensor's size."""
+def examine(path: str | os.PathLike, img: np.ndarray, result: isonet.IsoMap, record: dict, profile: Profile,
+            band_by: str = "isonet", false_alarm: float = prnu.FALSE_ALARM) -> Examination:
+    """Examine `path` (`img`, `result` and `record`: its reading with `profile`, reports.analyse_image's)
+    against the profile. The PRNU parts need the profile's fingerprint and a photo of its sensor's
+    size; where they cannot be had, the examination says why and keeps the rest."""
     import metrics
 
-    profile = readers.profile
-    img, result, record = reports.analyse_image(readers, path, stride, batch_size)
-    scores = metrics.splice_score_maps(result.map, img, stride)
+    scores = metrics.splice_score_maps(result.map, img, result.stride)
     report, note = None, ""
     if profile.prnu is None:
-        note = f"the profile {profile.folder} holds no PRNU fingerprint (its photos were of several sizes)"
+        note = f"the profile {profile.folder} holds no PRNU fingerprint ({profile.summary.get('prnu_note') or 'none'})"
     else:
         sensor = image_io.read_image(path, sensor_order=True)
         if sorted(sensor.shape[:2]) != sorted(profile.prnu.fingerprint.shape):
@@ -258,9 +257,12 @@ def examine(path: str | os.PathLike, readers: Readers, band_by: str = "isonet",
                     "only matches photos of its size")
         else:
             photos = [Path(p["file"]) for p in profile.summary.get("photos", [])]
-            report = judge_probe(Path(path), sensor, profile.prnu, result.global_metric, band_by, false_alarm,
-                                 used=photos)
-    return img, Examination(record, result, scores, report, note)
+            try:
+                report = judge_probe(Path(path), sensor, profile.prnu, result.global_metric, band_by, false_alarm,
+                                     used=photos)
+            except ISONetError as e:
+                note = str(e)
+    return Examination(record, result, scores, report, note)
 
 
 def examination_lines(exam: Examination) -> list[str]:

@@ -432,7 +432,10 @@ def file_kind(path: str | os.PathLike) -> str:
     'uncompressed'; a lossy file is an 'in_camera_jpeg' where EXIF names a camera and no editor,
     'no_metadata' where it has no EXIF at all, and an 'other_jpeg' otherwise."""
     path = Path(path)
-    if path.suffix.lower() in RAW_SUFFIXES or not _is_lossy(path.read_bytes()):
+    with path.open("rb") as f:
+        head = f.read(4096)
+        data = head + f.read() if head[:4] == b"RIFF" else head  # a WebP's image chunk can lie further in
+    if path.suffix.lower() in RAW_SUFFIXES or not _is_lossy(data):
         return "uncompressed"
     exif = read_exif(path)
     if exif is None or not len(exif):

@@ -595,6 +595,12 @@ class CameraPrnu:
     reading_weights: ReadingWeights | None
     block: int
     stride: int
+    matches: np.ndarray | None = None  # each fitted image's PCE against the others' fingerprint
+
+    def strangers(self) -> list[int]:
+        """The fitted images whose PCE against the others' fingerprint stays below PCE_THRESHOLD:
+        of another sensor (another unit of the model, say), or too dark or textured to tell."""
+        return [] if self.matches is None else [k for k, value in enumerate(self.matches) if value <= PCE_THRESHOLD]
 
     def predictor(self, band_by: str, reading: float | None,
                   exif_iso: int | None) -> tuple[CorrelationPredictor | WeightedPredictor, float | None]:
@@ -603,12 +609,12 @@ class CameraPrnu:
         if band_by == "single":
             return self.by_exif.single, None
         if band_by == "exif":
-            band = self.by_exif.band_for(None if exif_iso is None else reading_band(iso_to_metric(exif_iso)))
+            band = self.by_exif.band_for(None if exif_iso is None else iso_to_metric(exif_iso))
             return self.by_exif.for_metric(band), band
         if reading is None:
             raise ValueError(f"--band {band_by} needs ISONet's reading of the probe")
         if band_by == "isonet" and self.by_reading is not None:
-            band = self.by_reading.band_for(reading_band(reading))
+            band = self.by_reading.band_for(reading)
             return self.by_reading.for_metric(band), band
         if band_by == "isonet_weighted" and self.reading_weights is not None:
             return self.by_exif.weighted(self.reading_weights.weights(reading)), None
@@ -618,6 +624,8 @@ class CameraPrnu:
     def to_arrays(self) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         """(the fingerprint, every predictor and setting as named arrays): what a profile stores."""
         arrays = {"block": np.array(self.block), "stride": np.array(self.stride)}
+        if self.matches is not None:
+            arrays["matches"] = self.matches
         for name, banded in (("exif", self.by_exif), ("reading", self.by_reading)):
             if banded is not None:
                 for band, predictor in [("single", banded.single), *banded.bands.items()]:
@@ -640,7 +648,8 @@ class CameraPrnu:
         for reading, truth, n in arrays.get("reading_weights", np.empty((0, 3))):
             counts.setdefault(float(reading), {})[float(truth)] = int(n)
         return cls(np.asarray(fingerprint, np.float32), banded("exif"), banded("reading"),
-                   ReadingWeights(counts) if counts else None, int(arrays["block"]), int(arrays["stride"]))
+                   ReadingWeights(counts) if counts else None, int(arrays["block"]), int(arrays["stride"]),
+                   arrays.get("matches"))
 
 
 def predictor_arrays(prefix: str, predictor: CorrelationPredictor) -> dict[str, np.ndarray]:
@@ -654,24 +663,26 @@ def array_predictor(arrays: dict[str, np.ndarray], prefix: str) -> CorrelationPr
                                 np.asarray(arrays[f"{prefix}/errors"], float))
 
 
-def leave_one_out_blocks(images: Sequence[CameraImage], numerator: np.ndarray, denominator: np.ndarray,
-                         block: int, stride: int) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+def leave_one_out_blocks(images: Sequence[CameraImage], numerator: np.ndarray, denominator: np.ndarray, block: int,
+                         stride: int) -> tuple[list[tuple[np.ndarray, np.ndarray, np.ndarray]], list[float]]:
     """Genuine blocks to fit predictors on, (features, rho, image index) of each image, measured
-    against the fingerprint of the others: with itself in it, its correlation would be biased up."""
-    blocks = []
+    against the fingerprint of the others (with itself in it, its correlation would be biased up);
+    and each image's PCE against that fingerprint: whether it shares the others' sensor at all."""
+    blocks, matches = [], []
     for k, image in enumerate(images):
         obs = image.observation
         others = fingerprint_from_sums(numerator - obs.residual * obs.intensity,
                                        denominator - np.square(obs.intensity, dtype=np.float64))
         rho, features = measure_blocks(obs, others, block, stride)
         blocks.append((features.reshape(-1, len(FEATURES)), rho.ravel(), np.full(rho.size, k)))
-    return blocks
+        matches.append(pce(obs.residual, expected_prnu(obs, others)).value)
+    return blocks, matches
 
 
 def camera_prnu(images: Sequence[CameraImage], block: int = BLOCK, stride: int = BLOCK // 2) -> CameraPrnu:
     """The fingerprint of `images` (two or more, aligned) and predictors fitted on their blocks."""
     numerator, denominator = fingerprint_sums(image.observation for image in images)
-    blocks = leave_one_out_blocks(images, numerator, denominator, block, stride)
+    blocks, matches = leave_one_out_blocks(images, numerator, denominator, block, stride)
     exif_bands = [None if i.exif_iso is None else reading_band(iso_to_metric(i.exif_iso)) for i in images]
     by_exif: dict[float | None, list] = {}
     by_reading: dict[float | None, list] = {}
@@ -683,4 +694,4 @@ def camera_prnu(images: Sequence[CameraImage], block: int = BLOCK, stride: int =
                if band is not None and image.reading is not None]
     return CameraPrnu(fingerprint_from_sums(numerator, denominator), fit_banded(stack_samples(by_exif)),
                       fit_banded(stack_samples(by_reading), MIN_BAND_BLOCKS) if read else None,
-                      ReadingWeights.of(weighed) if weighed else None, block, stride)
+                      ReadingWeights.of(weighed) if weighed else None, block, stride, np.array(matches))

@@ -31,10 +31,8 @@ from prnu import (
     FALSE_ALARM,
     FEATURES,
     MIN_BAND_BLOCKS,
-    BandedPredictors,
-    CorrelationPredictor,
+    CameraPrnu,
     ReadingWeights,
-    WeightedPredictor,
     block_coverage,
     estimate_fingerprint,
     fit_banded,
@@ -72,6 +70,8 @@ class ScenarioConfig:
 GENUINE, OTHER_CAMERA, COPY_MOVE = "genuine", "other camera", "copy-move"
 SINGLE, BY_TRUE_ISO, BY_ISONET, BY_ISONET_WEIGHTED = SCHEMES = ("single", "ISO (true)", "ISO (ISONet)",
                                                                 "ISONet-weighted")
+# Each scheme as the band choice (Fig7.py --band) that picks its predictor; the true ISO is what EXIF says.
+BAND_OF_SCHEME = {SINGLE: "single", BY_TRUE_ISO: "exif", BY_ISONET: "isonet", BY_ISONET_WEIGHTED: "isonet_weighted"}
 
 
 @dataclass
@@ -195,28 +195,6 @@ def scenario_fingerprint(camera: camera_noise.CameraNoise, config: ScenarioConfi
     return estimate_fingerprint(observe(img) for img in renders)
 
 
-@dataclass
-class ScenarioPredictors:
-    """The scenario's predictors, fitted on the same Train renders: per band of the true ISO (what
-    EXIF says) and per band of ISONet's reading of each render, the bands `Fig7.py --fingerprint_dir`
-    fits with `--band isonet`: a probe read by ISONet gets the predictor of the renders ISONet read
-    the same way, its reading's bias included. `reading_weights` (how ISONet read the renders of
-    each ISO) lets a reading weigh the true-ISO predictors instead (`--band isonet_weighted`)."""
-
-    by_iso: BandedPredictors
-    by_reading: BandedPredictors
-    reading_weights: ReadingWeights
-
-    def for_probe(self, scheme: str, probe: Probe) -> CorrelationPredictor | WeightedPredictor:
-        if scheme == SINGLE:
-            return self.by_iso.single
-        if scheme == BY_TRUE_ISO:
-            return self.by_iso.for_metric(isonet.iso_to_metric(probe.iso))
-        if scheme == BY_ISONET:
-            return self.by_reading.for_metric(probe.isonet_metric)
-        return self.by_iso.weighted(self.reading_weights.weights(probe.isonet_metric))
-
-
 def cross_fitted_readings(net: isonet.ISONet, renders: Sequence[tuple[int, int, np.ndarray]],
                           config: ScenarioConfig) -> list[float]:
     """ISONet's reading of each Train render by a reader adapted without that render's photo: the
@@ -235,10 +213,12 @@ def cross_fitted_readings(net: isonet.ISONet, renders: Sequence[tuple[int, int, 
 
 def train_predictors(renders: Sequence[tuple[int, int, np.ndarray]], band_readings: Sequence[float],
                      weight_readings: Sequence[float], fingerprint: np.ndarray,
-                     config: ScenarioConfig) -> ScenarioPredictors:
-    """Predictors from the genuine Train renders (training_renders), banded by the true ISO and by
-    ISONet's `band_readings` of them, and one for all (each photo one group, at every ISO); the
-    reading weights from `weight_readings`. Where the reader was adapted on these renders, its
+                     config: ScenarioConfig) -> CameraPrnu:
+    """Predictors from the genuine Train renders (training_renders), banded by the true ISO (what
+    EXIF says) and by ISONet's `band_readings` of them (the bands `Fig7.py --fingerprint_dir` fits
+    with `--band isonet`: a probe gets the predictor of the renders ISONet read the same way, its
+    reading's bias included), and one for all (each photo one group, at every ISO); the reading
+    weights (`--band isonet_weighted`) from `weight_readings`. Where the reader was adapted on these renders, its
     bands take its own readings of them (a band is then the renders of an ISO as the reader knows
     it), but the weights must say how often a reading of a photo it never saw comes from each ISO,
     which only readings of renders of such photos tell (cross_fitted_readings)."""
@@ -250,8 +230,9 @@ def train_predictors(renders: Sequence[tuple[int, int, np.ndarray]], band_readin
         blocks = (features.reshape(-1, len(FEATURES)), rho.ravel(), np.full(rho.size, k))
         by_iso.setdefault(truth, []).append(blocks)
         by_reading.setdefault(reading_band(reading), []).append(blocks)
-    return ScenarioPredictors(fit_banded(stack_samples(by_iso)), fit_banded(stack_samples(by_reading), MIN_BAND_BLOCKS),
-                              ReadingWeights.of(zip(truths, weight_readings)))
+    return CameraPrnu(fingerprint, fit_banded(stack_samples(by_iso)),
+                      fit_banded(stack_samples(by_reading), MIN_BAND_BLOCKS),
+                      ReadingWeights.of(zip(truths, weight_readings)), config.block, config.stride)
 
 
 def make_probe(img: np.ndarray, mask: np.ndarray | None, iso: int, kind: str, fingerprint: np.ndarray,
@@ -287,7 +268,7 @@ def flagged_share(parts: Sequence[np.ndarray]) -> float:
     return float(sum(int(p.sum()) for p in parts) / total) if total else float("nan")
 
 
-def score_scheme(scheme: str, judged: Sequence[tuple[ScenarioPredictors, Probe]],
+def score_scheme(scheme: str, judged: Sequence[tuple[CameraPrnu, Probe]],
                  config: ScenarioConfig) -> SchemeScore:
     """Prediction error on genuine probes' blocks, false alarms on them, and detection of the
     forged probes' blocks, each probe judged by the predictor its scheme chooses among the
@@ -298,7 +279,7 @@ def score_scheme(scheme: str, judged: Sequence[tuple[ScenarioPredictors, Probe]]
     genuine: list[tuple[int, np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []  # iso, rho, rho_hat, flagged, score
     detected: list[tuple[int, str, np.ndarray, np.ndarray]] = []  # iso, kind, flags and scores of the forged blocks
     for predictors, probe in judged:
-        predictor = predictors.for_probe(scheme, probe)
+        predictor, _ = predictors.predictor(BAND_OF_SCHEME[scheme], probe.isonet_metric, probe.iso)
         rho_hat = predictor.predict(probe.features)
         flagged = predictor.forged(probe.rho, probe.features, config.false_alarm)
         score = predictor.standard_score(probe.rho, probe.features)
@@ -338,7 +319,7 @@ def run_scenario(net: isonet.ISONet, config: ScenarioConfig = ScenarioConfig(),
     rng = np.random.default_rng(config.seed)
     say(f"rendering {config.flat_fields} flat fields at ISO {config.isos[0]} for {camera.name}'s fingerprint")
     fingerprint = scenario_fingerprint(camera, config, rng)
-    judged: list[tuple[ScenarioPredictors, Probe]] = []
+    judged: list[tuple[CameraPrnu, Probe]] = []
     training = []
     for fold, (train, test) in enumerate(scenario_folds(config), 1):
         step = f"fold {fold}/{config.folds}: " if config.folds > 1 else ""
@@ -351,7 +332,7 @@ def run_scenario(net: isonet.ISONet, config: ScenarioConfig = ScenarioConfig(),
         own = [isonet.global_metric(reader, render) for *_, render in renders]
         unseen = cross_fitted_readings(net, renders, config) if config.adapt_reader else own
         predictors = train_predictors(renders, own, unseen, fingerprint, config)
-        training.append(predictors.by_iso.single.samples)
+        training.append(predictors.by_exif.single.samples)
         say(f"{step}rendering and judging genuine and forged probes of {len(test)} held-out photos")
         probes = scenario_probes(test, camera, donor, fingerprint, reader, config, rng)
         judged += [(predictors, probe) for probe in probes]

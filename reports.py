@@ -1,5 +1,5 @@
-"""What the scripts show and write: an image's analysis record, JSON/CSV outputs, the ISO-map
-figures, progress bars, and the command-line plumbing test_model.py, Fig4.py and Fig7.py share.
+"""What the scripts show and write: an image's analysis record, its printed line and warnings,
+JSON/CSV outputs, the ISO-map figures and progress bars.
 """
 from __future__ import annotations
 
@@ -81,6 +81,22 @@ LOW_READING_STOPS = 1.0
 UNREADABLE_INTERVAL_STOPS = 3.0
 
 
+def reader_text(record: dict, profiles: bool) -> str:
+    """Which camera profile read the image, for the printed line; with `profiles` (--profiles), that
+    none matched its camera when none did."""
+    if record["reader"]:
+        return f"; read with the camera profile {record['reader']}"
+    return f"; no camera profile matched its camera ({record['camera'] or 'none in its EXIF'})" if profiles else ""
+
+
+def exif_in_interval(record: dict) -> bool | None:
+    """Whether the EXIF ISO lies in the reading's interval; None without either."""
+    interval, exif = record.get("iso_metric_interval"), record["exif_iso"]
+    if interval is None or exif is None:
+        return None
+    return bool(interval[0] <= float(iso_to_metric(exif)) <= interval[1])
+
+
 def interval_text(record: dict) -> str:
     """The reading's interval and how the EXIF ISO stands against it, for the printed line; '' where
     nothing calibrates an interval for the reading."""
@@ -89,9 +105,9 @@ def interval_text(record: dict) -> str:
         return ""
     low, high = (metric_to_iso(v) for v in interval)
     text = f", {record['interval_level']:.0%} interval ISO {low:.0f}-{high:.0f}"
-    if record["exif_iso"] is not None:
-        inside = interval[0] <= float(iso_to_metric(record["exif_iso"])) <= interval[1]
-        text += (f"; EXIF ISO {record['exif_iso']} {'lies within it: consistent' if inside else 'lies outside it'}")
+    inside = exif_in_interval(record)
+    if inside is not None:
+        text += f"; EXIF ISO {record['exif_iso']} {'lies within it: consistent' if inside else 'lies outside it'}"
     return text
 
 
@@ -292,11 +308,6 @@ def progress(items, disable: bool | None = None, **kwargs):
     return tqdm(items, disable=disable, file=sys.stderr, **kwargs)
 
 
-# ---------------------------------------------------------------------------------------------
-# Command-line plumbing shared by test_model.py, Fig4.py and Fig7.py
-# ---------------------------------------------------------------------------------------------
-
-
 def model_label(path: str | os.PathLike) -> str:
     """A model as figure titles name it: relative to the project when it lies inside it (the
     default models), else as the user gave it; never this machine's absolute project path."""
@@ -304,5 +315,3 @@ def model_label(path: str | os.PathLike) -> str:
         return Path(path).resolve().relative_to(PROJECT).as_posix()
     except ValueError:
         return str(path)
-
-

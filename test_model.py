@@ -69,21 +69,29 @@ def collection(args: argparse.Namespace) -> list[Path]:
     return images
 
 
-def run_settings(args: argparse.Namespace, net: isonet.ISONet) -> dict:
-    """What decides a record's contents besides its image: a record made with other settings is not
-    complete for --resume."""
-    return {"model": str(args.model_path), "model_sha256": isonet.weights_fingerprint(net), "stride": args.stride,
-            "precision": args.precision, "calibration": args.calibration, "profile": args.profile,
-            "profiles": args.profiles, "intervals": args.intervals}
+def run_settings(args: argparse.Namespace, net: isonet.ISONet, readers) -> dict:
+    """What decides an image's outputs besides the image: a record made with other settings is not
+    complete for --resume (the files named by their contents' hashes, so a refitted table counts)."""
+    return {"model_sha256": isonet.weights_fingerprint(net), "stride": args.stride, "precision": args.precision,
+            "figures": args.figures, "calibration": file_hash(args.calibration),
+            "profiles": sorted(file_hash(Path(p.folder) / "profile.json") for p in readers.all_profiles()),
+            "intervals": file_hash(readers.table_path)}
 
 
-def complete_record(path: Path, settings: dict) -> dict | None:
-    """The record at `path` if it is whole and made with `settings`, else None."""
+def file_hash(path: str | os.PathLike | None) -> str | None:
+    import hashlib
+
+    return None if path is None else hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def complete_record(path: Path, image: Path, settings: dict) -> dict | None:
+    """The record at `path` if it is whole, of `image`, and made with `settings`, else None."""
     try:
         record = json.loads(path.read_text())
     except (OSError, ValueError):
         return None
-    return record if isinstance(record, dict) and record.get("settings") == settings else None
+    whole = isinstance(record, dict) and record.get("file") == str(image) and record.get("settings") == settings
+    return record if whole else None
 
 
 def describe(record: dict, profiles: bool = False) -> str:
@@ -92,11 +100,7 @@ def describe(record: dict, profiles: bool = False) -> str:
     interval = reports.interval_text(record)
     if record["exif_iso"] is not None and not interval:
         line += f", EXIF ISO {record['exif_iso']}"
-    if record["reader"]:
-        line += f"; read with the camera profile {record['reader']}"
-    elif profiles:
-        line += f"; no camera profile matched its camera ({record['camera'] or 'none in its EXIF'})"
-    return "\n".join([line + interval, *reports.reading_warnings(record)])
+    return "\n".join([line + reports.reader_text(record, profiles) + interval, *reports.reading_warnings(record)])
 
 
 def summary_row(record: dict) -> dict:
@@ -116,10 +120,17 @@ class Decoded(torch.utils.data.Dataset):
         return len(self.paths)
 
     def __getitem__(self, k: int) -> tuple[int, np.ndarray | str]:
+        path = self.paths[k]
         try:
-            return k, image_io.read_image(self.paths[k])
-        except isonet.ISONetError as e:
-            return k, str(e)
+            return k, image_io.read_image(path)
+        # One file that cannot be read never stops the batch (as in main's loop).
+        except (isonet.ISONetError, OSError, MemoryError) as e:
+            return k, str(e) if isinstance(e, isonet.ISONetError) else f"{path}: {type(e).__name__}: {e}"
+
+
+def same_item(item):
+    """The DataLoader's collate_fn: each item as it is (a function, not a lambda, so that it pickles)."""
+    return item
 
 
 def decoded(paths: list[Path], workers: int):
@@ -127,7 +138,7 @@ def decoded(paths: list[Path], workers: int):
     if workers == 0:
         return map(Decoded(paths).__getitem__, range(len(paths)))
     return torch.utils.data.DataLoader(Decoded(paths), batch_size=None, num_workers=workers,
-                                       collate_fn=lambda item: item, prefetch_factor=2)
+                                       collate_fn=same_item, prefetch_factor=2)
 
 
 def main() -> int:
@@ -168,12 +179,12 @@ def main() -> int:
             cli.fail(str(e))
     images = collection(args)
     names = output_names(images)
-    settings = run_settings(args, net)
+    settings = run_settings(args, net, readers)
     out_dir = Path(args.out_dir)
 
     # This process's share: every world-th image from its rank on, the same for the same list.
     todo = [k for k in range(processes.rank, len(images), processes.world)
-            if not (args.resume and complete_record(out_dir / f"{names[k]}.json", settings))]
+            if not (args.resume and complete_record(out_dir / f"{names[k]}.json", images[k], settings))]
     failed = {}
     bar = reports.progress(decoded([images[k] for k in todo], args.workers), total=len(todo), unit="image",
                            desc=f"rank {processes.rank}" if processes.distributed else "images",
@@ -206,7 +217,7 @@ def main() -> int:
     if processes.rank == 0:
         summary = []
         for k, (path, name) in enumerate(zip(images, names)):
-            record = complete_record(out_dir / f"{name}.json", settings)
+            record = complete_record(out_dir / f"{name}.json", path, settings)
             summary.append(summary_row(record) if record else {"file": str(path),
                                                                 "error": failed.get(k, "no complete record")})
         reports.write_csv(out_dir / "summary.csv", summary, SUMMARY_COLUMNS)

@@ -411,7 +411,7 @@ def test_equal_false_alarm_detection_flags_the_asked_share_of_genuine_blocks():
     truth = coef[0] + features @ coef[1:]
     rho = truth + rng.normal(0, 0.01, len(truth))
     fitted = prnu.fit_banded({None: (features[:20_000], rho[:20_000], np.arange(20_000) % 10)})
-    predictors = prnu_scenario.ScenarioPredictors(fitted, fitted, prnu.ReadingWeights.of([]))
+    predictors = prnu.CameraPrnu(np.zeros((8, 8), np.float32), fitted, fitted, prnu.ReadingWeights.of([]), 8, 4)
     probes = [synthetic_probe(prnu_scenario.GENUINE, rho[20_000:30_000], features[20_000:30_000]),
               synthetic_probe(prnu_scenario.COPY_MOVE, rho[30_000:] - 0.03, features[30_000:])]
     score = prnu_scenario.score_scheme(prnu_scenario.SINGLE, [(predictors, p) for p in probes],
@@ -550,6 +550,19 @@ def test_fig7_bad_prnu_arguments_exit_2(tmp_path, weights_file, extra, fragments
     args = [a.format(**names) for a in extra]
     proc = run_script("Fig7.py", "--model_path", weights_file, *args, "--out_dir", tmp_path)
     assert_one_line_error(proc, 2, *fragments)
+
+
+def test_a_fingerprint_photo_of_another_sensor_is_told_apart(cameras):
+    """Each photo behind a fingerprint is checked against the others' fingerprint: a photo of
+    another unit of the model shares nothing with it."""
+    rng = np.random.default_rng(12)
+    images = [prnu.CameraImage(Path(f"{k}.png"), prnu.observe(camera_render(prnu_scenario.flat_field(H, W, rng),
+                                                                            cameras[k == 5], rng, 100)), 100, None)
+              for k in range(7)]
+    camera = prnu.camera_prnu(images, block=64, stride=32)
+    assert camera.strangers() == [5] and min(np.delete(camera.matches, 5)) > 2 * prnu.PCE_THRESHOLD
+    fingerprint, arrays = camera.to_arrays()
+    assert prnu.CameraPrnu.from_arrays(fingerprint, arrays).strangers() == [5]  # kept in a profile
 
 
 def test_camera_predictor_choice_by_exif_isonet_weighted_or_single():
