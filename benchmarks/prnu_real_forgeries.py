@@ -19,13 +19,17 @@ with a fingerprint photo, which would let the scene itself correlate:
 - the Canon PowerShot S95's two tripod bursts (ISO 1600, 3200): one / the other, two folds;
 - the Xiaomi Redmi Note 3's two night bursts (ISO 3153): one / the other, two folds;
 - the Google Pixel 5's seven photos (ISO 50-1677, merged frames): six / the seventh, seven folds.
+A fold uses at most --max_fingerprint fingerprint photos and --max_probes probes (evenly spaced in
+name order), so that a burst of large photos stays within minutes.
 
 Printed per camera and pooled, for each scheme (one predictor; bands of the EXIF ISO; bands of
 ISONet's reading; the EXIF-ISO bands weighted by the reading): the measured false alarms on the
 genuine probes' blocks at the nominal --false_alarm, detection of the forged blocks (75% or more
 inside the region) at that threshold for each kind, and at one threshold that flags exactly
 --false_alarm of the genuine blocks; the photos and blocks behind each; and the PCE of the genuine
-probes and of the donor photos against the fingerprint. results: <out_dir>/prnu_real_forgeries.json.
+probes and of the donor photos against the fingerprint. results: <out_dir>/prnu_real_forgeries.json,
+and each fold's blocks in <out_dir>/folds/ as it ends: a rerun takes the folds already there and
+runs the rest (--cameras picks some; the summary covers every fold on disk).
 """
 from __future__ import annotations
 
@@ -62,6 +66,11 @@ class Fold:
 def manifest(root: Path) -> list[dict]:
     with open(root / "manifest.csv", newline="") as f:
         return [dict(row, path=root / row["file"]) for row in csv.DictReader(f)]
+
+
+def evenly(paths: list[Path], most: int) -> list[Path]:
+    """At most `most` of `paths`, evenly spaced in their order."""
+    return paths if len(paths) <= most else [paths[i] for i in np.linspace(0, len(paths) - 1, most).round().astype(int)]
 
 
 def folds(real: Path, extra: Path, dresden: Path) -> list[Fold]:
@@ -190,6 +199,24 @@ def run_fold(fold: Fold, net: isonet.ISONet, donors, rng: np.random.Generator, b
             "genuine_pce": genuine_pce, "donor_pce": donor_pce, "turns": turns}
 
 
+def fold_file(out_dir: Path, index: int, fold: Fold) -> Path:
+    return out_dir / "folds" / f"{index:02d}_{fold.camera.replace(' ', '_')}.json"
+
+
+def save_fold(path: Path, result: dict) -> None:
+    judged = [{"kind": j.kind, "scores": {k: v.tolist() for k, v in j.scores.items()},
+               "flagged": {k: v.tolist() for k, v in j.flagged.items()}} for j in result["judged"]]
+    with image_io.atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(dict(result, judged=judged)))
+
+
+def load_fold(path: Path) -> dict:
+    result = json.loads(path.read_text())
+    result["judged"] = [Judged(j["kind"], {k: np.array(v) for k, v in j["scores"].items()},
+                               {k: np.array(v, bool) for k, v in j["flagged"].items()}) for j in result["judged"]]
+    return result
+
+
 def summarise(results: list[dict], false_alarm: float) -> dict:
     judged = [j for r in results for j in r["judged"]]
     genuine_pce = np.concatenate([r["genuine_pce"] for r in results])
@@ -239,19 +266,30 @@ def main() -> None:
     parser.add_argument("--block_stride", type=int, default=prnu.BLOCK // 2)
     parser.add_argument("--false_alarm", type=float, default=prnu.FALSE_ALARM)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--max_fingerprint", type=int, default=12, help="fingerprint photos per fold, at most")
+    parser.add_argument("--max_probes", type=int, default=6, help="genuine probes per fold, at most")
+    parser.add_argument("--cameras", nargs="+", help="run only the folds of cameras whose name holds one of these")
     parser.add_argument("--out_dir", type=Path, default=Path("results/prnu_real"))
     args = parser.parse_args()
     net = isonet.load_model(args.model_path, isonet.resolve_device("auto"))
-    all_folds = folds(args.real, args.real_extra, args.dresden)
+    all_folds = [Fold(f.camera, evenly(f.fingerprint, args.max_fingerprint), evenly(f.probes, args.max_probes))
+                 for f in folds(args.real, args.real_extra, args.dresden)]
     donors = []
     for fold in all_folds:
         for path in fold.probes:
             donors.append((fold.camera, path, image_io.decode_image_file(path, sensor_order=True).shape[:2]))
-    rng = np.random.default_rng(args.seed)
     results = []
-    for fold in all_folds:
+    for index, fold in enumerate(all_folds):
+        path = fold_file(args.out_dir, index, fold)
+        if path.is_file():
+            results.append(load_fold(path))
+            continue
+        if args.cameras and not any(c in fold.camera for c in args.cameras):
+            continue
         start = time.perf_counter()
+        rng = np.random.default_rng([args.seed, index])
         results.append(run_fold(fold, net, donors, rng, args.block, args.block_stride, args.false_alarm))
+        save_fold(path, results[-1])
         print(f"{fold.camera}: {len(fold.fingerprint)} fingerprint / {len(fold.probes)} probes, genuine PCE "
               + ", ".join(f"{p:.0f}" for p in results[-1]["genuine_pce"])
               + f"; turns {results[-1]['turns']}; {time.perf_counter() - start:.0f} s", flush=True)
@@ -265,8 +303,8 @@ def main() -> None:
         print_summary(name, summary[name])
     summary["all"] = summarise(results, args.false_alarm)
     print_summary("all cameras", summary["all"])
-    args.out_dir.mkdir(parents=True, exist_ok=True)
-    (args.out_dir / "prnu_real_forgeries.json").write_text(json.dumps(summary, indent=1))
+    with image_io.atomic_path(args.out_dir / "prnu_real_forgeries.json") as tmp:
+        tmp.write_text(json.dumps(summary, indent=1))
 
 
 if __name__ == "__main__":

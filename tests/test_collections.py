@@ -37,6 +37,7 @@ def summary(out_dir: Path) -> list[dict]:
         return [{k: v for k, v in row.items() if k not in VARYING} for row in csv.DictReader(f)]
 
 
+@pytest.mark.slow
 def test_a_recursive_folder_gives_each_image_its_own_record(tmp_path, weights_file):
     images = make_collection(tmp_path / "seized")
     proc = run_script("test_model.py", "--model_path", weights_file, "--pic_path", images, "--recursive",
@@ -51,6 +52,7 @@ def test_a_recursive_folder_gives_each_image_its_own_record(tmp_path, weights_fi
     assert proc.returncode == 0 and sorted(records(tmp_path / "top")) == ["IMG_0001.json", "IMG_0003.json"]
 
 
+@pytest.mark.slow
 def test_file_list_reads_the_listed_paths_and_says_when_it_cannot(tmp_path, weights_file):
     images = make_collection(tmp_path / "seized", 6)
     listing = tmp_path / "list.txt"

@@ -74,6 +74,7 @@ def test_cut_patches_takes_windows_at_stride_and_limits_their_number():
     assert len(few) == 4 and len({tuple(o) for o in few_origin}) == 4
 
 
+@pytest.mark.slow
 def test_prepare_data_writes_the_documented_format(tiny_data, tmp_path):
     out = tmp_path / "data"
     r = run_script(PREPARE, "--data_path", str(tiny_data), "--save_path", str(out), "--pic_type", "png",
@@ -168,6 +169,7 @@ def test_boolean_flags_accept_bare_negated_and_valued_forms():
         parse_args(["--train", "maybe"])
 
 
+@pytest.mark.slow
 def test_gray_mode_replicates_luma(tiny_data, tmp_path):
     r = run_script(PREPARE, "--data_path", str(tiny_data), "--save_path", str(tmp_path / "g"), "--pic_type", "png",
                    "--gray_mode", "--no-train")
@@ -211,6 +213,7 @@ def one_error_line(r, code: int = 2) -> str:
     return lines[0]
 
 
+@pytest.mark.slow
 def test_bad_class_folder_name_is_a_one_line_error(tiny_data, tmp_path):
     (tiny_data / "Train" / "abc").mkdir()
     r = run_script(PREPARE, "--data_path", str(tiny_data), "--save_path", str(tmp_path / "o"), "--pic_type", "png")
@@ -219,6 +222,7 @@ def test_bad_class_folder_name_is_a_one_line_error(tiny_data, tmp_path):
     assert not (tmp_path / "o").exists() or not any((tmp_path / "o").iterdir())
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("layout", ["bare", "empty", "wrong_type"])
 def test_no_images_is_a_one_line_error(tmp_path, layout):
     root = tmp_path / "photos"
@@ -234,6 +238,7 @@ def test_no_images_is_a_one_line_error(tmp_path, layout):
     assert not (tmp_path / "o").exists()
 
 
+@pytest.mark.slow
 def test_unreadable_and_too_small_images_are_skipped_and_counted(tiny_data, tmp_path):
     (tiny_data / "Train" / "800" / "corrupt.png").write_bytes(b"\x89PNG not really")
     cv2.imwrite(str(tiny_data / "Train" / "100" / "tiny.png"), np.zeros((32, 500, 3), np.uint8))
@@ -249,6 +254,7 @@ def test_unreadable_and_too_small_images_are_skipped_and_counted(tiny_data, tmp_
         assert len(set(h5["source_index"][:])) == 4
 
 
+@pytest.mark.slow
 def test_exif_labels_for_flat_folders(tmp_path):
     root = tmp_path / "flat"
     (root / "Train").mkdir(parents=True)
@@ -272,6 +278,7 @@ def test_exif_labels_for_flat_folders(tmp_path):
     (["--no-train", "--no-test"], "nothing to do"),
     (["--data_path", "nowhere"], "no such folder"),
 ])
+@pytest.mark.slow
 def test_bad_arguments_exit_2(tiny_data, tmp_path, args, fragment):
     r = run_script(PREPARE, "--data_path", str(tiny_data), "--save_path", str(tmp_path / "o"), "--pic_type", "png",
                    *args)
@@ -279,6 +286,7 @@ def test_bad_arguments_exit_2(tiny_data, tmp_path, args, fragment):
     assert not (tmp_path / "o").exists()
 
 
+@pytest.mark.slow
 def test_every_image_skipped_exits_1(tiny_data, tmp_path):
     for image in (tiny_data / "Test").rglob("*.png"):
         image.write_bytes(b"not an image")

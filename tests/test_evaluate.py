@@ -58,6 +58,7 @@ def test_labelled_accuracy_matches_figures_computed_here(tmp_path, weights_file,
                           2, "calibration.json", "another model")
 
 
+@pytest.mark.slow
 def test_exif_labels_from_a_flat_folder(tmp_path, weights_file):
     from PIL import Image
 
@@ -75,6 +76,7 @@ def test_exif_labels_from_a_flat_folder(tmp_path, weights_file):
     assert [r["iso"] for r in report["models"][str(weights_file)]["per_iso"]] == [200, 3200]
 
 
+@pytest.mark.slow
 def test_black_images_are_counted_apart(tmp_path, weights_file):
     folder = tmp_path / "data" / "800"
     folder.mkdir(parents=True)
@@ -103,6 +105,7 @@ def test_no_labelled_image_is_a_clear_error(tmp_path, weights_file):
     assert_one_line_error(run_script("evaluate.py", "--model_path", weights_file), 2, "--data", "--splice")
 
 
+@pytest.mark.slow
 def test_splice_scores_for_both_strides(tmp_path, weights_file):
     proc = run_script("evaluate.py", "--model_path", weights_file, "--splice", 4, "--stride", 32,
                       "--out_dir", tmp_path)
@@ -119,6 +122,7 @@ def test_splice_scores_for_both_strides(tmp_path, weights_file):
     assert len(overall) == 6 and all(t["n"] == 4 for t in overall)
 
 
+@pytest.mark.slow
 def test_real_splices_from_a_photo_set(tmp_path, weights_file):
     """--splice with --data: splices of real photos of one camera, the region's noise 1-4 stops
     off; a noise sigma that rises with ISO localises them."""
@@ -132,6 +136,7 @@ def test_real_splices_from_a_photo_set(tmp_path, weights_file):
     assert np.mean([float(r["auc"]) for r in rows if r["model"].startswith("noise sigma")]) > 0.8
 
 
+@pytest.mark.slow
 def test_prepare_data_renders_a_training_set(tmp_path):
     import h5py
 
@@ -148,6 +153,7 @@ def test_prepare_data_renders_a_training_set(tmp_path):
     assert_one_line_error(proc, 2, "not empty")
 
 
+@pytest.mark.slow
 def test_render_only_writes_the_photo_set_and_no_patches(tmp_path):
     proc = run_script("prepare_data.py", "--render", "--no-train", "--no-test", "--data_path", tmp_path / "photos",
                       "--save_path", tmp_path / "set", "--isos", 400, "--renders_per_image", 1, "--no-isp")
@@ -172,6 +178,7 @@ def test_embedded_demos_run_without_an_image(tmp_path, weights_file, script, exp
         assert "rendering and judging genuine and forged probes" in proc.stdout
 
 
+@pytest.mark.slow
 def test_calibrate_with_fewer_images_than_folds_is_one_line(tmp_path, weights_file):
     photos = make_labelled_folder(tmp_path / "photos", isos=(100,), per_iso=1)
     assert_one_line_error(run_script("evaluate.py", "--model_path", weights_file, "--data", photos, "--calibrate"),

@@ -105,6 +105,7 @@ def test_misnamed_real_files_decode_by_content(tmp_path):
         assert image_io.decode_image_file(tmp_path / name).shape == (96, 128, 3), name
 
 
+@pytest.mark.slow
 def test_script_on_a_folder_of_damaged_files_exits_1_without_traceback(tmp_path, weights_file):
     folder = tmp_path / "photos"
     folder.mkdir()

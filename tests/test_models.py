@@ -81,6 +81,7 @@ def test_shipped_models_on_the_embedded_demos(tmp_path):
     assert abs(error) <= 1.0, fig7.stdout
 
 
+@pytest.mark.slow
 def test_bf16_maps_stay_close_to_fp32(demo_camera, held_out, tmp_path):
     """--precision bf16 computes in bfloat16 (the maps differ) yet moves no estimate by more than
     0.05 stop; every script takes it through setup_inference and records it."""

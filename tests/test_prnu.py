@@ -347,6 +347,7 @@ def constant_reader(metric: float) -> isonet.ISONet:
     return net.eval()
 
 
+@pytest.mark.slow
 def test_scenario_isonet_bands_are_the_renders_isonet_read_alike():
     # A reader stuck at ISO 400 puts every Train render in one band, so the probes it reads get the
     # predictor fitted on all of them: the single one. Picking among true-ISO bands by its reading
@@ -543,6 +544,7 @@ def test_fig7_weighted_bands_from_fingerprint_images_with_exif(tmp_path, weights
     (("--pic_path", "{probe}", "--false_alarm", "0"), ("--false_alarm 0",)),
     (("--scenario_folds", "13"), ("--scenario_folds 13",)),
 ])
+@pytest.mark.slow
 def test_fig7_bad_prnu_arguments_exit_2(tmp_path, weights_file, extra, fragments):
     probe = write_rgb(tmp_path / "p.png", np.zeros((64, 64, 3), np.uint8))
     (tmp_path / "empty").mkdir()

@@ -88,6 +88,7 @@ def test_iso_folders_and_sidd_layouts(tmp_path):
         real_photos.find_real_photos(root, "iso_folders")
 
 
+@pytest.mark.slow
 def test_import_keeps_each_camera_in_one_split_and_writes_a_manifest(checkout, tmp_path):
     out = tmp_path / "real"
     proc = run_script("import_real_photos.py", "--source", checkout, "--layout", "exif", "--out", out,
@@ -164,12 +165,14 @@ def test_camera_split_is_stable_and_follows_the_fraction():
     assert real_photos.camera_split("Maker Model 1", ["Maker Model 1"], 0.0) == "Test"
 
 
+@pytest.mark.slow
 def test_import_with_nothing_labelled_is_a_one_line_error(tmp_path):
     (tmp_path / "empty").mkdir()
     assert_one_line_error(run_script("import_real_photos.py", "--source", tmp_path / "empty", "--layout", "exif",
                                      "--out", tmp_path / "out"), 2, "no labelled photo")
 
 
+@pytest.mark.slow
 def test_evaluate_reports_each_camera(checkout, tmp_path, weights_file):
     out = tmp_path / "real"
     run_script("import_real_photos.py", "--source", checkout, "--layout", "exif", "--out", out,
@@ -347,6 +350,7 @@ def test_adapt_camera_warns_when_the_photos_are_nearly_of_one_iso(tmp_path, weig
     assert "warning: a constant guess reads the held-out photos as well" in proc.stdout
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(torch.cuda.is_available(), reason="CUDA is available here")
 def test_adapt_camera_without_cuda_says_so_in_one_line(tmp_path, weights_file):
     photos = tmp_path / "cam"
@@ -358,6 +362,7 @@ def test_adapt_camera_without_cuda_says_so_in_one_line(tmp_path, weights_file):
     assert not (tmp_path / "m.pth").exists()
 
 
+@pytest.mark.slow
 def test_adapt_camera_needs_enough_photos(tmp_path, weights_file):
     photos = tmp_path / "few"
     write_camera_jpeg(photos / "a.jpg", 100)

@@ -25,6 +25,7 @@ def batch(tmp_path):
     return folder, single
 
 
+@pytest.mark.slow
 def test_batch_writes_every_output_and_survives_a_bad_file(tmp_path, batch, weights_file, random_net):
     folder, single = batch
     out = tmp_path / "results"
@@ -51,6 +52,7 @@ def test_batch_writes_every_output_and_survives_a_bad_file(tmp_path, batch, weig
     assert len(printed) == 3 and f"{record['global_iso_metric']:.3f}" in printed[0]
 
 
+@pytest.mark.slow
 def test_a_clipped_photo_is_read_with_a_warning(tmp_path, weights_file):
     night = write_rgb(tmp_path / "night.png", np.random.default_rng(0).integers(0, 3, (128, 192, 3)).astype(np.uint8))
     day = write_rgb(tmp_path / "day.png", noisy_image(128, 192, 5))
@@ -64,6 +66,7 @@ def test_a_clipped_photo_is_read_with_a_warning(tmp_path, weights_file):
         assert [r["clipped_share"] for r in csv.DictReader(f)] == ["1.0", "0.0"]
 
 
+@pytest.mark.slow
 def test_dense_stride_and_exif_iso(tmp_path, weights_file):
     from PIL import Image
 
@@ -96,6 +99,7 @@ def test_a_reading_well_below_a_high_exif_iso_is_flagged(exif, metric, warned):
                                       f"its EXIF ISO {exif}.")
 
 
+@pytest.mark.slow
 def test_a_clean_photo_that_says_iso_3200_is_read_with_a_warning(tmp_path):
     """The shipped net_jpg.pth reads a nearly noiseless JPEG near base ISO: with EXIF ISO 3200 the
     user is told that such a gap is what the model does to in-camera JPEGs; with ISO 200, nothing."""
@@ -114,6 +118,7 @@ def test_a_clean_photo_that_says_iso_3200_is_read_with_a_warning(tmp_path):
     assert json.loads((tmp_path / "out" / "iso3200.json").read_text())["global_iso_metric"] < 4
 
 
+@pytest.mark.slow
 def test_same_names_in_two_folders_do_not_overwrite(tmp_path, weights_file):
     for sub in ["a", "b"]:
         (tmp_path / sub).mkdir()
@@ -124,6 +129,7 @@ def test_same_names_in_two_folders_do_not_overwrite(tmp_path, weights_file):
     assert (tmp_path / "o" / "a" / "x.json").exists() and (tmp_path / "o" / "b" / "x.json").exists()
 
 
+@pytest.mark.slow
 def test_checkpoint_flag_still_accepted(tmp_path, weights_file):
     import torch
 
@@ -141,6 +147,7 @@ def test_checkpoint_flag_still_accepted(tmp_path, weights_file):
     (["--model_path", "nowhere.pth"], ["nowhere.pth", "no such model file"]),
     (["--device", "cuda"], ["cuda"]),
 ])
+@pytest.mark.slow
 def test_bad_arguments_exit_2_with_one_line(tmp_path, weights_file, args, fragments):
     if args[:2] == ["--device", "cuda"]:
         import torch
@@ -152,6 +159,7 @@ def test_bad_arguments_exit_2_with_one_line(tmp_path, weights_file, args, fragme
     assert_one_line_error(proc, 2, *fragments)
 
 
+@pytest.mark.slow
 def test_no_images_in_folder_is_an_error(tmp_path, weights_file):
     proc = run("test_model.py", "--model_path", weights_file, "--pic_path", tmp_path)
     assert_one_line_error(proc, 2, "no images found", str(tmp_path))
@@ -199,6 +207,7 @@ def test_published_weights_through_the_script(tmp_path):
     assert np.abs(np.array(record["map"]) - np.array(expected["map"])).max() <= 1e-4
 
 
+@pytest.mark.slow
 def test_figures_none_writes_the_json_and_summary_but_no_png(tmp_path, weights_file):
     image = write_rgb(tmp_path / "i.png", noisy_image(64, 128, 3))
     proc = run("test_model.py", "--model_path", weights_file, "--pic_path", image, "--out_dir", tmp_path / "o",

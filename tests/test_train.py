@@ -215,6 +215,7 @@ def test_ddp_matches_the_single_process_run(separable_data, single_process_run, 
     assert ddp_loss == pytest.approx(single_loss, rel=0.10)
 
 
+@pytest.mark.slow
 def test_missing_data_and_bad_checkpoint_are_one_line_errors(patch_data, tmp_path):
     (tmp_path / "empty").mkdir()
     r = train(tmp_path / "empty", tmp_path / "o", "--epochs", "1", "--workers", "0")
@@ -230,6 +231,7 @@ def test_missing_data_and_bad_checkpoint_are_one_line_errors(patch_data, tmp_pat
     (["--batch_size", "0"], "must be positive"),
     (["--init_from", "a.pth", "--resume_training", "b.pth"], "pass one of them"),
 ])
+@pytest.mark.slow
 def test_bad_flags_are_one_line_errors(args, fragment):
     assert_one_line_error(run_script(TRAIN, *args), 2, fragment)
 
