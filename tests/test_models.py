@@ -99,3 +99,19 @@ def test_bf16_maps_stay_close_to_fp32(demo_camera, held_out, tmp_path):
                       "--out_dir", tmp_path, "--figures", "none")
     assert proc.returncode == 0, proc.stderr
     assert json.loads(next(tmp_path.glob("*.json")).read_text())["precision"] == "bf16"
+
+
+def test_shipped_interval_table_is_fitted_for_the_shipped_weights():
+    """models/net_jpg.intervals.json belongs to net_jpg.pth (a retrained model without a refitted
+    table fails here), gives every file kind an interval around any reading, and covers the photos
+    of cameras it was not fitted on about as often as it says."""
+    import metrics
+
+    path = ROOT / "models/net_jpg.intervals.json"
+    table = metrics.IntervalTable.load(path)
+    table.check_model(isonet.load_model(ROOT / "models/net_jpg.pth", torch.device("cpu")), path)
+    assert table.level == metrics.INTERVAL_LEVEL
+    for kind in ("uncompressed", "in_camera_jpeg", "other_jpeg", "no_metadata"):
+        low, high = table.interval(1.0, kind)
+        assert low < 1.0 < high
+        assert 0.5 <= table.summary["kinds"][kind]["coverage"] <= 1.0
