@@ -101,8 +101,12 @@ def test_a_reading_well_below_a_high_exif_iso_is_flagged(exif, metric, warned):
 
 @pytest.mark.slow
 def test_a_clean_photo_that_says_iso_3200_is_read_with_a_warning(tmp_path):
-    """The shipped net_jpg.pth reads a nearly noiseless JPEG near base ISO: with EXIF ISO 3200 the
-    user is told that such a gap is what the model does to in-camera JPEGs; with ISO 200, nothing."""
+    """The shipped net_jpg.pth reads a nearly noiseless JPEG near base ISO. With its interval table
+    the line says that EXIF ISO 3200 lies outside the reading's interval (ISO 200 inside), and the
+    interval is too wide to read the absolute ISO; the same weights without a table warn of the gap
+    to ISO 3200 instead, and of nothing at ISO 200."""
+    import shutil
+
     from PIL import Image
 
     pixels = Image.fromarray(noisy_image(192, 256, 1))
@@ -110,12 +114,23 @@ def test_a_clean_photo_that_says_iso_3200_is_read_with_a_warning(tmp_path):
         exif = pixels.getexif()
         exif.get_ifd(0x8769)[0x8827] = iso
         pixels.save(tmp_path / f"iso{iso}.jpg", exif=exif, quality=95)
-    proc = run("test_model.py", "--model_path", isonet.PROJECT / "models" / "net_jpg.pth", "--pic_path",
-               tmp_path / "iso3200.jpg", tmp_path / "iso200.jpg", "--out_dir", tmp_path / "out", "--figures", "none")
-    assert proc.returncode == 0, proc.stderr
-    warnings = [line for line in proc.stdout.splitlines() if line.startswith("warning:")]
-    assert len(warnings) == 1 and "iso3200.jpg: read" in warnings[0] and "below its EXIF ISO 3200" in warnings[0]
-    assert json.loads((tmp_path / "out" / "iso3200.json").read_text())["global_iso_metric"] < 4
+    shipped = isonet.PROJECT / "models" / "net_jpg.pth"
+    shutil.copy(shipped, tmp_path / "no_table.pth")
+    for model, out in ((shipped, "with_table"), (tmp_path / "no_table.pth", "without")):
+        proc = run("test_model.py", "--model_path", model, "--pic_path", tmp_path / "iso3200.jpg",
+                   tmp_path / "iso200.jpg", "--out_dir", tmp_path / out, "--figures", "none")
+        assert proc.returncode == 0, proc.stderr
+        lines = proc.stdout.splitlines()
+        warnings = [line for line in lines if line.startswith("warning:")]
+        if out == "with_table":
+            readings = [line for line in lines if "80% interval ISO" in line]
+            assert len(readings) == 2 and "EXIF ISO 3200 lies outside it" in readings[0]
+            assert "outside" not in readings[1]
+            assert len(warnings) == 2 and all("cannot be read without a profile" in w for w in warnings)
+        else:
+            assert len(warnings) == 1 and "iso3200.jpg: read" in warnings[0]
+            assert "below its EXIF ISO 3200" in warnings[0]
+        assert json.loads((tmp_path / out / "iso3200.json").read_text())["global_iso_metric"] < 4
 
 
 @pytest.mark.slow
