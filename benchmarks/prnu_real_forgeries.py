@@ -29,7 +29,8 @@ inside the region) at that threshold for each kind, and at one threshold that fl
 --false_alarm of the genuine blocks; the photos and blocks behind each; and the PCE of the genuine
 probes and of the donor photos against the fingerprint. results: <out_dir>/prnu_real_forgeries.json,
 and each fold's blocks in <out_dir>/folds/ as it ends: a rerun takes the folds already there and
-runs the rest (--cameras picks some; the summary covers every fold on disk).
+runs the rest (--cameras picks some; the summary covers every fold on disk; delete the folder to
+change the settings).
 """
 from __future__ import annotations
 
