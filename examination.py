@@ -73,6 +73,7 @@ class ProbeReport:
     block: int
     stride: int
     false_alarm: float
+    one_scene: bool = False  # every fingerprint image shows one scene (prnu.CameraPrnu.one_scene)
 
     @property
     def same_camera(self) -> bool:
@@ -124,7 +125,7 @@ def judge_probe(probe: Path, img: np.ndarray, camera: prnu.CameraPrnu, reading: 
     return ProbeReport(probe, list(used), list(failed), list(turned_in), tried[turn], turn, tried,
                        image_io.read_orientation(probe), reading, exif_iso, band, predictor, rho,
                        predictor.predict(features), predictor.forged(rho, features, false_alarm), obs.shape,
-                       camera.block, camera.stride, false_alarm)
+                       camera.block, camera.stride, false_alarm, camera.one_scene)
 
 
 def analyse_probe(probe: str | os.PathLike, fingerprint_paths: Sequence[Path], net: isonet.ISONet,
@@ -160,16 +161,21 @@ def probe_report_lines(report: ProbeReport) -> list[str]:
     orientation = (f"; its EXIF orientation {report.orientation} undone, as for every image"
                    if report.orientation != 1 else "")
     tried = ", ".join(f"{prnu.describe_turn(t)} {p.value:.1f}" for t, p in report.pce_by_turn.items())
-    return [f"fingerprint: {len(report.used)} images of {report.probe.name}'s size, in the sensor's orientation"
-            f"{turned_in}",
-            f"PCE of {report.probe.name} against the fingerprint: {report.pce.value:.1f} -> {decision} "
-            f"(threshold {prnu.PCE_THRESHOLD:g})",
-            f"the probe matches the fingerprint {prnu.describe_turn(report.turn)}{orientation} (PCE tried: {tried})",
-            f"reading ISO {isonet.metric_to_iso(report.reading):.0f} (metric {report.reading:.2f})"
-            f"{exif}; predictor: {band}, fitted on {report.predictor.samples} genuine blocks",
-            f"forgery map: {forged} of {report.forged.size} {report.block}x{report.block} blocks (every "
-            f"{report.stride} px) fall below their predicted correlation at {report.false_alarm:.0%} false alarm "
-            "(nominal: on real cameras' photos the measured rate ran far higher, docs/prnu.md)"]
+    lines = [f"fingerprint: {len(report.used)} images of {report.probe.name}'s size, in the sensor's orientation"
+             f"{turned_in}",
+             f"PCE of {report.probe.name} against the fingerprint: {report.pce.value:.1f} -> {decision} "
+             f"(threshold {prnu.PCE_THRESHOLD:g})",
+             f"the probe matches the fingerprint {prnu.describe_turn(report.turn)}{orientation} (PCE tried: {tried})",
+             f"reading ISO {isonet.metric_to_iso(report.reading):.0f} (metric {report.reading:.2f})"
+             f"{exif}; predictor: {band}, fitted on {report.predictor.samples} genuine blocks",
+             f"forgery map: {forged} of {report.forged.size} {report.block}x{report.block} blocks (every "
+             f"{report.stride} px) fall below their predicted correlation at {report.false_alarm:.0%} false alarm "
+             "(nominal: on real cameras' photos the measured rate ran higher, docs/prnu.md)"]
+    if report.one_scene:
+        lines.append("warning: every fingerprint image shows one scene, so the predictors expect more correlation "
+                     "than a new scene shows and the forgery map flags far more than its rate; "
+                     "add photos of other scenes")
+    return lines
 
 
 def block_extent(report: ProbeReport) -> tuple[float, float, float, float]:

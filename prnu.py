@@ -23,7 +23,8 @@ quarter turns (best_turn). Its pieces:
   biased on this camera is biased on both alike. Or, where the fitted images' ISOs are known,
   ISONet's reading weighs the true-ISO predictors (WeightedPredictor, ReadingWeights): a block is
   flagged only where it is unlikely at every ISO that images read like the probe were shot at.
-- camera_prnu: a camera's fingerprint and all those predictors from its images (CameraPrnu).
+- camera_prnu: a camera's fingerprint and all those predictors from its images (CameraPrnu), each
+  image's blocks measured against the fingerprint of the other scenes' images (scene_groups).
 """
 from __future__ import annotations
 
@@ -36,6 +37,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pywt
+from scipy.sparse.csgraph import connected_components
 from scipy.special import log_ndtr, ndtri_exp
 from scipy.stats import norm
 
@@ -58,6 +60,8 @@ FLAT_C = 0.03
 BLOCK = 128  # Chen et al.'s block size
 FALSE_ALARM = 0.01
 MIN_TAIL_BLOCKS = 20  # genuine blocks beyond a threshold needed to read it off their own errors
+THUMBNAIL = (32, 24)  # width, height of the thumbnails that tell one scene from another
+SAME_SCENE = 0.9  # thumbnails of shots of one scene correlate above this; of other scenes, below
 
 
 # ---------------------------------------------------------------------------------------------
@@ -595,7 +599,8 @@ class CameraPrnu:
     reading_weights: ReadingWeights | None
     block: int
     stride: int
-    matches: np.ndarray | None = None  # each fitted image's PCE against the others' fingerprint
+    matches: np.ndarray | None = None  # each fitted image's PCE against the other scenes' fingerprint
+    one_scene: bool = False  # every fitted image shows one scene: its remnants inflate the predicted correlations
 
     def strangers(self) -> list[int]:
         """The fitted images whose PCE against the others' fingerprint stays below PCE_THRESHOLD:
@@ -626,6 +631,7 @@ class CameraPrnu:
         arrays = {"block": np.array(self.block), "stride": np.array(self.stride)}
         if self.matches is not None:
             arrays["matches"] = self.matches
+        arrays["one_scene"] = np.array(self.one_scene)
         for name, banded in (("exif", self.by_exif), ("reading", self.by_reading)):
             if banded is not None:
                 for band, predictor in [("single", banded.single), *banded.bands.items()]:
@@ -649,7 +655,7 @@ class CameraPrnu:
             counts.setdefault(float(reading), {})[float(truth)] = int(n)
         return cls(np.asarray(fingerprint, np.float32), banded("exif"), banded("reading"),
                    ReadingWeights(counts) if counts else None, int(arrays["block"]), int(arrays["stride"]),
-                   arrays.get("matches"))
+                   arrays.get("matches"), bool(arrays.get("one_scene", False)))
 
 
 def predictor_arrays(prefix: str, predictor: CorrelationPredictor) -> dict[str, np.ndarray]:
@@ -663,26 +669,51 @@ def array_predictor(arrays: dict[str, np.ndarray], prefix: str) -> CorrelationPr
                                 np.asarray(arrays[f"{prefix}/errors"], float))
 
 
-def leave_one_out_blocks(images: Sequence[CameraImage], numerator: np.ndarray, denominator: np.ndarray, block: int,
-                         stride: int) -> tuple[list[tuple[np.ndarray, np.ndarray, np.ndarray]], list[float]]:
-    """Genuine blocks to fit predictors on, (features, rho, image index) of each image, measured
-    against the fingerprint of the others (with itself in it, its correlation would be biased up);
-    and each image's PCE against that fingerprint: whether it shares the others' sensor at all."""
+def scene_thumbnail(intensity: np.ndarray) -> np.ndarray:
+    """The image shrunk to THUMBNAIL, zero-mean and of unit norm: its scene without its noise."""
+    thumb = cv2.resize(np.asarray(intensity, np.float32), THUMBNAIL, interpolation=cv2.INTER_AREA).ravel()
+    thumb -= thumb.mean()
+    norm_ = float(np.linalg.norm(thumb))
+    return thumb / norm_ if norm_ > 0 else thumb
+
+
+def scene_groups(intensities: Sequence[np.ndarray]) -> np.ndarray:
+    """A label per image, shared by images whose thumbnails correlate above SAME_SCENE (directly or
+    through others): one scene shot several times, as a series on a tripod or a burst."""
+    thumbs = np.stack([scene_thumbnail(i) for i in intensities])
+    return connected_components(thumbs @ thumbs.T > SAME_SCENE, directed=False)[1]
+
+
+def held_out_blocks(images: Sequence[CameraImage], numerator: np.ndarray, denominator: np.ndarray, scenes: np.ndarray,
+                    block: int, stride: int) -> tuple[list[tuple[np.ndarray, np.ndarray, np.ndarray]], list[float]]:
+    """Genuine blocks to fit predictors on, (features, rho, scene) of each image, measured against the
+    fingerprint of the images of other scenes: with itself in it a block's correlation is biased up,
+    and so it is with other shots of its scene in it (the scene's remnants in their residuals
+    correlate with its own), more than a probe's ever is. Each image's PCE against that fingerprint
+    says whether it shares the others' sensor at all."""
+    weighted = [(image.observation.residual * image.observation.intensity,
+                 np.square(image.observation.intensity, dtype=np.float64)) for image in images]
+    held = {scene: (numerator - sum(weighted[k][0] for k in np.flatnonzero(scenes == scene)),
+                    denominator - sum(weighted[k][1] for k in np.flatnonzero(scenes == scene)))
+            for scene in np.unique(scenes)}
     blocks, matches = [], []
-    for k, image in enumerate(images):
-        obs = image.observation
-        others = fingerprint_from_sums(numerator - obs.residual * obs.intensity,
-                                       denominator - np.square(obs.intensity, dtype=np.float64))
+    for image, scene in zip(images, scenes):
+        obs, others = image.observation, fingerprint_from_sums(*held[scene])
         rho, features = measure_blocks(obs, others, block, stride)
-        blocks.append((features.reshape(-1, len(FEATURES)), rho.ravel(), np.full(rho.size, k)))
+        blocks.append((features.reshape(-1, len(FEATURES)), rho.ravel(), np.full(rho.size, scene)))
         matches.append(pce(obs.residual, expected_prnu(obs, others)).value)
     return blocks, matches
 
 
 def camera_prnu(images: Sequence[CameraImage], block: int = BLOCK, stride: int = BLOCK // 2) -> CameraPrnu:
-    """The fingerprint of `images` (two or more, aligned) and predictors fitted on their blocks."""
+    """The fingerprint of `images` (two or more, aligned) and predictors fitted on their blocks, each
+    image's blocks against the fingerprint of the other scenes' images. Where they all show one
+    scene, each image is left out alone, and the scene leaks into its correlations (one_scene)."""
     numerator, denominator = fingerprint_sums(image.observation for image in images)
-    blocks, matches = leave_one_out_blocks(images, numerator, denominator, block, stride)
+    scenes = scene_groups([image.observation.intensity for image in images])
+    one_scene = len(np.unique(scenes)) == 1
+    blocks, matches = held_out_blocks(images, numerator, denominator, np.arange(len(images)) if one_scene else scenes,
+                                      block, stride)
     exif_bands = [None if i.exif_iso is None else reading_band(iso_to_metric(i.exif_iso)) for i in images]
     by_exif: dict[float | None, list] = {}
     by_reading: dict[float | None, list] = {}
@@ -694,4 +725,4 @@ def camera_prnu(images: Sequence[CameraImage], block: int = BLOCK, stride: int =
                if band is not None and image.reading is not None]
     return CameraPrnu(fingerprint_from_sums(numerator, denominator), fit_banded(stack_samples(by_exif)),
                       fit_banded(stack_samples(by_reading), MIN_BAND_BLOCKS) if read else None,
-                      ReadingWeights.of(weighed) if weighed else None, block, stride, np.array(matches))
+                      ReadingWeights.of(weighed) if weighed else None, block, stride, np.array(matches), one_scene)

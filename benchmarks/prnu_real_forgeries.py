@@ -6,15 +6,17 @@
 The photo sets are those docs/data.md imports; CHECKOUT is polimi-ispl/prnu-python's, whose
 test images are Dresden JPEGs of six Nikon bodies. For each camera, a fingerprint and its
 correlation predictors come from some of its photos (each predictor fitted as Fig7.py
---fingerprint_dir fits it: every image against the fingerprint of the others); its other photos
-are the genuine probes, and each probe is forged twice, both saved once more as JPEG quality 95:
+--fingerprint_dir fits it: every image against the fingerprint of the other scenes' images); its
+other photos are the genuine probes, and each probe is forged twice, both saved once more as JPEG quality 95:
 a random region replaced by the same place of another camera's photo (of the same size, or
 centre-cropped from a larger one: never resampled, so it keeps that sensor's own pattern), and a
 region copied from elsewhere in the probe. Every image is read in the sensor's order.
 
 Cameras and splits (fingerprint photos / genuine probes), chosen so that no probe shares its scene
 with a fingerprint photo, which would let the scene itself correlate:
-- six Dresden bodies: their 10 flat fields / their natural photos (1-5);
+- the Dresden bodies with two natural photos or more (four of the six): 8 flat fields and the
+  body's other natural photos / one natural photo, a fold for each (flat fields alone cannot fit a
+  predictor for natural scenes: their blocks hold no texture);
 - the Canon EOS 50D's three series (one scene each, ISO 100-12800): two / the third, three folds;
 - the Canon PowerShot S95's two tripod bursts (ISO 1600, 3200): one / the other, two folds;
 - the Xiaomi Redmi Note 3's two night bursts (ISO 3153): one / the other, two folds;
@@ -55,6 +57,7 @@ SCHEMES = {"single": "single", "exif": "EXIF-ISO bands", "isonet": "ISONet bands
 KINDS = ("other camera", "copy-move")
 FORGED_COVERAGE = 0.75
 JPEG_QUALITY = 95
+DRESDEN_FLATS = 8  # flat fields in a Dresden fold's fingerprint, beside the body's other natural photos
 
 
 @dataclass
@@ -86,8 +89,10 @@ def folds(real: Path, extra: Path, dresden: Path) -> list[Fold]:
 
     out = []
     for device in sorted({p.stem.rsplit("_", 1)[0] for p in (dresden / "ff-jpg").glob("*.JPG")}):
-        out.append(Fold(device, sorted((dresden / "ff-jpg").glob(f"{device}_*.JPG")),
-                        sorted((dresden / "nat-jpg").glob(f"{device}_*.JPG"))))
+        natural = sorted((dresden / "nat-jpg").glob(f"{device}_*.JPG"))
+        flats = evenly(sorted((dresden / "ff-jpg").glob(f"{device}_*.JPG")), DRESDEN_FLATS)
+        out += [Fold(device, [*flats, *natural[:k], *natural[k + 1:]], [probe])
+                for k, probe in enumerate(natural) if len(natural) > 1]
     for camera, key in (("Canon EOS 50D", lambda o: Path(o).parent.parent.name),
                         ("Canon PowerShot S95", lambda o: Path(o).parent.name),
                         ("Xiaomi Redmi Note 3", lambda o: Path(o).name.split("_BURST")[0]),
@@ -196,6 +201,7 @@ def run_fold(fold: Fold, net: isonet.ISONet, donors, rng: np.random.Generator, b
         forged = forgeries.copy_move(img, mask, rng, JPEG_QUALITY)
         judged.append(judge(forged, turn, mask, KINDS[1], camera, net, exif_iso, false_alarm))
     return {"camera": fold.camera, "fingerprint_photos": len(images), "probes": len(fold.probes),
+            "fingerprint_scenes": len(np.unique(prnu.scene_groups([i.observation.intensity for i in images]))),
             "isos": sorted({i.exif_iso for i in images if i.exif_iso}), "judged": judged,
             "genuine_pce": genuine_pce, "donor_pce": donor_pce, "turns": turns}
 
@@ -221,7 +227,8 @@ def load_fold(path: Path) -> dict:
 def summarise(results: list[dict], false_alarm: float) -> dict:
     judged = [j for r in results for j in r["judged"]]
     genuine_pce = np.concatenate([r["genuine_pce"] for r in results])
-    out = {"fingerprint_photos": sum(r["fingerprint_photos"] for r in results),
+    out = {"folds": len(results), "fingerprint_photos": sum(r["fingerprint_photos"] for r in results),
+           "fingerprint_scenes": sum(r["fingerprint_scenes"] for r in results),
            "genuine_probes": sum(r["probes"] for r in results),
            "genuine_blocks": int(sum(j.flagged["single"].size for j in judged if j.kind == "genuine")),
            "forged_blocks": {k: int(sum(j.flagged["single"].size for j in judged if j.kind == k)) for k in KINDS},
@@ -244,7 +251,8 @@ def summarise(results: list[dict], false_alarm: float) -> dict:
 
 
 def print_summary(name: str, s: dict) -> None:
-    print(f"\n{name}: {s['fingerprint_photos']} fingerprint photos, {s['genuine_probes']} genuine probes "
+    print(f"\n{name}: {s['folds']} folds, {s['fingerprint_photos']} fingerprint photos of "
+          f"{s['fingerprint_scenes']} scenes, {s['genuine_probes']} genuine probes "
           f"({s['genuine_blocks']} blocks; PCE > 60: {s['genuine_pce_above_60']:.0%}, "
           f"median {s['genuine_pce_median']:.0f}), "
           f"forged blocks: " + ", ".join(f"{k} {n}" for k, n in s["forged_blocks"].items())
@@ -296,7 +304,7 @@ def main() -> None:
               + f"; turns {results[-1]['turns']}; {time.perf_counter() - start:.0f} s", flush=True)
     groups: dict[str, list[dict]] = {}
     for result in results:
-        groups.setdefault("Dresden's six Nikon bodies" if result["camera"].startswith("Nikon_") else result["camera"],
+        groups.setdefault("Dresden's Nikon bodies" if result["camera"].startswith("Nikon_") else result["camera"],
                           []).append(result)
     summary = {}
     for name, group in groups.items():
