@@ -135,7 +135,7 @@ def analyse_probe(probe: str | os.PathLike, fingerprint_paths: Sequence[Path], n
     """Is `probe` from the camera the fingerprint images come from (PCE), and which of its blocks
     lack that camera's PRNU? Everything is computed in the sensor's orientation, so photos held
     either way share one fingerprint. The predictors are fitted on the fingerprint images
-    themselves (each against the others' fingerprint), one per ISO band chosen by `band_by`; the
+    themselves (each against the fingerprint of the other scenes' images), one per ISO band chosen by `band_by`; the
     probe's band is chosen the same way. ISONetError naming the file when the probe is unreadable
     or fewer than two fingerprint images are usable."""
     probe = Path(probe)
@@ -170,7 +170,7 @@ def probe_report_lines(report: ProbeReport) -> list[str]:
              f"{exif}; predictor: {band}, fitted on {report.predictor.samples} genuine blocks",
              f"forgery map: {forged} of {report.forged.size} {report.block}x{report.block} blocks (every "
              f"{report.stride} px) fall below their predicted correlation at {report.false_alarm:.0%} false alarm "
-             "(nominal: on real cameras' photos the measured rate ran higher, docs/prnu.md)"]
+             "(on real cameras' photos it kept that rate and found a part of pasted regions, docs/prnu.md)"]
     if report.one_scene:
         lines.append("warning: every fingerprint image shows one scene, so the predictors expect more correlation "
                      "than a new scene shows and the forgery map flags far more than its rate; "

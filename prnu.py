@@ -369,8 +369,8 @@ class CorrelationPredictor:
 
 def fit_predictor(features: np.ndarray, rho: np.ndarray, groups: np.ndarray | None = None) -> CorrelationPredictor:
     """Least squares of measured correlations of genuine blocks (n) on their features (n x 4).
-    With `groups` (the photo of each block, two photos or more) the errors behind the threshold
-    are each block's under a predictor fitted without its photo: a new photo's blocks stray further
+    With `groups` (the photo, or scene, of each block: two or more) the errors behind the threshold
+    are each block's under a predictor fitted without its group: a new photo's blocks stray further
     from the prediction than the fitted photos' own, and a threshold read off in-sample errors lets
     through more false alarms than it promises."""
     features = np.asarray(features, np.float64).reshape(-1, len(FEATURES))
@@ -499,7 +499,7 @@ def reading_band(metric: float) -> float:
 
 def fit_banded(samples: Samples, min_blocks: int = 0) -> BandedPredictors:
     """Predictors from genuine blocks' (features, rho, photo) per ISO metric band, and one from all
-    of them, each threshold from photos left out of its fit (fit_predictor); blocks under None, in
+    of them, each threshold from scenes left out of its fit (fit_predictor); blocks under None, in
     a band with fewer than `min_blocks`, or in a band of one photo (no photo to leave out: its
     errors would be the fitted photo's own, and its threshold far too narrow for any other) only
     feed the single one."""
@@ -589,7 +589,7 @@ def align_camera_images(images: Sequence[CameraImage]) -> tuple[list[CameraImage
 @dataclass
 class CameraPrnu:
     """A camera's PRNU fingerprint and its correlation predictors, fitted on the same images (each
-    against the fingerprint of the others): banded by EXIF ISO (images without one feed the single
+    against the fingerprint of the other scenes' images): banded by EXIF ISO (images without one feed the single
     predictor only) and by ISONet's readings, and the reading weights that let a reading weigh the
     EXIF-ISO bands."""
 
@@ -603,7 +603,7 @@ class CameraPrnu:
     one_scene: bool = False  # every fitted image shows one scene: its remnants inflate the predicted correlations
 
     def strangers(self) -> list[int]:
-        """The fitted images whose PCE against the others' fingerprint stays below PCE_THRESHOLD:
+        """The fitted images whose PCE against the other scenes' fingerprint stays below PCE_THRESHOLD:
         of another sensor (another unit of the model, say), or too dark or textured to tell."""
         return [] if self.matches is None else [k for k, value in enumerate(self.matches) if value <= PCE_THRESHOLD]
 
