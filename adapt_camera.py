@@ -36,6 +36,7 @@ import argparse
 import copy
 import sys
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -73,9 +74,11 @@ def photo_patches(img: np.ndarray, limit: int, rng: np.random.Generator) -> np.n
 
 @isonet.exact_fp32_convolutions()  # the fitted head must see the features the map computes
 @torch.no_grad()
-def trunk_features(net: isonet.ISONet, patches: np.ndarray, batch_size: int = 64) -> np.ndarray:
-    """The 800 trunk features of each patch, float64 (N x 800), computed on the network's device."""
+def trunk_features(net: isonet.ISONet, patches: np.ndarray, batch_size: int | None = None) -> np.ndarray:
+    """The 800 trunk features of each patch, float64 (N x 800), computed on the network's device in
+    the map's batches (isonet.default_batch_size: larger ones spill the CPU's caches)."""
     device = next(net.parameters()).device
+    batch_size = batch_size or isonet.default_batch_size(device)
     out = []
     for start in range(0, len(patches), batch_size):
         x = dataset.to_unit_float(torch.from_numpy(patches[start:start + batch_size]).to(device))
@@ -367,8 +370,8 @@ def profile_camera(photos: list[Photo], given: str | None) -> str:
 
 
 def build_profile(args: argparse.Namespace, camera: str, photos: list[Photo], groups: np.ndarray,
-                  network_estimates: np.ndarray, network_state: dict, network_name: str, mae: dict[str, float],
-                  constant_mae: float) -> dict:
+                  network_estimates: np.ndarray, network_state: Callable[[], dict], network_name: str,
+                  mae: dict[str, float], constant_mae: float) -> dict:
     """Choose the profile's reader by the photos' held-out errors, fit its interval on them, build
     the camera's PRNU, and write the profile folder (camera_profile.save_profile); returns its summary."""
     truths = np.array([p.metric for p in photos])
@@ -397,11 +400,12 @@ def build_profile(args: argparse.Namespace, camera: str, photos: list[Photo], gr
         "prnu": None if camera_prnu is None else {
             "photos": [str(p.path) for p in fingerprint_photos], "channels": "luma",
             "pce_against_the_others": [round(float(v), 1) for v in camera_prnu.matches],
+            "one_scene": camera_prnu.one_scene,
             "height": int(camera_prnu.fingerprint.shape[0]), "width": int(camera_prnu.fingerprint.shape[1])},
         "prnu_note": note,
         "init_from": str(args.init_from),
     }
-    camera_profile.save_profile(args.out, summary, network_state if kind != "statistic" else None, camera_prnu)
+    camera_profile.save_profile(args.out, summary, network_state() if kind != "statistic" else None, camera_prnu)
     return summary
 
 
@@ -414,8 +418,10 @@ def profile_lines(summary: dict) -> list[str]:
             f"{summary['interval_level']:.0%} interval: reading {low:+.2f} to {high:+.2f} stops; it covers "
             f"{summary['interval_held_out_coverage']:.0%} of the photos, each judged by the others' residuals",
             "PRNU fingerprint: " + (f"{len(fingerprint['photos'])} photos of {fingerprint['width']}x"
-                                    f"{fingerprint['height']}, each matching the others' at PCE "
+                                    f"{fingerprint['height']}, each matching the other scenes' at PCE "
                                     f"{min(fingerprint['pce_against_the_others']):.0f} or more"
+                                    + ("; warning: they all show one scene, so its forgery map flags far more than "
+                                       "its rate: add photos of other scenes" if fingerprint.get("one_scene") else "")
                                     if fingerprint else f"none: {summary['prnu_note']}")]
 
 
@@ -493,19 +499,27 @@ def main(argv: list[str] | None = None) -> int:
     constant_mae = float(np.abs(constant_held_out(truths, groups) - truths).mean())
     chosen = choose_column(mae, args.method)
     if chosen == "before":
-        state = bare_state_dict(net)
         how = "no adaptation read the held-out photos better, so its weights are written unchanged"
     elif chosen.startswith("head"):
         method = choose_method(fits, prior, groups)
-        state = adapted_state_dict(net, fit(fits, prior, method))
         how = "calibration" if method == "affine" else f"head refit, ridge {method:g}"
     else:
-        state = bare_state_dict(finetune(net, patches, list(truths), args.epochs, args.lr, args.seed))
         how = f"whole network fine-tuned, {args.epochs} epoch(s) from lr {args.lr:g}"
+
+    def adapted_state() -> dict:
+        """The chosen network's weights, fitted on every photo: a profile whose reader is the noise
+        statistic alone needs none, and skips a fine-tuning."""
+        if chosen == "before":
+            return bare_state_dict(net)
+        if chosen.startswith("head"):
+            return adapted_state_dict(net, fit(fits, prior, method))
+        return bare_state_dict(finetune(net, patches, list(truths), args.epochs, args.lr, args.seed))
+
     if as_profile:
-        summary = build_profile(args, camera, photos, groups, columns[chosen], state, chosen, mae, constant_mae)
+        summary = build_profile(args, camera, photos, groups, columns[chosen], adapted_state, chosen, mae,
+                                constant_mae)
     else:
-        save_atomically(state, Path(args.out))
+        save_atomically(adapted_state(), Path(args.out))
     print(f"{'photo':<40} {'EXIF ISO':>8} " + " ".join(f"{name:>26}" for name in columns))
     for k, (path, truth) in enumerate(zip(paths, truths)):
         print(f"{path.name[-40:]:<40} {isonet.metric_to_iso(truth):>8.0f} "

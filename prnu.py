@@ -37,6 +37,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pywt
+import scipy.fft
 from scipy.sparse.csgraph import connected_components
 from scipy.special import log_ndtr, ndtri_exp
 from scipy.stats import norm
@@ -156,12 +157,12 @@ def flatten_spectrum(k: np.ndarray) -> np.ndarray:
     """Wiener filtering in the Fourier domain: spectral magnitudes standing above their
     neighbourhood (periodic patterns: JPEG blocks, demosaicing) are brought down to the flat
     level a white PRNU has, phases kept."""
-    spectrum = np.fft.rfft2(k)
+    spectrum = scipy.fft.rfft2(k, workers=-1)
     magnitude = (np.abs(spectrum) / math.sqrt(k.size)).astype(np.float32)
     flat_level = float(np.mean(np.square(k, dtype=np.float64)))  # Parseval: the mean of magnitude^2
     kept = noise_kept_by_wiener(magnitude, flat_level)
     gain = np.divide(kept, magnitude, out=np.zeros_like(magnitude), where=magnitude > 0)
-    return np.fft.irfft2(spectrum * gain, s=k.shape).astype(np.float32)
+    return scipy.fft.irfft2(spectrum * gain, s=k.shape, workers=-1).astype(np.float32)
 
 
 def clean_fingerprint(k: np.ndarray) -> np.ndarray:
@@ -225,7 +226,8 @@ def circular_cross_correlation(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """c[s] = sum_x a[x] b[x - s] for every circular shift s, of the zero-meaned signals, by FFT."""
     a0 = np.asarray(a, np.float32) - np.float32(np.mean(a))
     b0 = np.asarray(b, np.float32) - np.float32(np.mean(b))
-    return np.fft.irfft2(np.fft.rfft2(a0) * np.conj(np.fft.rfft2(b0)), s=a0.shape)
+    spectra = scipy.fft.rfft2(a0, workers=-1) * np.conj(scipy.fft.rfft2(b0, workers=-1))
+    return scipy.fft.irfft2(spectra, s=a0.shape, workers=-1)
 
 
 def pce(a: np.ndarray, b: np.ndarray, search: int = 0, exclude: int = PCE_EXCLUDE) -> Pce:
@@ -691,17 +693,17 @@ def held_out_blocks(images: Sequence[CameraImage], numerator: np.ndarray, denomi
     and so it is with other shots of its scene in it (the scene's remnants in their residuals
     correlate with its own), more than a probe's ever is. Each image's PCE against that fingerprint
     says whether it shares the others' sensor at all."""
-    weighted = [(image.observation.residual * image.observation.intensity,
-                 np.square(image.observation.intensity, dtype=np.float64)) for image in images]
-    held = {scene: (numerator - sum(weighted[k][0] for k in np.flatnonzero(scenes == scene)),
-                    denominator - sum(weighted[k][1] for k in np.flatnonzero(scenes == scene)))
-            for scene in np.unique(scenes)}
-    blocks, matches = [], []
-    for image, scene in zip(images, scenes):
-        obs, others = image.observation, fingerprint_from_sums(*held[scene])
-        rho, features = measure_blocks(obs, others, block, stride)
-        blocks.append((features.reshape(-1, len(FEATURES)), rho.ravel(), np.full(rho.size, scene)))
-        matches.append(pce(obs.residual, expected_prnu(obs, others)).value)
+    blocks: list = [None] * len(images)
+    matches = [0.0] * len(images)
+    for scene in np.unique(scenes):
+        members = np.flatnonzero(scenes == scene)
+        own_numerator, own_denominator = fingerprint_sums(images[k].observation for k in members)
+        others = fingerprint_from_sums(numerator - own_numerator, denominator - own_denominator)
+        for k in members:
+            obs = images[k].observation
+            rho, features = measure_blocks(obs, others, block, stride)
+            blocks[k] = (features.reshape(-1, len(FEATURES)), rho.ravel(), np.full(rho.size, scene))
+            matches[k] = pce(obs.residual, expected_prnu(obs, others)).value
     return blocks, matches
 
 
