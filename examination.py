@@ -135,8 +135,8 @@ def analyse_probe(probe: str | os.PathLike, fingerprint_paths: Sequence[Path], n
     """Is `probe` from the camera the fingerprint images come from (PCE), and which of its blocks
     lack that camera's PRNU? Everything is computed in the sensor's orientation, so photos held
     either way share one fingerprint. The predictors are fitted on the fingerprint images
-    themselves (each against the fingerprint of the other scenes' images), one per ISO band chosen by `band_by`; the
-    probe's band is chosen the same way. ISONetError naming the file when the probe is unreadable
+    themselves (each against the fingerprint of the other scenes' images), one per ISO band chosen
+    by `band_by`; the probe's band is chosen the same way. ISONetError naming the file when the probe is unreadable
     or fewer than two fingerprint images are usable."""
     probe = Path(probe)
     img = image_io.read_image(probe, sensor_order=True)

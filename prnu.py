@@ -591,9 +591,9 @@ def align_camera_images(images: Sequence[CameraImage]) -> tuple[list[CameraImage
 @dataclass
 class CameraPrnu:
     """A camera's PRNU fingerprint and its correlation predictors, fitted on the same images (each
-    against the fingerprint of the other scenes' images): banded by EXIF ISO (images without one feed the single
-    predictor only) and by ISONet's readings, and the reading weights that let a reading weigh the
-    EXIF-ISO bands."""
+    against the fingerprint of the other scenes' images): banded by EXIF ISO (images without one
+    feed the single predictor only) and by ISONet's readings, and the reading weights that let a
+    reading weigh the EXIF-ISO bands."""
 
     fingerprint: np.ndarray
     by_exif: BandedPredictors

@@ -7,8 +7,8 @@ The photo sets are those docs/data.md imports; CHECKOUT is polimi-ispl/prnu-pyth
 test images are Dresden JPEGs of six Nikon bodies. For each camera, a fingerprint and its
 correlation predictors come from some of its photos (each predictor fitted as Fig7.py
 --fingerprint_dir fits it: every image against the fingerprint of the other scenes' images); its
-other photos are the genuine probes, and each probe is forged twice, both saved once more as JPEG quality 95:
-a random region replaced by the same place of another camera's photo (of the same size, or
+other photos are the genuine probes, and each probe is forged twice, both saved once more as JPEG
+quality 95: a random region replaced by the same place of another camera's photo (of the same size, or
 centre-cropped from a larger one: never resampled, so it keeps that sensor's own pattern), and a
 region copied from elsewhere in the probe. Every image is read in the sensor's order.
 
