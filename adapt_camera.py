@@ -348,7 +348,8 @@ def profile_prnu(photos: list[Photo], readings: np.ndarray, block: int,
     camera = prnu.camera_prnu(images, block, stride)
     strangers = [images[k].path for k in camera.strangers()]
     if strangers:
-        print(f"warning: {len(strangers)} of the {len(images)} fingerprint photos do not match the other scenes' "
+        others = "the others'" if camera.one_scene else "the other scenes'"
+        print(f"warning: {len(strangers)} of the {len(images)} fingerprint photos do not match {others} "
               f"fingerprint (PCE {prnu.PCE_THRESHOLD:g} or less; first {strangers[0]}): photos of other units of this "
               "model, or too dark or textured to show it; profile one unit's photos", file=sys.stderr)
     return camera, [p for p, _ in chosen if p.path in used], ""

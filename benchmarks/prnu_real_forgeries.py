@@ -228,7 +228,7 @@ def summarise(results: list[dict], false_alarm: float) -> dict:
     judged = [j for r in results for j in r["judged"]]
     genuine_pce = np.concatenate([r["genuine_pce"] for r in results])
     out = {"folds": len(results), "fingerprint_photos": sum(r["fingerprint_photos"] for r in results),
-           "fingerprint_scenes": sum(r["fingerprint_scenes"] for r in results),
+           "fingerprint_scenes": sum(r.get("fingerprint_scenes", 0) for r in results),
            "genuine_probes": sum(r["probes"] for r in results),
            "genuine_blocks": int(sum(j.flagged["single"].size for j in judged if j.kind == "genuine")),
            "forged_blocks": {k: int(sum(j.flagged["single"].size for j in judged if j.kind == k)) for k in KINDS},
