@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -61,6 +62,8 @@ FLAT_C = 0.03
 BLOCK = 128  # Chen et al.'s block size
 FALSE_ALARM = 0.01
 MIN_TAIL_BLOCKS = 20  # genuine blocks beyond a threshold needed to read it off their own errors
+# This process's share of the cores for the FFTs: torchrun's ranks on one machine split them.
+FFT_WORKERS = max(1, (os.cpu_count() or 1) // int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
 THUMBNAIL = (32, 24)  # width, height of the thumbnails that tell one scene from another
 SAME_SCENE = 0.9  # thumbnails of shots of one scene correlate above this; of other scenes, below
 
@@ -71,7 +74,7 @@ SAME_SCENE = 0.9  # thumbnails of shots of one scene correlate above this; of ot
 def in_levels(img: np.ndarray) -> np.ndarray:
     """uint8, or float in [0, 1] as image_io.read_image gives -> float32 in 8-bit levels, where the
     denoiser's SIGMA0 is defined."""
-    return img.astype(np.float32) * np.float32(1.0 if img.dtype == np.uint8 else 255.0)
+    return np.multiply(img, np.float32(1.0 if img.dtype == np.uint8 else 255.0), dtype=np.float32)
 
 
 def luma_levels(img: np.ndarray) -> np.ndarray:
@@ -157,12 +160,12 @@ def flatten_spectrum(k: np.ndarray) -> np.ndarray:
     """Wiener filtering in the Fourier domain: spectral magnitudes standing above their
     neighbourhood (periodic patterns: JPEG blocks, demosaicing) are brought down to the flat
     level a white PRNU has, phases kept."""
-    spectrum = scipy.fft.rfft2(k, workers=-1)
+    spectrum = scipy.fft.rfft2(k, workers=FFT_WORKERS)
     magnitude = (np.abs(spectrum) / math.sqrt(k.size)).astype(np.float32)
     flat_level = float(np.mean(np.square(k, dtype=np.float64)))  # Parseval: the mean of magnitude^2
     kept = noise_kept_by_wiener(magnitude, flat_level)
     gain = np.divide(kept, magnitude, out=np.zeros_like(magnitude), where=magnitude > 0)
-    return scipy.fft.irfft2(spectrum * gain, s=k.shape, workers=-1).astype(np.float32)
+    return scipy.fft.irfft2(spectrum * gain, s=k.shape, workers=FFT_WORKERS).astype(np.float32)
 
 
 def clean_fingerprint(k: np.ndarray) -> np.ndarray:
@@ -177,8 +180,8 @@ def fingerprint_sums(observations: Iterable[Observation]) -> tuple[np.ndarray, n
             numerator, denominator = np.zeros(obs.shape, np.float64), np.zeros(obs.shape, np.float64)
         elif obs.shape != numerator.shape:
             raise ValueError(f"fingerprint images differ in size: {obs.shape} and {numerator.shape}")
-        numerator += obs.residual * obs.intensity
-        denominator += np.square(obs.intensity, dtype=np.float64)
+        cv2.accumulateProduct(obs.residual, obs.intensity, numerator)  # each product in float64
+        cv2.accumulateSquare(obs.intensity, denominator)
     if numerator is None:
         raise ValueError("a fingerprint needs at least one image")
     return numerator, denominator
@@ -226,8 +229,8 @@ def circular_cross_correlation(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """c[s] = sum_x a[x] b[x - s] for every circular shift s, of the zero-meaned signals, by FFT."""
     a0 = np.asarray(a, np.float32) - np.float32(np.mean(a))
     b0 = np.asarray(b, np.float32) - np.float32(np.mean(b))
-    spectra = scipy.fft.rfft2(a0, workers=-1) * np.conj(scipy.fft.rfft2(b0, workers=-1))
-    return scipy.fft.irfft2(spectra, s=a0.shape, workers=-1)
+    spectra = scipy.fft.rfft2(a0, workers=FFT_WORKERS) * np.conj(scipy.fft.rfft2(b0, workers=FFT_WORKERS))
+    return scipy.fft.irfft2(spectra, s=a0.shape, workers=FFT_WORKERS)
 
 
 def pce(a: np.ndarray, b: np.ndarray, search: int = 0, exclude: int = PCE_EXCLUDE) -> Pce:
@@ -264,13 +267,24 @@ def block_grid(height: int, width: int, block: int, stride: int) -> tuple[int, i
 
 
 def block_sums(plane: np.ndarray, block: int, stride: int) -> np.ndarray:
-    """The sum of `plane` over every block of the grid, from one integral image (float64)."""
+    """The sum of `plane` over every block of the grid (float64): from the sums of its stride x
+    stride cells where the stride divides the block (the usual half-block step: half the work),
+    else from an integral image of the whole plane."""
     rows, cols = block_grid(*plane.shape, block, stride)
-    table = cv2.integral(np.asarray(plane, np.float32), sdepth=cv2.CV_64F)
-    top = np.arange(rows) * stride
-    left = np.arange(cols) * stride
-    return (table[np.ix_(top + block, left + block)] - table[np.ix_(top, left + block)]
-            - table[np.ix_(top + block, left)] + table[np.ix_(top, left)])
+    if block % stride == 0:
+        k = block // stride
+        height, width = (rows + k - 1) * stride, (cols + k - 1) * stride
+        cells = np.asarray(plane, np.float32)[:height, :width].reshape(height // stride, stride, -1, stride)
+        table = np.zeros((rows + k, cols + k))
+        table[1:, 1:] = cells.sum(axis=(1, 3), dtype=np.float64).cumsum(0).cumsum(1)
+        top, left = np.arange(rows), np.arange(cols)
+        step = k
+    else:
+        table = cv2.integral(np.asarray(plane, np.float32), sdepth=cv2.CV_64F)
+        top, left = np.arange(rows) * stride, np.arange(cols) * stride
+        step = block
+    return (table[np.ix_(top + step, left + step)] - table[np.ix_(top, left + step)]
+            - table[np.ix_(top + step, left)] + table[np.ix_(top, left)])
 
 
 def block_means(plane: np.ndarray, block: int, stride: int) -> np.ndarray:

@@ -144,14 +144,14 @@ def test_ncc_and_pce_sanity():
     assert prnu.pce(-x, x).value < -1000  # an anti-correlated peak keeps its sign
 
 
-def test_block_correlation_equals_each_blocks_pearson_correlation():
+@pytest.mark.parametrize("block, stride, grid", [(16, 12, (5, 7)), (16, 8, (7, 10)), (16, 16, (4, 5))])
+def test_block_correlation_equals_each_blocks_pearson_correlation(block, stride, grid):
     rng = np.random.default_rng(0)
     x = rng.normal(size=(70, 90)).astype(np.float32)
     y = (0.3 * x + rng.normal(size=x.shape) + np.linspace(0, 5, 90)).astype(np.float32)
-    block, stride = 16, 12
     rows, cols = prnu.block_grid(70, 90, block, stride)
     fast = prnu.block_correlation(x, y, block, stride)
-    assert fast.shape == (rows, cols) == (5, 7)
+    assert fast.shape == (rows, cols) == grid
     for i in range(rows):
         for j in range(cols):
             window = np.s_[i * stride:i * stride + block, j * stride:j * stride + block]
