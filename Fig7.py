@@ -149,7 +149,7 @@ def main() -> int:
     args = parser.parse_args()
     net = cli.setup_inference(args)
     fingerprint_images = check_prnu_args(args)
-    readers = cli.setup_readers(args, net)
+    readers = cli.setup_readers(args, net, with_prnu=True)
     demo = cli.demo_if_no_pic(
         args, lambda out: demos.write_demo(out, 800, jpeg_quality=90, camera_processing=True))
     path, img, result, record = cli.map_one_image(args, readers)

@@ -41,6 +41,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import scipy.linalg
 import torch
 
 import camera_profile
@@ -120,7 +121,7 @@ def fit_head(photos: list[PhotoFit], prior: np.ndarray, ridge: float) -> np.ndar
     gram = sum(p.gram for p in photos)
     moment = sum(p.mean * p.metric for p in photos)
     strength = ridge * np.trace(gram) / len(prior)
-    return np.linalg.solve(gram + strength * np.eye(len(prior)), moment + strength * prior)
+    return scipy.linalg.solve(gram + strength * np.eye(len(prior)), moment + strength * prior, assume_a="pos")
 
 
 def photo_estimate(head: np.ndarray, photo: PhotoFit) -> float:
@@ -300,8 +301,8 @@ def read_photo(path: Path, net: isonet.ISONet, limit: int, rng: np.random.Genera
     photo = Photo(path, float(isonet.iso_to_metric(iso)), patches, trunk_features(net, patches), exif_iso,
                   image_io.read_exif_camera(path)[0])
     if profile:
-        photo.statistic = camera_profile.noise_statistic(img)
         photo.observation = prnu.observe(img)
+        photo.statistic = camera_profile.luma_noise_statistic(photo.observation.intensity)
     return photo
 
 

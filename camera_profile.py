@@ -28,6 +28,7 @@ import numpy as np
 
 import isonet
 import metrics
+from camera_noise import LUMA_WEIGHTS
 from image_io import atomic_path, read_exif_camera
 from isonet import ISONetError
 
@@ -46,8 +47,16 @@ def noise_statistic(img: np.ndarray) -> float:
     """The classical reading: log2 of the 25th percentile of the 64x64 patches' Immerkaer luma noise
     sigma, in 8-bit levels (the quieter patches: texture only adds to a patch's sigma). `img` is
     an image as decoded (integers) or as read (floats in [0, 1])."""
-    levels = isonet.to_unit_float(img) * np.float32(255)
-    return float(np.percentile(metrics.noise_sigma_map(levels, isonet.PATCH), 25))
+    import cv2
+
+    unit = isonet.to_unit_float(img)
+    luma = unit if unit.ndim == 2 else cv2.transform(np.asarray(unit, np.float32), LUMA_WEIGHTS[None])
+    return luma_noise_statistic(np.multiply(luma, np.float32(255), dtype=np.float32))
+
+
+def luma_noise_statistic(luma: np.ndarray) -> float:
+    """noise_statistic of an HxW luma already in 8-bit levels (prnu.Observation.intensity)."""
+    return float(np.percentile(metrics.noise_sigma_map(luma, isonet.PATCH), 25))
 
 
 @dataclass(frozen=True)
@@ -121,9 +130,11 @@ def _read_json(path: Path) -> dict:
     return data
 
 
-def load_profile(folder: str | os.PathLike, device: str | object = "cpu", precision: str = "fp32") -> Profile:
-    """The profile in `folder`, its reader network on `device`; an ISONetError in one line for a
-    folder that is not a profile of this version."""
+def load_profile(folder: str | os.PathLike, device: str | object = "cpu", precision: str = "fp32",
+                 with_prnu: bool = True) -> Profile:
+    """The profile in `folder`, its reader network on `device`, and its PRNU unless `with_prnu` is
+    False (reading alone needs none); an ISONetError in one line for a folder that is not a profile
+    of this version."""
     folder = Path(folder)
     if not (folder / PROFILE_FILE).is_file():
         raise ISONetError(f"{folder}: not a camera profile (no {PROFILE_FILE}; adapt_camera.py --out DIR builds one)")
@@ -139,7 +150,7 @@ def load_profile(folder: str | os.PathLike, device: str | object = "cpu", precis
         raise ISONetError(f"{folder}: a damaged camera profile ({type(e).__name__} in {PROFILE_FILE})") from None
     network = isonet.load_model(folder / READER_FILE, device, precision) if reader.uses_network else None
     camera_prnu = None
-    if data.get("prnu"):
+    if with_prnu and data.get("prnu"):
         import prnu  # only a profile's PRNU needs it (and its SciPy)
 
         try:

@@ -99,9 +99,9 @@ def add_inference_args(parser: argparse.ArgumentParser, model_default: str, pic_
                             "where there is one; evaluate.py --fit_intervals writes one)")
 
 
-def setup_readers(args: argparse.Namespace, net: ISONet) -> Readers:
-    """What reads each image (camera_profile.Readers): --profile, --profiles and the model with its
-    interval table; or exit with one line."""
+def setup_readers(args: argparse.Namespace, net: ISONet, with_prnu: bool = False) -> Readers:
+    """What reads each image (camera_profile.Readers): --profile, --profiles (with their PRNU where
+    `with_prnu`) and the model with its interval table; or exit with one line."""
     args.profiles, args.intervals = getattr(args, "profiles", None), getattr(args, "intervals", None)
     if args.profile and args.profiles:
         fail("--profile and --profiles: pass one of them")
@@ -124,9 +124,9 @@ def setup_readers(args: argparse.Namespace, net: ISONet) -> Readers:
     device = next(net.parameters()).device
     profiles: dict[str, Profile] = {}
     try:
-        profile = load_profile(args.profile, device, args.precision) if args.profile else None
+        profile = load_profile(args.profile, device, args.precision, with_prnu) if args.profile else None
         for folder in profile_folders(args.profiles) if args.profiles else []:
-            found = load_profile(folder, device, args.precision)
+            found = load_profile(folder, device, args.precision, with_prnu)
             if found.camera in profiles:
                 fail(f"{folder} and {profiles[found.camera].folder}: two profiles of {found.camera}; keep one")
             profiles[found.camera] = found

@@ -172,7 +172,9 @@ def _decode_opencv(path: Path, data: bytes) -> np.ndarray:
         img = None
     if img is None:
         raise ISONetError(f"{path}: not a readable image (unknown format, truncated or corrupt)")
-    return img if img.ndim == 2 else img[:, :, 2::-1]  # BGR(A) -> RGB, alpha dropped
+    if img.ndim == 2:
+        return img
+    return cv2.cvtColor(img, cv2.COLOR_BGRA2RGB if img.shape[2] == 4 else cv2.COLOR_BGR2RGB)  # alpha dropped
 
 
 def decode_image_file(path: str | os.PathLike, sensor_order: bool = False) -> np.ndarray:

@@ -352,18 +352,21 @@ def rendered_noise_statistics(sources: list[np.ndarray], cameras: list, isos: li
 
 def noise_sigma_map(img: np.ndarray, stride: int) -> np.ndarray:
     """The classical baseline: log2 of Immerkaer's luma noise sigma of every 64x64 patch on the
-    `stride` grid (the map's layout), from one convolution and a box filter."""
+    `stride` grid (the map's layout) of an HxWx3 image or an HxW luma, from one convolution and
+    the integral image of its response."""
     import cv2
 
     import camera_noise
 
-    luma = img.astype(np.float32) @ camera_noise.LUMA_WEIGHTS
-    response = np.abs(cv2.filter2D(luma, cv2.CV_32F, camera_noise.IMMERKAER_MASK))
-    window = cv2.boxFilter(response, -1, (isonet.PATCH, isonet.PATCH), anchor=(0, 0), normalize=True,
-                           borderType=cv2.BORDER_CONSTANT)
+    pixels = np.asarray(img, np.float32)
+    luma = pixels if pixels.ndim == 2 else cv2.transform(pixels, camera_noise.LUMA_WEIGHTS[None])
+    response = cv2.filter2D(luma, cv2.CV_32F, camera_noise.IMMERKAER_MASK)
+    sums = cv2.integral(np.abs(response, out=response), sdepth=cv2.CV_64F)
     rows, cols = isonet.grid_shape(*luma.shape, stride)
-    sigma = window[: rows * stride : stride, : cols * stride : stride] * camera_noise.IMMERKAER_SCALE
-    return np.log2(np.maximum(sigma, 1e-3))
+    top, left = np.arange(rows)[:, None] * stride, np.arange(cols)[None] * stride
+    bottom, right = top + isonet.PATCH, left + isonet.PATCH
+    mean = (sums[bottom, right] - sums[top, right] - sums[bottom, left] + sums[top, left]) / isonet.PATCH ** 2
+    return np.log2(np.maximum(mean * camera_noise.IMMERKAER_SCALE, 1e-3))
 
 
 def splice_score_maps(iso_map: np.ndarray, img: np.ndarray, stride: int) -> dict[str, np.ndarray]:

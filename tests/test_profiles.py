@@ -87,6 +87,7 @@ def test_profile_folder_holds_what_its_photos_tell(profile_dir):
     assert data["iso_range"] == [100.0, 800.0] and data["reader"]["clamp"] == [-1.0, 4.0]
     profile = camera_profile.load_profile(profile_dir)
     assert profile.prnu is not None and profile.prnu.fingerprint.shape == (H, W)
+    assert camera_profile.load_profile(profile_dir, with_prnu=False).prnu is None  # reading alone needs none
     assert (profile.network is None) == (data["reader"]["kind"] == "statistic")
     low, high = profile.interval(3.0)
     assert low < 3.0 < high and (low, high) == (3.0 + data["interval_offsets"][0], 3.0 + data["interval_offsets"][1])
@@ -103,6 +104,16 @@ def test_the_noise_statistic_is_the_log_sigma_of_the_quieter_patches():
         grey[:, :128] += 40 * np.sin(np.arange(128) / 1.5)[None, :, None]  # strong texture on the left half
         assert camera_profile.noise_statistic(np.clip(grey, 0, 255).astype(np.uint8)) == pytest.approx(
             np.log2(sigma), abs=0.1)
+
+
+def test_a_profile_fits_the_statistic_readings_compute():
+    """A profile fits its line on the statistic of the luma its PRNU view already holds; a reading
+    computes it from the image as read (floats in [0, 1]): both must be the same number."""
+    rng = np.random.default_rng(5)
+    photo = np.clip(rng.normal(100, 6, (200, 300, 3)) + np.linspace(0, 80, 300)[None, :, None], 0, 255).astype(np.uint8)
+    fitted = camera_profile.luma_noise_statistic(prnu.observe(photo).intensity)
+    assert camera_profile.noise_statistic(photo.astype(np.float32) / 255) == pytest.approx(fitted, abs=1e-5)
+    assert camera_profile.noise_statistic(photo) == pytest.approx(fitted, abs=1e-5)
 
 
 @pytest.mark.slow
