@@ -63,6 +63,9 @@ INNER_FOLDS = 3  # the method of each leave-one-out fit is chosen by this cross-
 # 3 epochs read the held-out photos of two of three cameras better than 2 (docs/experiments.md).
 FINETUNE_EPOCHS = 3
 FINETUNE_LR = 3e-4
+# Under --method auto, a cheaper reader this close to the held-out truth (a sixth of a stop, half the
+# step between EXIF ISOs) leaves the fine-tuning's many minutes nothing worth gaining.
+FINETUNE_NEEDLESS_BELOW = 1 / 6
 MODEL_SUFFIXES = (".pth", ".pt")  # an --out so named is the adapted model alone; any other, a profile folder
 
 
@@ -266,6 +269,23 @@ def camera_photos(paths: list[str]) -> list[Path]:
     return image_io.list_images(expanded)
 
 
+def finetune_needless(columns: dict[str, np.ndarray], truths: np.ndarray, photos: list[Photo],
+                      groups: np.ndarray) -> str:
+    """Why --method auto may skip fine-tuning ('' where it may not): the head, or for a profile the
+    line through the noise statistic, already reads the held-out photos to FINETUNE_NEEDLESS_BELOW."""
+    held_out = {name.split(" ")[0]: values for name, values in columns.items() if name != "before"}
+    if all(p.statistic is not None for p in photos):
+        statistics = np.array([p.statistic for p in photos])
+        held_out["noise statistic's line"] = np.clip(held_out_fit(statistics[:, None], truths, groups),
+                                                     *profile_clamp(truths))  # profile_readers' "statistic"
+    mae = {name: float(np.abs(values - truths).mean()) for name, values in held_out.items()}
+    best = min(mae, key=mae.get)
+    if mae[best] >= FINETUNE_NEEDLESS_BELOW:
+        return ""
+    return (f"the {best} reads the held-out photos to {mae[best]:.2f} stop, under {FINETUNE_NEEDLESS_BELOW:.2f} "
+            "(--method finetune fine-tunes all the same)")
+
+
 def choose_column(mae: dict[str, float], method: str) -> str:
     """The adaptation with the lowest held-out MAE. Under --method auto the starting model
     ("before", fitted on none of the photos, so its figure is as honest) competes too: on a camera
@@ -316,6 +336,11 @@ def held_out_fit(x: np.ndarray, y: np.ndarray, groups: np.ndarray) -> np.ndarray
         coef = np.linalg.lstsq(design[~inside], y[~inside], rcond=None)[0]
         estimates[inside] = design[inside] @ coef
     return estimates
+
+
+def profile_clamp(truths: np.ndarray) -> tuple[float, float]:
+    """The range a profile holds its readings in: a stop beyond the photos' ISOs."""
+    return float(truths.min() - camera_profile.CLAMP_STOPS), float(truths.max() + camera_profile.CLAMP_STOPS)
 
 
 def profile_readers(truths: np.ndarray, network: np.ndarray, statistics: np.ndarray, groups: np.ndarray,
@@ -377,7 +402,7 @@ def build_profile(args: argparse.Namespace, camera: str, photos: list[Photo], gr
     """Choose the profile's reader by the photos' held-out errors, fit its interval on them, build
     the camera's PRNU, and write the profile folder (camera_profile.save_profile); returns its summary."""
     truths = np.array([p.metric for p in photos])
-    clamp = (float(truths.min() - camera_profile.CLAMP_STOPS), float(truths.max() + camera_profile.CLAMP_STOPS))
+    clamp = profile_clamp(truths)
     candidates = profile_readers(truths, network_estimates, np.array([p.statistic for p in photos]), groups, clamp)
     reader_mae = {kind: float(np.abs(estimates - truths).mean()) for kind, (estimates, _) in candidates.items()}
     kind = min(reader_mae, key=reader_mae.get)  # the network wins a tie: listed first
@@ -444,7 +469,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--method", choices=["auto", "head", "finetune"], default="auto",
                    help="head: refit of the head or a calibration (seconds); finetune: the whole network "
                         "(minutes); auto (default): both, keeping the one with the lower held-out MAE, or the "
-                        "starting model where neither reads the held-out photos better")
+                        "starting model where neither reads the held-out photos better; it skips fine-tuning "
+                        "where the head or a profile's noise statistic already reads them to under 1/6 stop")
     p.add_argument("--epochs", type=int, default=FINETUNE_EPOCHS,
                    help=f"fine-tuning epochs, the last at lr / 10 (default {FINETUNE_EPOCHS})")
     p.add_argument("--lr", type=float, default=FINETUNE_LR, help=f"fine-tuning learning rate (default {FINETUNE_LR:g})")
@@ -493,7 +519,10 @@ def main(argv: list[str] | None = None) -> int:
     columns = {"before": np.array([photo_estimate(prior, f) for f in fits])}
     if args.method in ("auto", "head"):
         columns[f"head ({held_out})"] = held_out_estimates(fits, prior, groups)
-    if args.method in ("auto", "finetune"):
+    needless = finetune_needless(columns, truths, photos, groups) if args.method == "auto" else None
+    if needless:
+        print(f"fine-tuning skipped: {needless}", file=sys.stderr)
+    elif args.method in ("auto", "finetune"):
         folds = held_out if len(set(groups)) <= args.folds else f"{args.folds}-fold"
         columns[f"fine-tune ({folds})"] = finetune_held_out(net, patches, truths, groups, args.folds, args.epochs,
                                                              args.lr, args.seed)

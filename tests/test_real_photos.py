@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import csv
+import dataclasses
 import shutil
 from pathlib import Path
 
@@ -414,6 +415,40 @@ def test_adapt_camera_auto_writes_the_start_unchanged_when_it_reads_best(tmp_pat
     assert "warning: the held-out photos were read better before adapting" in capsys.readouterr().out
     head = torch.load(tmp_path / "head.pth")
     assert not all(torch.equal(head[k], start[k]) for k in start)
+
+
+def test_auto_skips_fine_tuning_where_a_cheaper_reader_already_reads_the_held_out_photos(
+        tmp_path, weights_file, monkeypatch, capsys):
+    photos = tmp_path / "my_camera"
+    isos = [100, 400, 1600, 6400]
+    for k, iso in enumerate(isos):
+        write_camera_jpeg(photos / f"p{k}.jpg", iso, seed=k, size=(128, 128))
+    truths = np.log2(np.array(isos) / 100.0)
+    tuned = []
+    monkeypatch.setattr(adapt_camera, "finetune_held_out", lambda net, patches, *rest: tuned.append(1) or truths)
+    common = ["--photos", str(photos), "--init_from", str(weights_file), "--patches_per_photo", "4",
+              "--min_photos", "3"]
+    monkeypatch.setattr(adapt_camera, "held_out_estimates", lambda photos, prior, groups: truths + 0.1)
+    assert adapt_camera.main([*common, "--out", str(tmp_path / "a.pth")]) == 0
+    assert "fine-tuning skipped: the head reads the held-out photos to 0.10 stop" in capsys.readouterr().err
+    assert not tuned
+    assert adapt_camera.main([*common, "--method", "finetune", "--out", str(tmp_path / "b.pth")]) == 0
+    assert len(tuned) == 1  # asked for, it runs
+    monkeypatch.setattr(adapt_camera, "held_out_estimates", lambda photos, prior, groups: truths + 0.3)
+    assert adapt_camera.main([*common, "--out", str(tmp_path / "c.pth")]) == 0
+    assert len(tuned) == 2 and "fine-tuning skipped" not in capsys.readouterr().err
+
+
+def test_a_profiles_noise_statistic_can_make_fine_tuning_needless():
+    truths = np.array([0.0, 1.0, 2.0, 3.0, 4.0, 5.0])
+    photos = [adapt_camera.Photo(Path(f"{k}.jpg"), t, np.empty(0), np.empty(0), None, None, statistic=0.5 * t - 1)
+              for k, t in enumerate(truths)]
+    groups = np.arange(6).astype(str)
+    far = {"before": truths + 2, "head (leave-one-out)": truths + 0.4}
+    assert "noise statistic's line reads the held-out photos to 0.00 stop" in adapt_camera.finetune_needless(
+        far, truths, photos, groups)
+    noisy = [dataclasses.replace(p, statistic=p.statistic + d) for p, d in zip(photos, [0.3, -0.3] * 3)]
+    assert adapt_camera.finetune_needless(far, truths, noisy, groups) == ""
 
 
 def test_adapt_camera_reads_a_folder_of_iso_subfolders(tmp_path):
