@@ -372,13 +372,25 @@ def profile_prnu(photos: list[Photo], readings: np.ndarray, block: int,
         return None, [], f"fewer than two photos of one size ({size[1]}x{size[0]})"
     used = {image.path for image in images}
     camera = prnu.camera_prnu(images, block, stride)
-    strangers = [images[k].path for k in camera.strangers()]
-    if strangers:
-        others = "the others'" if camera.one_scene else "the other scenes'"
-        print(f"warning: {len(strangers)} of the {len(images)} fingerprint photos do not match {others} "
-              f"fingerprint (PCE {prnu.PCE_THRESHOLD:g} or less; first {strangers[0]}): photos of other units of this "
-              "model, or too dark or textured to show it; profile one unit's photos", file=sys.stderr)
+    warning = strangers_warning([images[k].path for k in camera.strangers()], len(images), camera.one_scene)
+    if warning:
+        print(warning, file=sys.stderr)
     return camera, [p for p, _ in chosen if p.path in used], ""
+
+
+def strangers_warning(strangers: list[Path], photos: int, one_scene: bool) -> str:
+    """The warning for the fingerprint photos that match the others' fingerprint at PCE_THRESHOLD or
+    less ('' where none does): a few of them are likely another unit's photos; most of them, a
+    fingerprint too weak to show the sensor (high ISOs, few photos of each scene)."""
+    if not strangers:
+        return ""
+    head = (f"warning: {len(strangers)} of the {photos} fingerprint photos match "
+            f"{'the others' if one_scene else 'the other scenes'}' fingerprint at PCE {prnu.PCE_THRESHOLD:g} or less")
+    if 2 * len(strangers) > photos:
+        return (f"{head}: the fingerprint is weak (high ISOs, few photos of each scene, or dark or textured "
+                "scenes), so its PCE and forgery map tell little; add photos of other scenes at low ISO")
+    return (f"{head} (first {strangers[0]}): photos of another unit of this model, or too dark or textured to "
+            "show it; profile one unit's photos")
 
 
 def profile_camera(photos: list[Photo], given: str | None) -> str:
