@@ -172,9 +172,9 @@ def _decode_opencv(path: Path, data: bytes) -> np.ndarray:
         img = None
     if img is None:
         raise ISONetError(f"{path}: not a readable image (unknown format, truncated or corrupt)")
-    if img.ndim == 2:
+    if img.ndim == 2 or img.dtype not in (np.uint8, np.uint16):  # other types: refused by decode_image_file
         return img
-    return cv2.cvtColor(img, cv2.COLOR_BGRA2RGB if img.shape[2] == 4 else cv2.COLOR_BGR2RGB)  # alpha dropped
+    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)  # IMREAD_ANYCOLOR drops alpha
 
 
 def decode_image_file(path: str | os.PathLike, sensor_order: bool = False) -> np.ndarray:

@@ -13,7 +13,7 @@ quarter turns (best_turn). Its pieces:
   images, then zero-meaned by rows and columns and Wiener-filtered in the Fourier domain.
 - ncc, pce: is K in this photo? PCE > 60 is the usual camera decision.
 - block_correlation: correlation of W and I * K over every block of a grid, all blocks at once
-  from integral images.
+  from block sums (block_sums).
 - block_features, fit_predictor: Chen, Fridrich, Goljan and Lukas (IEEE TIFS 2008) predict the
   correlation a genuine block should show from its intensity, texture and flattening; a block
   far below its prediction (a Neyman-Pearson threshold at a chosen false-alarm rate) is forged.
@@ -72,9 +72,10 @@ SAME_SCENE = 0.9  # thumbnails of shots of one scene correlate above this; of ot
 # Noise residual
 # ---------------------------------------------------------------------------------------------
 def in_levels(img: np.ndarray) -> np.ndarray:
-    """uint8, or float in [0, 1] as image_io.read_image gives -> float32 in 8-bit levels, where the
-    denoiser's SIGMA0 is defined."""
-    return np.multiply(img, np.float32(1.0 if img.dtype == np.uint8 else 255.0), dtype=np.float32)
+    """Integers (8- or 16-bit, as decoded), or floats in [0, 1] as image_io.read_image gives ->
+    float32 in 8-bit levels, where the denoiser's SIGMA0 is defined."""
+    scale = 255.0 / np.iinfo(img.dtype).max if np.issubdtype(img.dtype, np.integer) else 255.0
+    return np.multiply(img, np.float32(scale), dtype=np.float32)
 
 
 def luma_levels(img: np.ndarray) -> np.ndarray:
@@ -180,8 +181,9 @@ def fingerprint_sums(observations: Iterable[Observation]) -> tuple[np.ndarray, n
             numerator, denominator = np.zeros(obs.shape, np.float64), np.zeros(obs.shape, np.float64)
         elif obs.shape != numerator.shape:
             raise ValueError(f"fingerprint images differ in size: {obs.shape} and {numerator.shape}")
-        cv2.accumulateProduct(obs.residual, obs.intensity, numerator)  # each product in float64
-        cv2.accumulateSquare(obs.intensity, denominator)
+        intensity = np.asarray(obs.intensity, np.float32)  # OpenCV's accumulators take one type
+        cv2.accumulateProduct(np.asarray(obs.residual, np.float32), intensity, numerator)  # products in float64
+        cv2.accumulateSquare(intensity, denominator)
     if numerator is None:
         raise ValueError("a fingerprint needs at least one image")
     return numerator, denominator
@@ -293,8 +295,8 @@ def block_means(plane: np.ndarray, block: int, stride: int) -> np.ndarray:
 
 def block_correlation(x: np.ndarray, y: np.ndarray, block: int = BLOCK, stride: int = BLOCK // 2) -> np.ndarray:
     """Pearson correlation of x and y over every block: (Sxy - Sx Sy / n) / sqrt((Sxx - Sx^2/n)
-    (Syy - Sy^2/n)), each sum from an integral image, so any stride costs five passes over the
-    image. 0 where either is constant over the block."""
+    (Syy - Sy^2/n)), each sum over every block at once (block_sums), so any stride costs five
+    passes over the image. 0 where either is constant over the block."""
     n = block * block
     sx, sy = block_sums(x, block, stride), block_sums(y, block, stride)
     sxy = block_sums(x * y, block, stride) - sx * sy / n

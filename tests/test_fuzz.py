@@ -62,8 +62,15 @@ def libtiff_cut_in_half() -> bytes:
     return data[: len(data) // 2]
 
 
+def odd_sample_tiffs() -> dict[str, bytes]:
+    """Colour TIFFs of sample types no camera writes (OpenCV decodes them as stored)."""
+    rgb = noisy_image(96, 128, 10)
+    return {f"{kind}.tif": cv2.imencode(".tif", rgb.astype(kind))[1].tobytes() for kind in ("int16", "float64")}
+
+
 def corpus() -> dict[str, bytes]:
     files = {"empty.jpg": b"", "huge.jpg": huge_jpeg(), "libtiff_cut.tif": libtiff_cut_in_half(),
+             **odd_sample_tiffs(),
              "jpeg_named.png": real_file("baseline.jpg"),
              "png_named.heic": real_file("rgb8.png"), "heic_named.jpg": real_file("phone.heic")}
     for name in FORMATS:
@@ -90,6 +97,14 @@ def test_every_case_decodes_or_gives_one_line_naming_the_file(tmp_path, name):
     else:
         assert img.ndim == 3 and img.shape[2] == 3 and img.dtype in (np.uint8, np.uint16)
     assert time.perf_counter() - start < 5
+
+
+@pytest.mark.parametrize("name", odd_sample_tiffs())
+def test_odd_sample_types_are_refused_in_one_line(tmp_path, name):
+    path = tmp_path / name
+    path.write_bytes(odd_sample_tiffs()[name])
+    with pytest.raises(isonet.ISONetError, match=f"^{path}: unsupported sample type {name[:-4]}"):
+        image_io.decode_image_file(path)
 
 
 def test_huge_declared_size_is_refused_before_decoding(tmp_path):

@@ -114,6 +114,9 @@ def test_a_profile_fits_the_statistic_readings_compute():
     fitted = camera_profile.luma_noise_statistic(prnu.observe(photo).intensity)
     assert camera_profile.noise_statistic(photo.astype(np.float32) / 255) == pytest.approx(fitted, abs=1e-5)
     assert camera_profile.noise_statistic(photo) == pytest.approx(fitted, abs=1e-5)
+    deep = photo.astype(np.uint16) * 257  # a 16-bit file, decoded as stored: the same levels
+    assert camera_profile.luma_noise_statistic(prnu.observe(deep).intensity) == pytest.approx(fitted, abs=1e-5)
+    assert camera_profile.noise_statistic(deep) == pytest.approx(fitted, abs=1e-5)
 
 
 @pytest.mark.slow
