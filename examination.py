@@ -273,7 +273,12 @@ def examine(path: str | os.PathLike, img: np.ndarray, result: isonet.IsoMap, rec
 
 
 def examination_lines(exam: Examination) -> list[str]:
-    lines = [f"EXIF ISO against the reading's interval: {exam.exif_verdict}"]
+    line = f"EXIF ISO against the reading's interval: {exam.exif_verdict}"
+    if exam.exif_verdict == "inconsistent":
+        level = exam.record["interval_level"]
+        line += (f" (genuine photos fall outside the {level:.0%} interval {1 - level:.0%} of the time: "
+                 "weigh it with the rest)")
+    lines = [line]
     lines += probe_report_lines(exam.prnu) if exam.prnu is not None else [f"PRNU: not examined: {exam.prnu_note}"]
     return lines
 

@@ -106,6 +106,19 @@ def test_the_noise_statistic_is_the_log_sigma_of_the_quieter_patches():
             np.log2(sigma), abs=0.1)
 
 
+def test_an_exif_iso_outside_the_interval_is_called_inconsistent_with_the_interval_s_miss_rate():
+    import examination
+
+    def first_line(exif_iso: int | None) -> str:
+        record = {"exif_iso": exif_iso, "iso_metric_interval": [3.8, 4.1], "interval_level": 0.8}
+        return examination.examination_lines(examination.Examination(record, None, {}, None, "none"))[0]
+
+    assert first_line(1600) == "EXIF ISO against the reading's interval: consistent"
+    assert first_line(3200) == ("EXIF ISO against the reading's interval: inconsistent (genuine photos fall outside "
+                                "the 80% interval 20% of the time: weigh it with the rest)")
+    assert first_line(None).endswith(": no EXIF ISO")
+
+
 def test_a_profile_fits_the_statistic_readings_compute():
     """A profile fits its line on the statistic of the luma its PRNU view already holds; a reading
     computes it from the image as read (floats in [0, 1]): both must be the same number."""
