@@ -459,8 +459,7 @@ def profile_lines(summary: dict) -> list[str]:
             "PRNU fingerprint: " + (f"{len(fingerprint['photos'])} photos of {fingerprint['width']}x"
                                     f"{fingerprint['height']}, each matching the other scenes' at PCE "
                                     f"{min(fingerprint['pce_against_the_others']):.0f} or more"
-                                    + ("; warning: they all show one scene, so its forgery map flags far more than "
-                                       "its rate: add photos of other scenes" if fingerprint.get("one_scene") else "")
+                                    + (f"; warning: {prnu.ONE_SCENE_WARNING}" if fingerprint.get("one_scene") else "")
                                     if fingerprint else f"none: {summary['prnu_note']}")]
 
 

@@ -172,9 +172,7 @@ def probe_report_lines(report: ProbeReport) -> list[str]:
              f"{report.stride} px) fall below their predicted correlation at {report.false_alarm:.0%} false alarm "
              "(on real cameras' photos it kept that rate and found a part of pasted regions, docs/prnu.md)"]
     if report.one_scene:
-        lines.append("warning: every fingerprint image shows one scene, so the predictors expect more correlation "
-                     "than a new scene shows and the forgery map flags far more than its rate; "
-                     "add photos of other scenes")
+        lines.append(f"warning: {prnu.ONE_SCENE_WARNING}")
     return lines
 
 

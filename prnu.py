@@ -64,6 +64,8 @@ FALSE_ALARM = 0.01
 MIN_TAIL_BLOCKS = 20  # genuine blocks beyond a threshold needed to read it off their own errors
 # This process's share of the cores for the FFTs: torchrun's ranks on one machine split them.
 FFT_WORKERS = max(1, (os.cpu_count() or 1) // int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+ONE_SCENE_WARNING = ("every fingerprint photo shows one scene, so the predictors expect more correlation than a "
+                     "new scene shows and the forgery map flags far more than its rate: add photos of other scenes")
 THUMBNAIL = (32, 24)  # width, height of the thumbnails that tell one scene from another
 SAME_SCENE = 0.9  # thumbnails of shots of one scene correlate above this; of other scenes, below
 
