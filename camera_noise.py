@@ -576,6 +576,19 @@ IMMERKAER_MASK = np.array([[1, -2, 1], [-2, 4, -2], [1, -2, 1]], np.float32)
 IMMERKAER_SCALE = math.sqrt(math.pi / 2) / 6
 
 
+def in_levels(img: np.ndarray) -> np.ndarray:
+    """Integers (8- or 16-bit, as decoded), or floats in [0, 1] as image_io.read_image gives ->
+    float32 in 8-bit levels, the scale noise sigmas and the PRNU denoiser's SIGMA0 are given in."""
+    scale = 255.0 / np.iinfo(img.dtype).max if np.issubdtype(img.dtype, np.integer) else 255.0
+    return np.multiply(img, np.float32(scale), dtype=np.float32)
+
+
+def luma_levels(img: np.ndarray) -> np.ndarray:
+    """HxWx3 RGB or HxW (see in_levels) -> HxW float32 luma in 8-bit levels."""
+    levels = in_levels(img)
+    return levels if levels.ndim == 2 else cv2.transform(levels, LUMA_WEIGHTS[None])
+
+
 def immerkaer_sigma(grey: np.ndarray) -> float | np.ndarray:
     """Immerkaer's fast noise sigma of a 2-D image (or of each HxW plane of a ...xHxW stack), from
     the mask's response inside each plane."""

@@ -24,12 +24,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import cv2
 import numpy as np
 
 import isonet
 import metrics
-from camera_noise import LUMA_WEIGHTS
+from camera_noise import luma_levels
 from image_io import atomic_path, read_exif_camera
 from isonet import ISONetError
 
@@ -48,9 +47,7 @@ def noise_statistic(img: np.ndarray) -> float:
     """The classical reading: log2 of the 25th percentile of the 64x64 patches' Immerkaer luma noise
     sigma, in 8-bit levels (the quieter patches: texture only adds to a patch's sigma). `img` is
     an image as decoded (integers) or as read (floats in [0, 1])."""
-    unit = isonet.to_unit_float(img)
-    luma = unit if unit.ndim == 2 else cv2.transform(np.asarray(unit, np.float32), LUMA_WEIGHTS[None])
-    return luma_noise_statistic(np.multiply(luma, np.float32(255), dtype=np.float32))
+    return luma_noise_statistic(luma_levels(img))
 
 
 def luma_noise_statistic(luma: np.ndarray) -> float:

@@ -43,7 +43,7 @@ from scipy.sparse.csgraph import connected_components
 from scipy.special import log_ndtr, ndtri_exp
 from scipy.stats import norm
 
-from camera_noise import LUMA_WEIGHTS
+from camera_noise import LUMA_WEIGHTS, in_levels, luma_levels  # 8-bit levels, where SIGMA0 is defined
 from isonet import iso_to_metric
 
 SIGMA0 = 3.0  # the denoiser's assumed noise std, in 8-bit levels (Lukas et al.)
@@ -73,19 +73,6 @@ SAME_SCENE = 0.9  # thumbnails of shots of one scene correlate above this; of ot
 # ---------------------------------------------------------------------------------------------
 # Noise residual
 # ---------------------------------------------------------------------------------------------
-def in_levels(img: np.ndarray) -> np.ndarray:
-    """Integers (8- or 16-bit, as decoded), or floats in [0, 1] as image_io.read_image gives ->
-    float32 in 8-bit levels, where the denoiser's SIGMA0 is defined."""
-    scale = 255.0 / np.iinfo(img.dtype).max if np.issubdtype(img.dtype, np.integer) else 255.0
-    return np.multiply(img, np.float32(scale), dtype=np.float32)
-
-
-def luma_levels(img: np.ndarray) -> np.ndarray:
-    """HxWx3 RGB or HxW (see in_levels) -> HxW float32 luma in 8-bit levels."""
-    levels = in_levels(img)
-    return levels if levels.ndim == 2 else cv2.transform(levels, LUMA_WEIGHTS[None])
-
-
 def noise_kept_by_wiener(coeffs: np.ndarray, noise_var: float, windows: Sequence[int] = WIENER_WINDOWS) -> np.ndarray:
     """The part of `coeffs` a local Wiener filter takes for noise: c * s0^2 / (s^2 + s0^2).
 
