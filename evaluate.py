@@ -46,8 +46,10 @@ def labelled_images(data: list[str], label_from: str) -> list[tuple[Path, int | 
 
 
 def cameras_of(paths: list[Path], data: list[str]) -> list[str]:
-    """Each photo's camera: from its photo set's manifest, else EXIF (real_photos.cameras_of)."""
-    return real_photos.cameras_of(paths, os.path.commonpath([str(Path(d).resolve()) for d in data]))
+    """Each photo's camera: from its photo set's manifest, else EXIF (real_photos.cameras_of); the
+    manifest is looked for up to the folder above the --data folders, so that a set's split passed
+    alone (data/real/Train) finds its set's."""
+    return real_photos.cameras_of(paths, os.path.commonpath([str(Path(d).resolve().parent) for d in data]))
 
 
 def print_model_table(model_reports: dict[str, dict], title: str) -> None:
@@ -197,6 +199,26 @@ def evaluate_labelled(args: argparse.Namespace, nets: dict[str, isonet.ISONet],
     return 1 if skipped else 0
 
 
+def earlier_readings(folder: Path, name: str) -> tuple[list[metrics.ScoredImage], list[str], list[str]]:
+    """The scored photos, their cameras and the --data of an earlier `evaluate.py --fit_intervals`
+    run of model `name` whose --out_dir was `folder` (its per_image.csv and report.json)."""
+    import csv
+    import json
+
+    try:
+        report = json.loads((folder / "report.json").read_text())
+        with open(folder / "per_image.csv", newline="") as f:
+            rows = list(csv.DictReader(f))
+        if Path(next(iter(report["models"]))).resolve() != Path(name).resolve():
+            cli.fail(f"{folder}: readings of {next(iter(report['models']))}, not of --model_path {name}")
+        scored = [metrics.ScoredImage(Path(r["file"]), int(r["true_iso"]), float(r["clipped_share"]),
+                                      {name: float(r["estimated_metric"])}, kind=r["kind"],
+                                      resaved_estimate={name: float(r["resaved_metric"])}) for r in rows]
+    except (OSError, ValueError, KeyError, TypeError, StopIteration) as e:
+        cli.fail(f"{folder}: not the --out_dir of an evaluate.py --fit_intervals run ({type(e).__name__}: {e})")
+    return scored, [r["camera"] for r in rows], report["data"]
+
+
 def write_intervals(args: argparse.Namespace, nets: dict[str, isonet.ISONet], scored: list[metrics.ScoredImage],
                     cameras: list[str]) -> None:
     """The --model_path's interval table, fitted on these photos per file kind (metrics.interval_pools),
@@ -211,7 +233,8 @@ def write_intervals(args: argparse.Namespace, nets: dict[str, isonet.ISONet], sc
           f"{'lowest':>6} {'median width':>12}")
     for kind, rows in table.kinds.items():
         fit = table.summary["kinds"][kind]
-        offsets = "; ".join(f"[{low:+.2f}, {high:+.2f}]" for _, low, high in rows)
+        offsets = "; ".join(f"[{low:+.2f}, {high:+.2f}]" + (f" below ISO {isonet.metric_to_iso(edge):.0f}"
+                                                            if np.isfinite(edge) else "") for edge, low, high in rows)
         print(f"{image_io.FILE_KIND_NAMES[kind]:<34} {fit['photos']:>6} {fit['cameras']:>7} {offsets:>22} "
               f"{fit['coverage']:>8.0%} {fit['camera_mean_coverage']:>11.0%} {fit['lowest_camera_coverage']:>6.0%} "
               f"{fit['median_width']:>12.2f}")
@@ -361,6 +384,9 @@ def main() -> int:
                         help="fit the model's interval table on the --data photos of held-out cameras (each also read "
                              "re-saved as an editor saves it) and write it to PATH: models/net_jpg.intervals.json "
                              "beside models/net_jpg.pth is what test_model.py applies")
+    parser.add_argument("--readings", nargs="+", metavar="DIR",
+                        help="with --fit_intervals: fit on the readings earlier --fit_intervals runs of --model_path "
+                             "wrote to their --out_dir DIRs (per_image.csv), instead of reading the photos again")
     parser.add_argument("--splice", type=int, metavar="N",
                         help="score splice localisation on N splices: rendered from held-out sources, or with --data "
                              "made of real photos (a region of one pasted into another of its camera 1-4 stops apart)")
@@ -372,7 +398,7 @@ def main() -> int:
                         help="compare the flat-region noise of the --data photos with plain and camera-ISP renders")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
-    if args.data is None and args.splice is None:
+    if args.data is None and args.splice is None and not args.readings:
         cli.fail("pass --data DIR (labelled photos), --splice N (rendered splices) or both (real splices)")
     if args.noise_stats:
         return evaluate_noise_statistics(args)
@@ -384,7 +410,14 @@ def main() -> int:
         cli.fail("--fit_intervals fits on labelled --data photos: not with --splice or --noise_stats")
     if args.profile and (args.calibrate or args.fit_intervals):
         cli.fail("--calibrate and --fit_intervals fit --model_path's readings; a camera profile brings its own")
+    if args.readings and not args.fit_intervals:
+        cli.fail("--readings refits an interval table: pass --fit_intervals PATH")
     nets = {args.model_path: cli.setup_inference(args)}
+    if args.readings:
+        runs = [earlier_readings(Path(folder), args.model_path) for folder in args.readings]
+        args.data = [d for _, _, data in runs for d in data]
+        write_intervals(args, nets, [s for run in runs for s in run[0]], [c for run in runs for c in run[1]])
+        return 0
     profile = cli.setup_readers(args, nets[args.model_path]).profile
     if args.compare:
         if args.compare == args.model_path:

@@ -411,23 +411,26 @@ def conformal_offsets(residuals: np.ndarray, level: float = INTERVAL_LEVEL, weig
     return weighted_quantile(residuals, weights, 1 - upper), weighted_quantile(residuals, weights, upper)
 
 
-def camera_weights(cameras: list[str]) -> np.ndarray:
-    """Each photo's weight when every camera weighs the same, whatever its count of photos."""
+def camera_weights(cameras: list[str], cap: int = 1) -> np.ndarray:
+    """Each photo's weight when every camera weighs as much as its count of photos up to `cap`
+    (1: every camera the same, whatever its count)."""
     counts = Counter(cameras)
-    return np.array([1.0 / counts[c] for c in cameras])
+    return np.array([min(counts[c], cap) / counts[c] for c in cameras])
 
 
 def band_offsets(readings: np.ndarray, residuals: np.ndarray, cameras: list[str], edges: tuple[float, ...],
-                 level: float = INTERVAL_LEVEL) -> list[list[float]]:
+                 level: float = INTERVAL_LEVEL, cap: int = 1) -> list[list[float]]:
     """[upper edge, low, high] for each band of reading (split at `edges`; the last band's edge is
-    inf): the camera-weighted conformal offsets of the band's residuals (conformal_offsets), so
-    that a camera with many photos counts once, as the next camera will."""
+    inf): the camera-weighted conformal offsets of the band's residuals (conformal_offsets, each
+    camera counting at most `cap` photos), so that a burst of one camera's photos does not stand
+    for as many cameras. A band no reading fell in takes every band's residuals."""
     rows = []
     bounds = (-np.inf, *edges, np.inf)
     for lower, upper in zip(bounds[:-1], bounds[1:]):
         inside = (readings >= lower) & (readings < upper)
-        chosen = [c for c, k in zip(cameras, inside) if k]
-        low, high = conformal_offsets(residuals[inside], level, camera_weights(chosen), len(set(chosen)))
+        inside = inside if inside.any() else np.ones(len(readings), bool)
+        weights = camera_weights([c for c, k in zip(cameras, inside) if k], cap)
+        low, high = conformal_offsets(residuals[inside], level, weights, max(1, round(weights.sum())))
         rows.append([float(upper), low, high])
     return rows
 
@@ -439,7 +442,7 @@ def interval_of(rows: list[list[float]], metric: float) -> tuple[float, float]:
 
 
 def leave_camera_out_coverage(readings: np.ndarray, residuals: np.ndarray, cameras: list[str],
-                              edges: tuple[float, ...], level: float = INTERVAL_LEVEL) -> dict:
+                              edges: tuple[float, ...], level: float = INTERVAL_LEVEL, cap: int = 1) -> dict:
     """How the intervals fare on cameras they never saw: each camera's photos judged by offsets
     fitted on the other cameras alone. The share of photos covered, per camera and over all, and
     the intervals' median width in stops."""
@@ -448,7 +451,7 @@ def leave_camera_out_coverage(readings: np.ndarray, residuals: np.ndarray, camer
     for camera in sorted(set(cameras)):
         mine = names == camera
         others = [c for c in cameras if c != camera]
-        rows = band_offsets(readings[~mine], residuals[~mine], others, edges, level)
+        rows = band_offsets(readings[~mine], residuals[~mine], others, edges, level, cap)
         hits = []
         for reading, residual in zip(readings[mine], residuals[mine]):
             low, high = interval_of(rows, reading)
@@ -484,7 +487,11 @@ def interval_pools(scored: list[ScoredImage], cameras: list[str],
             "other_jpeg": pool((again, everything)), "no_metadata": pool((as_read, in_camera), (again, everything))}
 
 
-INTERVAL_EDGES: dict[str, tuple[float, ...]] = {}  # reading-band edges per kind; none: one band
+# Per file kind: the reading-band edges (none: one band) and the most photos a camera counts as.
+# In-camera JPEGs: a low reading may hide a denoised high ISO, a high one seldom does; and a
+# camera's photos at several ISOs show several of its noise reductions, so it counts up to 5.
+INTERVAL_EDGES: dict[str, tuple[float, ...]] = {"in_camera_jpeg": (1.0, 2.0)}
+INTERVAL_CAPS: dict[str, int] = {"in_camera_jpeg": 5}
 
 
 @dataclass
@@ -533,7 +540,7 @@ def fit_interval_table(scored: list[ScoredImage], cameras: list[str], name: str,
     for kind, (readings, residuals, owners) in interval_pools(scored, cameras, name).items():
         if len(set(owners)) < 2:
             continue
-        edges = INTERVAL_EDGES.get(kind, ())
-        kinds[kind] = band_offsets(readings, residuals, owners, edges, level)
-        summary[kind] = leave_camera_out_coverage(readings, residuals, owners, edges, level)
+        edges, cap = INTERVAL_EDGES.get(kind, ()), INTERVAL_CAPS.get(kind, 1)
+        kinds[kind] = band_offsets(readings, residuals, owners, edges, level, cap)
+        summary[kind] = leave_camera_out_coverage(readings, residuals, owners, edges, level, cap)
     return IntervalTable(kinds, level, model_sha256, {"kinds": summary})

@@ -183,3 +183,19 @@ def test_calibrate_with_fewer_images_than_folds_is_one_line(tmp_path, weights_fi
     photos = make_labelled_folder(tmp_path / "photos", isos=(100,), per_iso=1)
     assert_one_line_error(run_script("evaluate.py", "--model_path", weights_file, "--data", photos, "--calibrate"),
                           2, "--calibrate", "at least 5 labelled images")
+
+
+def test_a_split_passed_alone_finds_its_sets_manifest(tmp_path):
+    """`--data data/real/Train` names each photo's camera as the set's manifest does, not as
+    'unknown' (crops carry no EXIF)."""
+    import evaluate
+    import real_photos
+
+    photo = tmp_path / "real" / "Train" / "800" / "crop.png"
+    photo.parent.mkdir(parents=True)
+    write_rgb(photo, np.full((64, 64, 3), 128, np.uint8))
+    with (tmp_path / "real" / real_photos.MANIFEST).open("w", newline="") as f:
+        writer = csv.DictWriter(f, real_photos.MANIFEST_COLUMNS)
+        writer.writeheader()
+        writer.writerow({"file": "Train/800/crop.png", "split": "Train", "iso": 800, "camera": "Named Phone"})
+    assert evaluate.cameras_of([photo], [str(tmp_path / "real" / "Train")]) == ["Named Phone"]

@@ -241,6 +241,10 @@ def test_conformal_offsets_keep_their_level_on_exchangeable_residuals():
     cameras = ["big"] * 100 + [f"c{k}" for k in range(9)]
     low, high = metrics.conformal_offsets(many, 0.8, metrics.camera_weights(cameras), len(set(cameras)))
     assert low <= -2 and high >= 2  # the nine small cameras' spread, not the big camera's zeros
+    # Capped: the big camera counts as 60 photos, far more than the nine others together.
+    weights = metrics.camera_weights(cameras, 60)
+    assert weights[:100].sum() == pytest.approx(60) and weights[100:].sum() == pytest.approx(9)
+    assert metrics.conformal_offsets(many, 0.8, weights, 69) == (0.0, 0.0)
 
 
 def test_leave_camera_out_coverage_judges_each_camera_by_the_others():
@@ -273,6 +277,14 @@ def test_interval_table_from_evaluate_is_applied_beside_its_model_and_refused_fo
     assert "leave-camera-out" in proc.stdout and "in-camera JPEG" in proc.stdout
     table = metrics.IntervalTable.load(table_path)
     assert set(table.kinds) == {"in_camera_jpeg", "other_jpeg", "no_metadata"}
+    # Refitted from that run's readings, without reading the photos again: the same table.
+    again = tmp_path / "again.intervals.json"
+    proc = run_script("evaluate.py", "--model_path", weights_file, "--readings", tmp_path / "ev", "--fit_intervals",
+                      again)
+    assert proc.returncode == 0, proc.stderr
+    assert metrics.IntervalTable.load(again).kinds == pytest.approx(table.kinds)
+    assert_one_line_error(run_script("evaluate.py", "--model_path", second_weights, "--readings", tmp_path / "ev",
+                                     "--fit_intervals", again), 2, "not of --model_path")
     assert table.summary["kinds"]["in_camera_jpeg"]["cameras"] == 6
     photo = tmp_path / "set" / "800" / "cam0_800.jpg"
     proc = run_script("test_model.py", "--model_path", weights_file, "--intervals", table_path, "--pic_path", photo,
