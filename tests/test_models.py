@@ -101,17 +101,21 @@ def test_bf16_maps_stay_close_to_fp32(demo_camera, held_out, tmp_path):
     assert json.loads(next(tmp_path.glob("*.json")).read_text())["precision"] == "bf16"
 
 
-def test_shipped_interval_table_is_fitted_for_the_shipped_weights():
-    """models/net_jpg.intervals.json belongs to net_jpg.pth (a retrained model without a refitted
-    table fails here), gives every file kind an interval around any reading, and covers the photos
-    of cameras it was not fitted on about as often as it says."""
+@pytest.mark.parametrize("model", ["net_tif", "net_jpg"])
+def test_shipped_interval_table_is_fitted_for_the_shipped_weights(model):
+    """Each shipped model's interval table belongs to its weights (a retrained model without a
+    refitted table fails here), gives every file kind an interval around any reading, and covers
+    the cameras it was not fitted on about as often as it says (the photos too, for the JPEG
+    model's in-camera JPEGs: raw-developed photos come from too few cameras)."""
     import metrics
 
-    path = ROOT / "models/net_jpg.intervals.json"
+    path = ROOT / f"models/{model}.intervals.json"
     table = metrics.IntervalTable.load(path)
-    table.check_model(isonet.load_model(ROOT / "models/net_jpg.pth", torch.device("cpu")), path)
+    table.check_model(isonet.load_model(ROOT / f"models/{model}.pth", torch.device("cpu")), path)
     assert table.level == metrics.INTERVAL_LEVEL
     for kind in ("uncompressed", "in_camera_jpeg", "other_jpeg", "no_metadata"):
         low, high = table.interval(1.0, kind)
         assert low < 1.0 < high
-        assert 0.5 <= table.summary["kinds"][kind]["coverage"] <= 1.0
+        assert 0.7 <= table.summary["kinds"][kind]["camera_mean_coverage"] <= 0.95
+    if model == "net_jpg":
+        assert 0.75 <= table.summary["kinds"]["in_camera_jpeg"]["coverage"] <= 0.85
