@@ -20,6 +20,7 @@ import argparse
 import os
 import sys
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -183,6 +184,7 @@ def evaluate_labelled(args: argparse.Namespace, nets: dict[str, isonet.ISONet],
     reports.write_csv(out_dir / "per_image.csv", rows, list(rows[0]))
     reports.write_json(out_dir / "report.json", {
         "data": args.data, "stride": args.stride, "models": model_reports,
+        "weights_sha256": {name: isonet.weights_fingerprint(net) for name, net in nets.items()},
         "skipped": [{"file": str(p), "reason": r} for p, r in skipped]})
     save_figures(scored, names, out_dir)
     print_model_table(model_reports, f"{len(scored)} images ({len(skipped)} skipped), errors in stops")
@@ -199,24 +201,63 @@ def evaluate_labelled(args: argparse.Namespace, nets: dict[str, isonet.ISONet],
     return 1 if skipped else 0
 
 
-def earlier_readings(folder: Path, name: str) -> tuple[list[metrics.ScoredImage], list[str], list[str]]:
-    """The scored photos, their cameras and the --data of an earlier `evaluate.py --fit_intervals`
-    run of model `name` whose --out_dir was `folder` (its per_image.csv and report.json)."""
+@dataclass
+class Readings:
+    """What an earlier `evaluate.py --fit_intervals` run read: its photos, their cameras, its
+    --data and its stride."""
+
+    scored: list[metrics.ScoredImage]
+    cameras: list[str]
+    data: list[str]
+    stride: int
+
+
+def earlier_readings(folder: Path, name: str, fingerprint: str) -> Readings:
+    """The readings that an earlier `evaluate.py --fit_intervals` run of model `name` (weights
+    `fingerprint`) wrote to its --out_dir `folder` (per_image.csv and report.json)."""
     import csv
     import json
 
     try:
         report = json.loads((folder / "report.json").read_text())
+        first = next(iter(report["models"]))
+        known = report.get("weights_sha256", {}).get(first)
+        if known != fingerprint if known else Path(first).resolve() != Path(name).resolve():
+            cli.fail(f"{folder}: readings of {first}, not of --model_path {name}'s weights")
         with open(folder / "per_image.csv", newline="") as f:
             rows = list(csv.DictReader(f))
-        if Path(next(iter(report["models"]))).resolve() != Path(name).resolve():
-            cli.fail(f"{folder}: readings of {next(iter(report['models']))}, not of --model_path {name}")
+        if rows and "resaved_metric" not in rows[0]:
+            cli.fail(f"{folder}: its per_image.csv has no resaved_metric: that run was not an --fit_intervals run")
         scored = [metrics.ScoredImage(Path(r["file"]), int(r["true_iso"]), float(r["clipped_share"]),
                                       {name: float(r["estimated_metric"])}, kind=r["kind"],
                                       resaved_estimate={name: float(r["resaved_metric"])}) for r in rows]
+        return Readings(scored, [r["camera"] for r in rows], list(report["data"]), int(report["stride"]))
     except (OSError, ValueError, KeyError, TypeError, StopIteration) as e:
         cli.fail(f"{folder}: not the --out_dir of an evaluate.py --fit_intervals run ({type(e).__name__}: {e})")
-    return scored, [r["camera"] for r in rows], report["data"]
+
+
+def refit_intervals(args: argparse.Namespace) -> int:
+    """--readings: --model_path's interval table fitted on earlier runs' readings, no photo read."""
+    given = [flag for flag in ("data", "compare", "calibrate", "profile", "splice", "noise_stats")
+             if getattr(args, flag)]
+    if given:
+        cli.fail(f"--readings refits from earlier runs' readings: not with --{given[0]}")
+    if not args.fit_intervals:
+        cli.fail("--readings refits an interval table: pass --fit_intervals PATH")
+    net = cli.setup_inference(args)
+    runs = [earlier_readings(Path(folder), args.model_path, isonet.weights_fingerprint(net))
+            for folder in args.readings]
+    for folder, run in zip(args.readings, runs):
+        if run.stride != args.stride:
+            cli.fail(f"{folder}: readings at stride {run.stride}, not --stride {args.stride}")
+    files = Counter(str(Path(s.file).resolve()) for run in runs for s in run.scored)
+    twice = [f for f, n in files.items() if n > 1]
+    if twice:
+        cli.fail(f"{twice[0]}: read by more than one of the --readings runs ({len(twice)} such photos)")
+    args.data = [d for run in runs for d in run.data]
+    write_intervals(args, {args.model_path: net}, [s for run in runs for s in run.scored],
+                    [c for run in runs for c in run.cameras])
+    return 0
 
 
 def write_intervals(args: argparse.Namespace, nets: dict[str, isonet.ISONet], scored: list[metrics.ScoredImage],
@@ -225,6 +266,8 @@ def write_intervals(args: argparse.Namespace, nets: dict[str, isonet.ISONet], sc
     written to --fit_intervals; and how it fares on each camera left out of the fit."""
     name = args.model_path
     table = metrics.fit_interval_table(scored, cameras, name, isonet.weights_fingerprint(nets[name]))
+    if not table.kinds:
+        cli.fail(f"{args.fit_intervals}: not written: no kind of file has photos of two cameras or more", 1)
     table.summary["data"] = args.data
     table.save(args.fit_intervals)
     print(f"\n{table.level:.0%} intervals of the true ISO metric around {name}'s reading, per file kind, and "
@@ -234,10 +277,13 @@ def write_intervals(args: argparse.Namespace, nets: dict[str, isonet.ISONet], sc
     for kind, rows in table.kinds.items():
         fit = table.summary["kinds"][kind]
         offsets = "; ".join(f"[{low:+.2f}, {high:+.2f}]" + (f" below ISO {isonet.metric_to_iso(edge):.0f}"
-                                                            if np.isfinite(edge) else "") for edge, low, high in rows)
+                                                            if np.isfinite(edge) else " above" if len(rows) > 1 else "")
+                            for edge, low, high in rows)
         print(f"{image_io.FILE_KIND_NAMES[kind]:<34} {fit['photos']:>6} {fit['cameras']:>7} {offsets:>22} "
               f"{fit['coverage']:>8.0%} {fit['camera_mean_coverage']:>11.0%} {fit['lowest_camera_coverage']:>6.0%} "
               f"{fit['median_width']:>12.2f}")
+    for kind in (k for k in image_io.FILE_KINDS if k not in table.kinds):
+        print(f"{image_io.FILE_KIND_NAMES[kind]}: photos of fewer than two cameras, no interval")
     print(f"interval table: {args.fit_intervals}")
 
 
@@ -382,8 +428,8 @@ def main() -> int:
     parser.add_argument("--folds", type=int, default=5, help="cross-validation folds for --calibrate")
     parser.add_argument("--fit_intervals", metavar="PATH",
                         help="fit the model's interval table on the --data photos of held-out cameras (each also read "
-                             "re-saved as an editor saves it) and write it to PATH: models/net_jpg.intervals.json "
-                             "beside models/net_jpg.pth is what test_model.py applies")
+                             "re-saved as an editor saves it) and write it to PATH: MODEL.intervals.json beside "
+                             "MODEL.pth is what test_model.py applies")
     parser.add_argument("--readings", nargs="+", metavar="DIR",
                         help="with --fit_intervals: fit on the readings earlier --fit_intervals runs of --model_path "
                              "wrote to their --out_dir DIRs (per_image.csv), instead of reading the photos again")
@@ -398,26 +444,21 @@ def main() -> int:
                         help="compare the flat-region noise of the --data photos with plain and camera-ISP renders")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
-    if args.data is None and args.splice is None and not args.readings:
+    if args.readings:
+        return refit_intervals(args)
+    if args.data is None and args.splice is None:
         cli.fail("pass --data DIR (labelled photos), --splice N (rendered splices) or both (real splices)")
+    if args.fit_intervals and (args.splice or args.noise_stats):
+        cli.fail("--fit_intervals fits on labelled --data photos: not with --splice or --noise_stats")
     if args.noise_stats:
         return evaluate_noise_statistics(args)
     if args.splice is not None and args.splice < 1:
         cli.fail(f"--splice {args.splice}: must be at least 1")
     if args.folds < 2:
         cli.fail(f"--folds {args.folds}: must be at least 2")
-    if args.fit_intervals and (args.splice or args.noise_stats):
-        cli.fail("--fit_intervals fits on labelled --data photos: not with --splice or --noise_stats")
     if args.profile and (args.calibrate or args.fit_intervals):
         cli.fail("--calibrate and --fit_intervals fit --model_path's readings; a camera profile brings its own")
-    if args.readings and not args.fit_intervals:
-        cli.fail("--readings refits an interval table: pass --fit_intervals PATH")
     nets = {args.model_path: cli.setup_inference(args)}
-    if args.readings:
-        runs = [earlier_readings(Path(folder), args.model_path) for folder in args.readings]
-        args.data = [d for _, _, data in runs for d in data]
-        write_intervals(args, nets, [s for run in runs for s in run[0]], [c for run in runs for c in run[1]])
-        return 0
     profile = cli.setup_readers(args, nets[args.model_path]).profile
     if args.compare:
         if args.compare == args.model_path:

@@ -403,7 +403,8 @@ def conformal_offsets(residuals: np.ndarray, level: float = INTERVAL_LEVEL, weig
     residuals (truth - reading): split conformal, each tail (1 - level) / 2 of the residuals'
     weight, widened by the finite-sample correction (units + 1) / units, where `units` is how many
     exchangeable units the residuals come from (photos; cameras when `weights` give each camera
-    one share). A tail the residuals cannot resolve takes the most extreme one."""
+    one share; the weights' sum when they count a camera's photos up to a cap). A tail the
+    residuals cannot resolve takes the most extreme one."""
     residuals = np.asarray(residuals, float)
     weights = np.ones(len(residuals)) if weights is None else np.asarray(weights, float)
     units = len(residuals) if units is None else units
@@ -487,9 +488,10 @@ def interval_pools(scored: list[ScoredImage], cameras: list[str],
             "other_jpeg": pool((again, everything)), "no_metadata": pool((as_read, in_camera), (again, everything))}
 
 
-# Per file kind: the reading-band edges (none: one band) and the most photos a camera counts as.
-# In-camera JPEGs: a low reading may hide a denoised high ISO, a high one seldom does; and a
-# camera's photos at several ISOs show several of its noise reductions, so it counts up to 5.
+# Per file kind: the reading-band edges (none: one band) and the most photos a camera counts as in
+# a band. In-camera JPEGs: how far a reading may lie below the truth depends on the reading (a low
+# one may hide a denoised high ISO), and a camera's photos at several ISOs show several of its
+# noise reductions, so it counts up to 5.
 INTERVAL_EDGES: dict[str, tuple[float, ...]] = {"in_camera_jpeg": (1.0, 2.0)}
 INTERVAL_CAPS: dict[str, int] = {"in_camera_jpeg": 5}
 

@@ -95,12 +95,14 @@ def camera_split(camera: str, test_cameras: Iterable[str], test_fraction: float)
 
 
 def read_manifest(root: str | os.PathLike) -> list[dict]:
-    """The rows of `root`/manifest.csv, [] when there is none."""
+    """The rows of `root`/manifest.csv, [] when there is none or it is another tool's (no file and
+    camera columns)."""
     path = Path(root) / MANIFEST
     if not path.is_file():
         return []
     with path.open(newline="") as f:
-        return list(csv.DictReader(f))
+        reader = csv.DictReader(f)
+        return list(reader) if {"file", "camera"} <= set(reader.fieldnames or ()) else []
 
 
 def import_photos(photos: list[RealPhoto], out_dir: str | os.PathLike, split_of: Callable[[RealPhoto], str],

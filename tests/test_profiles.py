@@ -285,6 +285,8 @@ def test_interval_table_from_evaluate_is_applied_beside_its_model_and_refused_fo
     assert metrics.IntervalTable.load(again).kinds == pytest.approx(table.kinds)
     assert_one_line_error(run_script("evaluate.py", "--model_path", second_weights, "--readings", tmp_path / "ev",
                                      "--fit_intervals", again), 2, "not of --model_path")
+    assert_one_line_error(run_script("evaluate.py", "--model_path", weights_file, "--readings", tmp_path / "ev",
+                                     tmp_path / "ev", "--fit_intervals", again), 2, "more than one of the --readings")
     assert table.summary["kinds"]["in_camera_jpeg"]["cameras"] == 6
     photo = tmp_path / "set" / "800" / "cam0_800.jpg"
     proc = run_script("test_model.py", "--model_path", weights_file, "--intervals", table_path, "--pic_path", photo,
