@@ -187,12 +187,13 @@ def held_out_estimates(photos: list[PhotoFit], prior: np.ndarray, groups: np.nda
 
 
 def finetune(net: isonet.ISONet, patches: list[np.ndarray], metrics: list[float], epochs: int, lr: float,
-             seed: int, batch_size: int = 32) -> isonet.ISONet:
+             seed: int, batch_size: int = 32, precision: str = "fp32") -> isonet.ISONet:
     """A copy of `net`, the whole network trained on these photos' patches (MSE to the photo's
     ISO metric, each photo weighing the same, random rotations and flips); the learning rate drops
     10x for the last epoch. For cameras whose noise the trunk does not tell apart (its features
     saturate, so no refit of the head can help). Trained on `net`'s device; the batches are drawn
-    on the CPU, so a seed draws the same patches on any device."""
+    on the CPU, so a seed draws the same patches on any device. `precision` bf16 computes the passes
+    in bfloat16 (autocast; the weights and the optimiser stay fp32)."""
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     model = copy.deepcopy(net).train()
@@ -209,8 +210,9 @@ def finetune(net: isonet.ISONet, patches: list[np.ndarray], metrics: list[float]
             rows = rng.choice(len(pool), batch_size, p=weights)
             x = dataset.augment(pool[rows], int(rng.integers(dataset.AUG_MODES)))
             x = dataset.to_unit_float(torch.from_numpy(np.ascontiguousarray(x)).to(device))
-            loss = torch.nn.functional.mse_loss(model(x.contiguous(memory_format=MEMORY_FORMAT)).flatten(),
-                                                torch.from_numpy(labels[rows]).to(device))
+            with torch.autocast(device.type, torch.bfloat16, enabled=precision == "bf16"):
+                out = model(x.contiguous(memory_format=MEMORY_FORMAT)).flatten().float()
+            loss = torch.nn.functional.mse_loss(out, torch.from_numpy(labels[rows]).to(device))
             optimiser.zero_grad()
             loss.backward()
             optimiser.step()
@@ -224,13 +226,14 @@ def photo_estimates(net: isonet.ISONet, patches: list[np.ndarray]) -> np.ndarray
 
 
 def finetune_held_out(net: isonet.ISONet, patches: list[np.ndarray], metrics: np.ndarray, groups: np.ndarray,
-                      folds: int, epochs: int, lr: float, seed: int) -> np.ndarray:
+                      folds: int, epochs: int, lr: float, seed: int, precision: str = "fp32") -> np.ndarray:
     """Each photo estimated by a network fine-tuned without its fold (folds of whole groups)."""
     fold, count = group_folds(groups, folds, np.random.default_rng(seed))
     estimates = np.empty(len(patches))
     for f in reports.progress(range(count), desc="fine-tuning, held-out folds"):
         train = np.flatnonzero(fold != f)
-        model = finetune(net, [patches[i] for i in train], list(metrics[train]), epochs, lr, seed)
+        model = finetune(net, [patches[i] for i in train], list(metrics[train]), epochs, lr, seed,
+                         precision=precision)
         scored = np.flatnonzero(fold == f)
         estimates[scored] = photo_estimates(model, [patches[i] for i in scored])
     return estimates
@@ -493,6 +496,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--block", type=int, default=prnu.BLOCK, help="a profile's PRNU forgery-map blocks (default 128)")
     p.add_argument("--block_stride", type=int, default=prnu.BLOCK // 2, help="their step (default 64)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
+                   help="the fine-tuning's arithmetic: fp32 (default), or bf16, faster on CPUs with AVX-512 BF16 "
+                        "or AMX and on GPUs (docs/benchmarks.md)")
     cli.add_device_arg(p)
     args = p.parse_args(argv)
     for flag, least in {"patches_per_photo": 1, "epochs": 1, "folds": 2, "block": 16, "block_stride": 1}.items():
@@ -536,7 +542,7 @@ def main(argv: list[str] | None = None) -> int:
     elif args.method in ("auto", "finetune"):
         folds = held_out if len(set(groups)) <= args.folds else f"{args.folds}-fold"
         columns[f"fine-tune ({folds})"] = finetune_held_out(net, patches, truths, groups, args.folds, args.epochs,
-                                                             args.lr, args.seed)
+                                                             args.lr, args.seed, args.precision)
     mae = {name: float(np.abs(values - truths).mean()) for name, values in columns.items()}
     constant_mae = float(np.abs(constant_held_out(truths, groups) - truths).mean())
     chosen = choose_column(mae, args.method)
@@ -555,7 +561,8 @@ def main(argv: list[str] | None = None) -> int:
             return bare_state_dict(net)
         if chosen.startswith("head"):
             return adapted_state_dict(net, fit(fits, prior, method))
-        return bare_state_dict(finetune(net, patches, list(truths), args.epochs, args.lr, args.seed))
+        return bare_state_dict(finetune(net, patches, list(truths), args.epochs, args.lr, args.seed,
+                                        precision=args.precision))
 
     if as_profile:
         summary = build_profile(args, camera, photos, groups, columns[chosen], adapted_state, chosen, mae,

@@ -270,8 +270,9 @@ def grey_noise_patches(rng: np.random.Generator, sigma: float, n: int) -> np.nda
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
 @pytest.mark.parametrize("device", DEVICES)
-def test_finetune_learns_the_cameras_noise_and_leaves_the_start_untouched(random_net, device):
+def test_finetune_learns_the_cameras_noise_and_leaves_the_start_untouched(random_net, device, precision):
     rng = np.random.default_rng(0)
     isos = [100, 400, 1600, 6400]
     patches = [grey_noise_patches(rng, 2 * (iso / 100) ** 0.5, 32) for iso in isos]
@@ -279,7 +280,8 @@ def test_finetune_learns_the_cameras_noise_and_leaves_the_start_untouched(random
     start_net = copy.deepcopy(random_net).to(device)
     start = {k: v.clone() for k, v in start_net.state_dict().items()}
     before = adapt_camera.photo_estimates(start_net, patches)
-    tuned = adapt_camera.finetune(start_net, patches, metrics, epochs=4, lr=1e-3, seed=0, batch_size=8)
+    tuned = adapt_camera.finetune(start_net, patches, metrics, epochs=4, lr=1e-3, seed=0, batch_size=8,
+                                  precision=precision)
     assert next(tuned.parameters()).device.type == device
     after = adapt_camera.photo_estimates(tuned, patches)
     assert np.abs(after - metrics).mean() < 0.5 * np.abs(before - metrics).mean(), (before, after)
@@ -293,7 +295,7 @@ def test_finetune_held_out_never_trains_on_a_scored_group(random_net, monkeypatc
     groups = np.array(["a", "a", "b", "b", "c", "c"])
     trained_on = []
 
-    def fake_finetune(net, used, metrics, epochs, lr, seed):
+    def fake_finetune(net, used, metrics, epochs, lr, seed, precision):
         trained_on.append({id(p) for p in used})
         return net
 
