@@ -192,8 +192,9 @@ def finetune(net: isonet.ISONet, patches: list[np.ndarray], metrics: list[float]
     ISO metric, each photo weighing the same, random rotations and flips); the learning rate drops
     10x for the last epoch. For cameras whose noise the trunk does not tell apart (its features
     saturate, so no refit of the head can help). Trained on `net`'s device; the batches are drawn
-    on the CPU, so a seed draws the same patches on any device. `precision` bf16 computes the passes
-    in bfloat16 (autocast; the weights and the optimiser stay fp32)."""
+    on the CPU, so a seed draws the same patches on any device. `precision` (a key of
+    isonet.PRECISIONS) other than fp32 computes the passes in its type (autocast; the weights and
+    the optimiser stay fp32)."""
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     model = copy.deepcopy(net).train()
@@ -210,7 +211,7 @@ def finetune(net: isonet.ISONet, patches: list[np.ndarray], metrics: list[float]
             rows = rng.choice(len(pool), batch_size, p=weights)
             x = dataset.augment(pool[rows], int(rng.integers(dataset.AUG_MODES)))
             x = dataset.to_unit_float(torch.from_numpy(np.ascontiguousarray(x)).to(device))
-            with torch.autocast(device.type, torch.bfloat16, enabled=precision == "bf16"):
+            with isonet.autocast_to(precision, device):
                 out = model(x.contiguous(memory_format=MEMORY_FORMAT)).flatten().float()
             loss = torch.nn.functional.mse_loss(out, torch.from_numpy(labels[rows]).to(device))
             optimiser.zero_grad()
@@ -496,7 +497,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--block", type=int, default=prnu.BLOCK, help="a profile's PRNU forgery-map blocks (default 128)")
     p.add_argument("--block_stride", type=int, default=prnu.BLOCK // 2, help="their step (default 64)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
+    p.add_argument("--precision", choices=list(isonet.PRECISIONS), default="fp32",
                    help="the fine-tuning's arithmetic: fp32 (default), or bf16, faster on CPUs with AVX-512 BF16 "
                         "or AMX and on GPUs (docs/benchmarks.md)")
     cli.add_device_arg(p)

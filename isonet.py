@@ -237,10 +237,15 @@ def default_batch_size(device: torch.device) -> int:
 exact_fp32_convolutions = functools.partial(torch.backends.cudnn.flags, enabled=True, allow_tf32=False)
 
 
-def map_precision(net: ISONet, device: torch.device) -> contextlib.AbstractContextManager:
-    """Autocast to the net's map precision: bf16 when asked for, else plain fp32."""
-    dtype = PRECISIONS[net.precision]
+def autocast_to(precision: str, device: torch.device) -> contextlib.AbstractContextManager:
+    """Autocast to `precision` (a key of PRECISIONS): bf16 when asked for, else plain fp32."""
+    dtype = PRECISIONS[precision]
     return torch.autocast(device.type, dtype=dtype) if dtype else contextlib.nullcontext()
+
+
+def map_precision(net: ISONet, device: torch.device) -> contextlib.AbstractContextManager:
+    """Autocast to the net's map precision."""
+    return autocast_to(net.precision, device)
 
 
 @exact_fp32_convolutions()
