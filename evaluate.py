@@ -245,8 +245,8 @@ def refit_intervals(args: argparse.Namespace) -> int:
     if not args.fit_intervals:
         cli.fail("--readings refits an interval table: pass --fit_intervals PATH")
     net = cli.setup_inference(args)
-    runs = [earlier_readings(Path(folder), args.model_path, isonet.weights_fingerprint(net))
-            for folder in args.readings]
+    fingerprint = isonet.weights_fingerprint(net)
+    runs = [earlier_readings(Path(folder), args.model_path, fingerprint) for folder in args.readings]
     for folder, run in zip(args.readings, runs):
         if run.stride != args.stride:
             cli.fail(f"{folder}: readings at stride {run.stride}, not --stride {args.stride}")
