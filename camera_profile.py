@@ -29,7 +29,7 @@ import numpy as np
 import isonet
 import metrics
 from camera_noise import luma_levels
-from image_io import atomic_path, read_exif_camera
+from image_io import atomic_path, camera_key, read_exif_camera
 from isonet import ISONetError
 
 if TYPE_CHECKING:
@@ -194,9 +194,10 @@ def profile_folders(root: str | os.PathLike) -> list[Path]:
 
 
 def matching_profile(path: str | os.PathLike, profiles: dict[str, Profile]) -> Profile | None:
-    """The profile whose camera is the photo's EXIF make and model, None when none is."""
+    """The profile whose camera is the photo's EXIF make and model, None when none is (`profiles`
+    keyed by image_io.camera_key)."""
     camera, _ = read_exif_camera(Path(path))
-    return profiles.get(camera) if camera else None
+    return profiles.get(camera_key(camera)) if camera else None
 
 
 @dataclass

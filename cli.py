@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from camera_profile import Profile, Readers, load_profile, profile_folders
+from image_io import camera_key
 from isonet import (
     DENSE_STEP,
     PATCH,
@@ -127,9 +128,10 @@ def setup_readers(args: argparse.Namespace, net: ISONet, with_prnu: bool = False
         profile = load_profile(args.profile, device, args.precision, with_prnu) if args.profile else None
         for folder in profile_folders(args.profiles) if args.profiles else []:
             found = load_profile(folder, device, args.precision, with_prnu)
-            if found.camera in profiles:
-                fail(f"{folder} and {profiles[found.camera].folder}: two profiles of {found.camera}; keep one")
-            profiles[found.camera] = found
+            key = camera_key(found.camera)
+            if key in profiles:
+                fail(f"{folder} and {profiles[key].folder}: two profiles of {found.camera}; keep one")
+            profiles[key] = found
     except ISONetError as e:
         fail(str(e))
     if args.profiles and not profiles:

@@ -402,6 +402,12 @@ def read_exif_camera(path: Path) -> tuple[str | None, str | None]:
     return camera or None, software or None
 
 
+def camera_key(camera: str) -> str:
+    """What tells two cameras' names apart: not case or spacing (EXIF spells one model both
+    'RP_OV5647' and 'RP_ov5647')."""
+    return " ".join(camera.casefold().split())
+
+
 # What a file shows of its history, which decides how far a reading of it can be trusted (the
 # shipped models' intervals are calibrated per kind): LOSSLESS formats keep the sensor's noise as
 # developed; a lossy file with a camera's EXIF is most likely the camera's own JPEG, with its noise

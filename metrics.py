@@ -437,9 +437,14 @@ def band_offsets(readings: np.ndarray, residuals: np.ndarray, cameras: list[str]
 
 
 def interval_of(rows: list[list[float]], metric: float) -> tuple[float, float]:
-    """The interval a table's rows (band_offsets) give a reading `metric`."""
-    _, low, high = next(row for row in rows if metric < row[0])
-    return metric + low, metric + high
+    """The interval a table's rows (band_offsets) give a reading `metric`. Its ends never step back
+    as the reading rises: the upper end is at least that of any lower band's highest reading, the
+    lower end at most that of any higher band's lowest reading."""
+    band = next(k for k, row in enumerate(rows) if metric < row[0])
+    _, low, high = rows[band]
+    below = [edge + top for edge, _, top in rows[:band]]
+    above = [rows[k - 1][0] + rows[k][1] for k in range(band + 1, len(rows))]
+    return float(min([metric + low, *above])), float(max([metric + high, *below]))
 
 
 def leave_camera_out_coverage(readings: np.ndarray, residuals: np.ndarray, cameras: list[str],

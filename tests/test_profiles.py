@@ -164,11 +164,13 @@ def test_profiles_folder_picks_each_photos_camera_and_says_when_none_matched(pro
     rng = np.random.default_rng(6)
     ours = write_camera_photo(tmp_path / "in" / "ours.jpg", render(scenes[3], camera, 400, rng), 400, "Cam One")
     theirs = write_camera_photo(tmp_path / "in" / "theirs.jpg", render(scenes[3], camera, 400, rng), 400, "Cam Two")
+    respelt = write_camera_photo(tmp_path / "in" / "respelt.jpg", render(scenes[3], camera, 400, rng), 400, "CAM one")
     proc = run_script("test_model.py", "--model_path", weights_file, "--profiles", profile_dir.parent,
-                      "--pic_path", ours, theirs, "--out_dir", tmp_path / "out", "--figures", "none")
+                      "--pic_path", ours, theirs, respelt, "--out_dir", tmp_path / "out", "--figures", "none")
     assert proc.returncode == 0, proc.stderr
     lines = {Path(line.split(":")[0]).name: line for line in proc.stdout.splitlines() if ": ISO metric" in line}
     assert f"read with the camera profile {profile_dir}" in lines["ours.jpg"]
+    assert f"read with the camera profile {profile_dir}" in lines["respelt.jpg"]  # EXIF's case is not the camera
     assert "no camera profile matched its camera (Acme Cam Two)" in lines["theirs.jpg"]
 
 
@@ -258,6 +260,23 @@ def test_leave_camera_out_coverage_judges_each_camera_by_the_others():
     per_camera = fit["per_camera"]
     outlier = max(range(12), key=lambda k: abs(shifts[k * 10]))
     assert per_camera[f"c{outlier}"] < fit["coverage"]  # the camera furthest off is the least covered
+
+
+def test_interval_ends_never_step_back_as_the_reading_rises():
+    rows = [[1.0, -1.0, 3.0], [2.0, -1.5, 4.0], [np.inf, -2.5, 3.0]]  # bands whose offsets step back
+    grid = np.linspace(-1, 5, 601)
+    lows, highs = np.array([metrics.interval_of(rows, r) for r in grid]).T
+    assert np.all(np.diff(lows) >= -1e-12) and np.all(np.diff(highs) >= -1e-12)
+    assert metrics.interval_of(rows, 0.0) == (-1.0, 3.0)  # far from an edge: the band's own offsets
+    assert metrics.interval_of(rows, 4.0) == (1.5, 7.0)
+    assert metrics.interval_of(rows, 2.1) == pytest.approx((-0.4, 6.0))  # the upper end held at the band below's
+
+
+def test_a_camera_spelt_two_ways_is_one_camera():
+    import real_photos
+
+    names = ["RaspberryPi RP_ov5647"] * 3 + ["RaspberryPi  RP_OV5647", "Canon EOS 50D"]
+    assert real_photos.one_spelling(names) == ["RaspberryPi RP_ov5647"] * 4 + ["Canon EOS 50D"]
 
 
 @pytest.mark.slow
