@@ -515,8 +515,12 @@ def main(argv: list[str] | None = None) -> int:
         cli.fail(str(e))
     net = net.to(memory_format=MEMORY_FORMAT).eval()
     rng = np.random.default_rng(args.seed)
+    found = camera_photos(args.photos)
+    if not found:
+        cli.fail(f"{' '.join(args.photos)}: no image in it (of its subfolders only ISO-named ones such as 800/ are "
+                 "read: give series folders one by one, --photos DIR/*/)")
     photos, failed = [], 0
-    for path in reports.progress(camera_photos(args.photos), desc="reading photos"):
+    for path in reports.progress(found, desc="reading photos"):
         try:
             photos.append(read_photo(path, net, args.patches_per_photo, rng, as_profile))
         except isonet.ISONetError as e:

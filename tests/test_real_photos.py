@@ -371,6 +371,9 @@ def test_adapt_camera_needs_enough_photos(tmp_path, weights_file):
     write_camera_jpeg(photos / "a.jpg", 100)
     assert_one_line_error(run_script("adapt_camera.py", "--photos", photos, "--out", tmp_path / "m.pth",
                                      "--init_from", weights_file), 2, "usable photo")
+    # Photos in series folders below the one given: said so, with how to pass them.
+    assert_one_line_error(run_script("adapt_camera.py", "--photos", tmp_path, "--out", tmp_path / "m.pth",
+                                     "--init_from", weights_file), 2, f"{tmp_path}: no image in it", "DIR/*/")
 
 
 def test_fit_affine_calibrates_the_prior_estimates_and_keeps_them_increasing():
