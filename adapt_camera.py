@@ -399,8 +399,8 @@ def strangers_warning(strangers: list[Path], photos: int, one_scene: bool) -> st
 
 def profile_camera(photos: list[Photo], given: str | None) -> str:
     """The profile's camera: `given` (--camera), else the make and model most of the photos' EXIF
-    names (warning where they name several); exit with one line where none names any."""
-    named = Counter(p.camera for p in photos if p.camera)
+    names, however spelt (warning where they name several); exit with one line where none names any."""
+    named = Counter(image_io.one_spelling([p.camera for p in photos if p.camera]))
     if given:
         return given
     if not named:

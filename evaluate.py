@@ -256,7 +256,7 @@ def refit_intervals(args: argparse.Namespace) -> int:
         cli.fail(f"{twice[0]}: read by more than one of the --readings runs ({len(twice)} such photos)")
     args.data = [d for run in runs for d in run.data]
     write_intervals(args, {args.model_path: net}, [s for run in runs for s in run.scored],
-                    real_photos.one_spelling([c for run in runs for c in run.cameras]))
+                    image_io.one_spelling([c for run in runs for c in run.cameras]))
     return 0
 
 

@@ -14,6 +14,7 @@ import re
 import tempfile
 import threading
 import warnings
+from collections import Counter
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -406,6 +407,15 @@ def camera_key(camera: str) -> str:
     """What tells two cameras' names apart: not case or spacing (EXIF spells one model both
     'RP_OV5647' and 'RP_ov5647')."""
     return " ".join(camera.casefold().split())
+
+
+def one_spelling(cameras: list[str]) -> list[str]:
+    """The cameras, each named by the commonest of its spellings (camera_key), so that one model
+    spelt two ways counts as one camera."""
+    commonest: dict[str, str] = {}
+    for name, _ in Counter(cameras).most_common():
+        commonest.setdefault(camera_key(name), name)
+    return [commonest[camera_key(name)] for name in cameras]
 
 
 # What a file shows of its history, which decides how far a reading of it can be trusted (the

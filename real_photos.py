@@ -8,14 +8,13 @@ import hashlib
 import os
 import re
 import shutil
-from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 from camera_noise import camera_slug
 from dataset import iso_of_folder_name
-from image_io import EDITOR_SOFTWARE, IMAGE_SUFFIXES, atomic_path, camera_key, read_exif_camera, read_exif_iso
+from image_io import EDITOR_SOFTWARE, IMAGE_SUFFIXES, atomic_path, one_spelling, read_exif_camera, read_exif_iso
 from isonet import ISONetError
 
 MANIFEST = "manifest.csv"
@@ -183,13 +182,3 @@ def cameras_of(paths: Iterable[Path], data_root: str | os.PathLike) -> list[str]
         return None
 
     return one_spelling([manifest_camera(p) or read_exif_camera(p)[0] or "unknown" for p in map(Path, paths)])
-
-
-def one_spelling(cameras: list[str]) -> list[str]:
-    """The cameras, each named by the commonest of its spellings (image_io.camera_key), so that one
-    model spelt two ways counts as one camera."""
-    spellings = Counter(cameras)
-    commonest: dict[str, str] = {}
-    for name, _ in spellings.most_common():
-        commonest.setdefault(camera_key(name), name)
-    return [commonest[camera_key(name)] for name in cameras]

@@ -14,6 +14,7 @@ import camera_noise as cn
 import camera_profile
 import demos
 import forgeries
+import image_io
 import metrics
 import prnu
 import prnu_scenario
@@ -273,10 +274,8 @@ def test_interval_ends_never_step_back_as_the_reading_rises():
 
 
 def test_a_camera_spelt_two_ways_is_one_camera():
-    import real_photos
-
     names = ["RaspberryPi RP_ov5647"] * 3 + ["RaspberryPi  RP_OV5647", "Canon EOS 50D"]
-    assert real_photos.one_spelling(names) == ["RaspberryPi RP_ov5647"] * 4 + ["Canon EOS 50D"]
+    assert image_io.one_spelling(names) == ["RaspberryPi RP_ov5647"] * 4 + ["Canon EOS 50D"]
 
 
 @pytest.mark.slow
