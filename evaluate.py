@@ -147,6 +147,7 @@ def evaluate_labelled(args: argparse.Namespace, nets: dict[str, isonet.ISONet],
     if not scored:
         cli.fail(f"{' '.join(args.data)}: no labelled image could be read ({len(skipped)} skipped)", 1)
     names = list(readers)
+    fingerprints = {name: isonet.weights_fingerprint(net) for name, net in nets.items()}
     cameras = cameras_of([s.file for s in scored], args.data)
     model_reports = {name: metrics.model_report(scored, name, cameras) for name in names}
     out_dir = Path(args.out_dir)
@@ -175,7 +176,7 @@ def evaluate_labelled(args: argparse.Namespace, nets: dict[str, isonet.ISONet],
             held_out, np.array([s.true_iso for s in scored]))
         for row, value in zip(rows, held_out):
             row["calibrated_metric"] = float(value)
-        calibration = metrics.fit_calibration(estimated, true, isonet.weights_fingerprint(nets[names[0]]))
+        calibration = metrics.fit_calibration(estimated, true, fingerprints[names[0]])
         reports.write_json(out_dir / "calibration.json", calibration.to_json() | {"model": names[0]})
 
     for row in rows:
@@ -184,7 +185,7 @@ def evaluate_labelled(args: argparse.Namespace, nets: dict[str, isonet.ISONet],
     reports.write_csv(out_dir / "per_image.csv", rows, list(rows[0]))
     reports.write_json(out_dir / "report.json", {
         "data": args.data, "stride": args.stride, "models": model_reports,
-        "weights_sha256": {name: isonet.weights_fingerprint(net) for name, net in nets.items()},
+        "weights_sha256": fingerprints,
         "skipped": [{"file": str(p), "reason": r} for p, r in skipped]})
     save_figures(scored, names, out_dir)
     print_model_table(model_reports, f"{len(scored)} images ({len(skipped)} skipped), errors in stops")
@@ -193,7 +194,7 @@ def evaluate_labelled(args: argparse.Namespace, nets: dict[str, isonet.ISONet],
         print_per_camera(model_reports)
     print_clipped(scored, cameras)
     if args.fit_intervals:
-        write_intervals(args, nets, scored, cameras)
+        write_intervals(args, fingerprints[args.model_path], scored, cameras)
     if args.calibrate:
         print(f"\ncalibration of {names[0]} fitted on all {len(scored)} images: {out_dir / 'calibration.json'} "
               f"(apply with test_model.py --calibration); its figures above are {args.folds}-fold cross-validated")
@@ -255,17 +256,17 @@ def refit_intervals(args: argparse.Namespace) -> int:
     if twice:
         cli.fail(f"{twice[0]}: read by more than one of the --readings runs ({len(twice)} such photos)")
     args.data = [d for run in runs for d in run.data]
-    write_intervals(args, {args.model_path: net}, [s for run in runs for s in run.scored],
+    write_intervals(args, fingerprint, [s for run in runs for s in run.scored],
                     image_io.one_spelling([c for run in runs for c in run.cameras]))
     return 0
 
 
-def write_intervals(args: argparse.Namespace, nets: dict[str, isonet.ISONet], scored: list[metrics.ScoredImage],
+def write_intervals(args: argparse.Namespace, fingerprint: str, scored: list[metrics.ScoredImage],
                     cameras: list[str]) -> None:
     """The --model_path's interval table, fitted on these photos per file kind (metrics.interval_pools),
     written to --fit_intervals; and how it fares on each camera left out of the fit."""
     name = args.model_path
-    table = metrics.fit_interval_table(scored, cameras, name, isonet.weights_fingerprint(nets[name]))
+    table = metrics.fit_interval_table(scored, cameras, name, fingerprint)
     if not table.kinds:
         cli.fail(f"{args.fit_intervals}: not written: no kind of file has photos of two cameras or more", 1)
     table.summary["data"] = args.data
