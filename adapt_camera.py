@@ -391,8 +391,9 @@ def strangers_warning(strangers: list[Path], photos: int, one_scene: bool) -> st
     head = (f"warning: {len(strangers)} of the {photos} fingerprint photos match "
             f"{'the others' if one_scene else 'the other scenes'}' fingerprint at PCE {prnu.PCE_THRESHOLD:g} or less")
     if 2 * len(strangers) > photos:
-        return (f"{head}: the fingerprint is weak (high ISOs, few photos of each scene, or dark or textured "
-                "scenes), so its PCE and forgery map tell little; add photos of other scenes at low ISO")
+        return (f"{head}: the fingerprint is weak (high ISOs, few photos of each scene, dark or textured scenes, "
+                "or photos of several units of this model), so its PCE and forgery map tell little; add one unit's "
+                "photos of other scenes at low ISO")
     return (f"{head} (first {strangers[0]}): photos of another unit of this model, or too dark or textured to "
             "show it; profile one unit's photos")
 
