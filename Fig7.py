@@ -168,7 +168,10 @@ def main() -> int:
     if demo is not None:
         report_scenario(args, net)
     if fingerprint_images:
-        return analyse_probe(args, net, path, img, result.global_metric, fingerprint_images)
+        others = examination.without_probe(path, fingerprint_images)
+        if len(others) < len(fingerprint_images):
+            print(f"note: {path.name} lies in --fingerprint_dir: left out of the fingerprint it is tested against")
+        return analyse_probe(args, net, path, img, result.global_metric, others)
     profile = readers.profile_for(path)
     if profile is not None and not demo:
         return examine_against_profile(args, profile, path, img, result, record)

@@ -428,8 +428,8 @@ def build_profile(args: argparse.Namespace, camera: str, photos: list[Photo], gr
     camera_prnu, fingerprint_photos, note = profile_prnu(photos, estimates, args.block, args.block_stride)
     summary = {
         "camera": camera,
-        "photos": [{"file": str(p.path), "exif_iso": p.exif_iso, "metric": p.metric, "camera": p.camera}
-                   for p in photos],
+        "photos": [{"file": str(p.path), "sha256": image_io.file_sha256(p.path), "exif_iso": p.exif_iso,
+                    "metric": p.metric, "camera": p.camera} for p in photos],
         "iso_range": [float(isonet.metric_to_iso(truths.min())), float(isonet.metric_to_iso(truths.max()))],
         "reader": {"kind": kind, "coefficients": list(coefficients), "clamp": list(clamp),
                    "network": network_name if kind != "statistic" else None},

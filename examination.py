@@ -26,6 +26,15 @@ if TYPE_CHECKING:
 # ---------------------------------------------------------------------------------------------
 BAND_CHOICES = ("isonet", "exif", "single", "isonet_weighted")
 NEEDS_EXIF = ("exif", "isonet_weighted")  # band choices that need every fingerprint image's EXIF ISO
+PROBE_IN_FINGERPRINT = ("the photo is one of those the profile's fingerprint was built from, so its PCE and "
+                        "forgery map compare it with itself: examine a photo the profile was not built from")
+
+
+def without_probe(probe: Path, paths: Sequence[Path]) -> list[Path]:
+    """The fingerprint images but the probe (the same bytes under any name): a photo in its own
+    fingerprint matches it whatever camera took it."""
+    digest = image_io.file_sha256(probe)
+    return [p for p in paths if image_io.file_sha256(p) != digest]
 
 
 def read_camera_images(paths: Sequence[Path], size: tuple[int, int], net: isonet.ISONet | None, channels: str = "luma",
@@ -232,6 +241,7 @@ class Examination:
     splice_scores: dict[str, np.ndarray]
     prnu: ProbeReport | None
     prnu_note: str  # why there is no PRNU verdict, where there is none
+    probe_in_fingerprint: bool = False  # the photo is one the fingerprint was built from: its PCE is its own
 
     @property
     def exif_verdict(self) -> str:
@@ -267,7 +277,17 @@ def examine(path: str | os.PathLike, img: np.ndarray, result: isonet.IsoMap, rec
                                      used=photos)
             except ISONetError as e:
                 note = str(e)
-    return Examination(record, result, scores, report, note)
+    return Examination(record, result, scores, report, note, report is not None and in_fingerprint(path, profile))
+
+
+def in_fingerprint(path: str | os.PathLike, profile: Profile) -> bool:
+    """Whether `path` is one of the photos the profile's fingerprint was built from: the same bytes
+    (by path for profiles that keep no photo's hash)."""
+    used = set(profile.summary["prnu"]["photos"])
+    photos = [p for p in profile.summary.get("photos", []) if p["file"] in used]
+    digest = image_io.file_sha256(path)
+    return any(p["sha256"] == digest if "sha256" in p else Path(p["file"]).resolve() == Path(path).resolve()
+               for p in photos)
 
 
 def examination_lines(exam: Examination) -> list[str]:
@@ -278,6 +298,8 @@ def examination_lines(exam: Examination) -> list[str]:
                  "weigh it with the rest)")
     lines = [line]
     lines += probe_report_lines(exam.prnu) if exam.prnu is not None else [f"PRNU: not examined: {exam.prnu_note}"]
+    if exam.probe_in_fingerprint:
+        lines.append(f"warning: {PROBE_IN_FINGERPRINT}")
     return lines
 
 
@@ -290,7 +312,8 @@ def examination_json(exam: Examination) -> dict:
     if exam.prnu is None:
         return out | {"prnu": None, "prnu_note": exam.prnu_note}
     r = exam.prnu
-    return out | {"prnu": {"pce": r.pce.value, "same_camera": r.same_camera, "turn": r.turn, "view": r.view,
+    return out | {"prnu": {"probe_in_fingerprint": exam.probe_in_fingerprint, "pce": r.pce.value,
+                           "same_camera": r.same_camera, "turn": r.turn, "view": r.view,
                            "band": r.band, "block": r.block, "stride": r.stride, "false_alarm": r.false_alarm,
                            "forged_blocks": int(r.forged.sum()), "blocks": int(r.forged.size),
                            "forged": r.forged.astype(int).tolist(),

@@ -403,6 +403,13 @@ def read_exif_camera(path: Path) -> tuple[str | None, str | None]:
     return camera or None, software or None
 
 
+def file_sha256(path: str | os.PathLike) -> str:
+    """The SHA-256 of a file's bytes: what tells the same file under another name."""
+    import hashlib
+
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
 def camera_key(camera: str) -> str:
     """What tells two cameras' names apart: not case or spacing (EXIF spells one model both
     'RP_OV5647' and 'RP_ov5647')."""

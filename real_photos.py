@@ -14,7 +14,15 @@ from pathlib import Path
 
 from camera_noise import camera_slug
 from dataset import iso_of_folder_name
-from image_io import EDITOR_SOFTWARE, IMAGE_SUFFIXES, atomic_path, one_spelling, read_exif_camera, read_exif_iso
+from image_io import (
+    EDITOR_SOFTWARE,
+    IMAGE_SUFFIXES,
+    atomic_path,
+    file_sha256,
+    one_spelling,
+    read_exif_camera,
+    read_exif_iso,
+)
 from isonet import ISONetError
 
 MANIFEST = "manifest.csv"
@@ -128,10 +136,10 @@ def import_photos(photos: list[RealPhoto], out_dir: str | os.PathLike, split_of:
         others = [o for o in by_size.get(path.stat().st_size, []) if o != original]
         if not others:
             return None
-        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        digest = file_sha256(path)
         for other in others:
             if other not in digests:
-                digests[other] = hashlib.sha256((out_dir / rows[other]["file"]).read_bytes()).hexdigest()
+                digests[other] = file_sha256(out_dir / rows[other]["file"])
             if digests[other] == digest:
                 return other
         return None

@@ -79,9 +79,7 @@ def run_settings(args: argparse.Namespace, net: isonet.ISONet, readers) -> dict:
 
 
 def file_hash(path: str | os.PathLike | None) -> str | None:
-    import hashlib
-
-    return None if path is None else hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    return None if path is None else image_io.file_sha256(path)
 
 
 def complete_record(path: Path, image: Path, settings: dict) -> dict | None:

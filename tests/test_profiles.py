@@ -187,6 +187,13 @@ def test_examination_against_a_profile_finds_the_camera_and_a_pasted_region(prof
     assert report["prnu"]["same_camera"] and report["exif_verdict"] in ("consistent", "inconsistent")
     assert (tmp_path / "a" / "Fig7_examination.png").stat().st_size > 0
     assert "PCE of genuine.jpg against the fingerprint" in proc.stdout and "-> same camera" in proc.stdout
+    assert not report["prnu"]["probe_in_fingerprint"] and "built from" not in proc.stdout
+    # One of the profile's own photos: its PCE is against itself, and the examination says so.
+    proc = run_script("Fig7.py", "--model_path", weights_file, "--profile", profile_dir, "--pic_path",
+                      profile_dir.parent / "photos" / "p1.jpg", "--out_dir", tmp_path / "own")
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads((tmp_path / "own" / "Fig7_examination.json").read_text())["prnu"]["probe_in_fingerprint"]
+    assert "warning: the photo is one of those the profile's fingerprint was built from" in proc.stdout
     # A region from another camera's render of the same scene: its blocks fall further below their
     # prediction than the camera's own blocks do.
     donor = db.select("Nikon D7000")[0]
