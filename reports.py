@@ -190,7 +190,8 @@ def figure_background(img: np.ndarray, max_side: int = FIGURE_MAX_SIDE) -> np.nd
 def show_image(ax, img: np.ndarray, dim: float = 1.0) -> None:
     """Draw a downsampled copy of `img` in the full image's pixel coordinates, so overlays placed
     in those coordinates (map cells, outlines) line up with it."""
-    ax.imshow(figure_background(img) * dim, extent=(0, img.shape[1], img.shape[0], 0))
+    # An area resize can overshoot 1 by a rounding, which matplotlib would warn of.
+    ax.imshow(np.clip(figure_background(img) * dim, 0.0, 1.0), extent=(0, img.shape[1], img.shape[0], 0))
 
 
 def draw_map(ax, img: np.ndarray, values: np.ndarray, stride: int, vmax: float | None = None):
