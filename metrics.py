@@ -505,7 +505,8 @@ INTERVAL_CAPS: dict[str, int] = {"in_camera_jpeg": 5}
 class IntervalTable:
     """A model's intervals: for each file kind (image_io.FILE_KINDS), rows [upper edge of a band of
     readings, low, high]: a reading in that band has its true ISO metric in reading + [low, high]
-    at `level`. Tied to the model's weights by their fingerprint."""
+    at `level`, widened where a neighbouring band's end reaches further (interval_of). Tied to the
+    model's weights by their fingerprint."""
 
     kinds: dict[str, list[list[float]]]
     level: float

@@ -18,6 +18,7 @@ from image_io import (
     EDITOR_SOFTWARE,
     IMAGE_SUFFIXES,
     atomic_path,
+    camera_key,
     file_sha256,
     one_spelling,
     read_exif_camera,
@@ -94,9 +95,10 @@ def find_real_photos(root: str | os.PathLike, layout: str, camera: str | None = 
 
 
 def camera_split(camera: str, test_cameras: Iterable[str], test_fraction: float) -> str:
-    """'Test' or 'Train' for every photo of `camera`: the named test cameras, else a stable hash
-    of the name (split by camera, never by image: a camera's photos share its processing)."""
-    if camera in set(test_cameras):
+    """'Test' or 'Train' for every photo of `camera`: the named test cameras (however spelt), else a
+    stable hash of the name as EXIF spells it (split by camera, never by image: a camera's photos
+    share its processing)."""
+    if camera_key(camera) in {camera_key(c) for c in test_cameras}:
         return "Test"
     digest = int(hashlib.sha256(camera.encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
     return "Test" if digest < test_fraction else "Train"

@@ -61,10 +61,13 @@ def libtiff_cut_in_half() -> bytes:
     return data[: len(data) // 2]
 
 
+ODD_SAMPLE_TIFFS = ("int16.tif", "float64.tif")
+
+
 def odd_sample_tiffs() -> dict[str, bytes]:
     """Colour TIFFs of sample types no camera writes (OpenCV decodes them as stored)."""
     rgb = noisy_image(96, 128, 10)
-    return {f"{kind}.tif": cv2.imencode(".tif", rgb.astype(kind))[1].tobytes() for kind in ("int16", "float64")}
+    return {name: cv2.imencode(".tif", rgb.astype(name[:-4]))[1].tobytes() for name in ODD_SAMPLE_TIFFS}
 
 
 def corpus() -> dict[str, bytes]:
@@ -96,7 +99,7 @@ def test_every_case_decodes_or_gives_one_line_naming_the_file(tmp_path, name):
         assert img.ndim == 3 and img.shape[2] == 3 and img.dtype in (np.uint8, np.uint16)
 
 
-@pytest.mark.parametrize("name", ["int16.tif", "float64.tif"])
+@pytest.mark.parametrize("name", ODD_SAMPLE_TIFFS)
 def test_odd_sample_types_are_refused_in_one_line(tmp_path, name):
     path = tmp_path / name
     path.write_bytes(CORPUS[name])

@@ -13,6 +13,7 @@ from PIL import Image
 import camera_noise as cn
 import camera_profile
 import demos
+import examination
 import forgeries
 import image_io
 import metrics
@@ -194,6 +195,12 @@ def test_examination_against_a_profile_finds_the_camera_and_a_pasted_region(prof
     assert proc.returncode == 0, proc.stderr
     assert json.loads((tmp_path / "own" / "Fig7_examination.json").read_text())["prnu"]["probe_in_fingerprint"]
     assert "warning: the photo is one of those the profile's fingerprint was built from" in proc.stdout
+    # A profile that keeps no photo's hash: its photos are found where it lists them.
+    profile = camera_profile.load_profile(profile_dir, "cpu", "fp32", with_prnu=True)
+    for photo in profile.summary["photos"]:
+        del photo["sha256"]
+    assert examination.in_fingerprint(profile_dir.parent / "photos" / "p1.jpg", profile)
+    assert not examination.in_fingerprint(genuine, profile)
     # A region from another camera's render of the same scene: its blocks fall further below their
     # prediction than the camera's own blocks do.
     donor = db.select("Nikon D7000")[0]

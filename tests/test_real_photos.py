@@ -164,6 +164,7 @@ def test_camera_split_is_stable_and_follows_the_fraction():
     assert 0.22 < len(test) / len(cameras) < 0.38
     assert test == [c for c in cameras if real_photos.camera_split(c, [], 0.3) == "Test"]
     assert real_photos.camera_split("Maker Model 1", ["Maker Model 1"], 0.0) == "Test"
+    assert real_photos.camera_split("Maker MODEL 1", ["maker model  1"], 0.0) == "Test"  # --test_cameras, any case
 
 
 @pytest.mark.slow
