@@ -29,7 +29,7 @@ import numpy as np
 import isonet
 import metrics
 from camera_noise import luma_levels
-from image_io import atomic_path, camera_key, read_exif_camera
+from image_io import atomic_path, camera_key, file_sha256, read_exif_camera
 from isonet import ISONetError
 
 if TYPE_CHECKING:
@@ -97,6 +97,14 @@ class Profile:
     @property
     def name(self) -> str:
         return f"{self.folder} ({self.camera})"
+
+    def photo_hashes(self, files: set[str] | None = None) -> set[str]:
+        """The SHA-256 of the photos the profile was built from (of those listed in `files` alone,
+        where given): as profile.json keeps them, or for a profile that keeps none, of its photos
+        still found where it lists them."""
+        photos = [p for p in self.summary.get("photos", []) if files is None or p["file"] in files]
+        return {p["sha256"] if "sha256" in p else file_sha256(p["file"]) for p in photos
+                if "sha256" in p or Path(p["file"]).is_file()}
 
     def interval(self, metric: float) -> tuple[float, float]:
         """The `level` interval of the true ISO metric of a photo this profile reads as `metric`."""

@@ -134,8 +134,19 @@ def map_readers(nets: dict[str, isonet.ISONet], profile: Profile | None) -> dict
     return {f"profile {profile.name}": lambda img, stride, batch: profile.read(img, net, stride, batch), **readers}
 
 
+def warn_of_profile_photos(profile: Profile, files: list[Path]) -> None:
+    """A warning on stderr where photos scored with `profile` are among those it was built from:
+    its reading of them is not held out."""
+    own = profile.photo_hashes()
+    mine = [f for f in files if image_io.file_sha256(f) in own]
+    if mine:
+        print(f"warning: {len(mine)} of the {len(files)} photos (first {mine[0]}) are among those the profile "
+              f"{profile.folder} was built from, so its figures on them are not held out (its held-out figures "
+              "are in its profile.json)", file=sys.stderr)
+
+
 def evaluate_labelled(args: argparse.Namespace, nets: dict[str, isonet.ISONet],
-                      readers: dict[str, metrics.MapReader]) -> int:
+                      readers: dict[str, metrics.MapReader], profile: Profile | None = None) -> int:
     try:
         labelled = labelled_images(args.data, args.label_from)
     except isonet.ISONetError as e:
@@ -146,6 +157,8 @@ def evaluate_labelled(args: argparse.Namespace, nets: dict[str, isonet.ISONet],
         print(f"skipped: {path}: {reason}", file=sys.stderr)
     if not scored:
         cli.fail(f"{' '.join(args.data)}: no labelled image could be read ({len(skipped)} skipped)", 1)
+    if profile is not None:
+        warn_of_profile_photos(profile, [s.file for s in scored])
     names = list(readers)
     fingerprints = {name: isonet.weights_fingerprint(net) for name, net in nets.items()}
     cameras = cameras_of([s.file for s in scored], args.data)
@@ -466,7 +479,7 @@ def main() -> int:
             cli.fail("--compare names the same file as --model_path")
         nets[args.compare] = cli.setup_inference(args, args.compare)
     readers = map_readers(nets, profile)
-    return evaluate_splices(args, readers) if args.splice else evaluate_labelled(args, nets, readers)
+    return evaluate_splices(args, readers) if args.splice else evaluate_labelled(args, nets, readers, profile)
 
 
 if __name__ == "__main__":

@@ -281,13 +281,8 @@ def examine(path: str | os.PathLike, img: np.ndarray, result: isonet.IsoMap, rec
 
 
 def in_fingerprint(path: str | os.PathLike, profile: Profile) -> bool:
-    """Whether `path` is one of the photos the profile's fingerprint was built from: the same bytes
-    (for a profile that keeps no photo's hash, those of its photos still found where it lists them)."""
-    used = set(profile.summary["prnu"]["photos"])
-    photos = [p for p in profile.summary.get("photos", []) if p["file"] in used]
-    digest = image_io.file_sha256(path)
-    return any(p["sha256"] == digest if "sha256" in p else Path(p["file"]).is_file()
-               and image_io.file_sha256(p["file"]) == digest for p in photos)
+    """Whether `path` is one of the photos the profile's fingerprint was built from (the same bytes)."""
+    return image_io.file_sha256(path) in profile.photo_hashes(set(profile.summary["prnu"]["photos"]))
 
 
 def examination_lines(exam: Examination) -> list[str]:

@@ -230,6 +230,15 @@ def test_evaluate_scores_the_profiles_reader_beside_the_model(profile_dir, weigh
     report = json.loads((tmp_path / "ev" / "report.json").read_text())
     (name,) = report["models"]
     assert name.startswith(f"profile {profile_dir}") and report["models"][name]["n"] == 3
+    assert "built from" not in proc.stderr
+    # One of the profile's own photos among them, under another name: said to be not held out.
+    own = tmp_path / "set" / "200" / "own.jpg"
+    own.parent.mkdir()
+    own.write_bytes((profile_dir.parent / "photos" / "p1.jpg").read_bytes())
+    proc = run_script("evaluate.py", "--model_path", weights_file, "--profile", profile_dir, "--data",
+                      tmp_path / "set", "--out_dir", tmp_path / "ev2")
+    assert proc.returncode == 0, proc.stderr
+    assert f"warning: 1 of the 4 photos (first {own}) are among those the profile" in proc.stderr
     assert_one_line_error(run_script("evaluate.py", "--model_path", weights_file, "--profile", profile_dir,
                                      "--data", tmp_path / "set", "--calibrate"), 2, "--calibrate")
 
