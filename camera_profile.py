@@ -201,9 +201,21 @@ def profile_folders(root: str | os.PathLike) -> list[Path]:
     return sorted(p for p in root.iterdir() if (p / PROFILE_FILE).is_file())
 
 
+def by_camera(profiles: list[Profile]) -> dict[str, Profile]:
+    """The profiles keyed by their camera however spelt (image_io.camera_key); ISONetError naming
+    both folders where two are of one camera."""
+    keyed: dict[str, Profile] = {}
+    for profile in profiles:
+        key = camera_key(profile.camera)
+        if key in keyed:
+            raise ISONetError(f"{profile.folder} and {keyed[key].folder}: two profiles of {profile.camera}; keep one")
+        keyed[key] = profile
+    return keyed
+
+
 def matching_profile(path: str | os.PathLike, profiles: dict[str, Profile]) -> Profile | None:
     """The profile whose camera is the photo's EXIF make and model, None when none is (`profiles`
-    keyed by image_io.camera_key)."""
+    as by_camera keys them)."""
     camera, _ = read_exif_camera(Path(path))
     return profiles.get(camera_key(camera)) if camera else None
 

@@ -16,8 +16,7 @@ from typing import NoReturn
 import numpy as np
 import torch
 
-from camera_profile import Profile, Readers, load_profile, profile_folders
-from image_io import camera_key
+from camera_profile import Readers, by_camera, load_profile, profile_folders
 from isonet import (
     DENSE_STEP,
     PATCH,
@@ -123,15 +122,10 @@ def setup_readers(args: argparse.Namespace, net: ISONet, with_prnu: bool = False
             print(f"note: {e}; readings get no interval", file=sys.stderr)
             table = None
     device = next(net.parameters()).device
-    profiles: dict[str, Profile] = {}
     try:
         profile = load_profile(args.profile, device, args.precision, with_prnu) if args.profile else None
-        for folder in profile_folders(args.profiles) if args.profiles else []:
-            found = load_profile(folder, device, args.precision, with_prnu)
-            key = camera_key(found.camera)
-            if key in profiles:
-                fail(f"{folder} and {profiles[key].folder}: two profiles of {found.camera}; keep one")
-            profiles[key] = found
+        profiles = by_camera([load_profile(folder, device, args.precision, with_prnu)
+                              for folder in (profile_folders(args.profiles) if args.profiles else [])])
     except ISONetError as e:
         fail(str(e))
     if args.profiles and not profiles:

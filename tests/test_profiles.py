@@ -3,6 +3,7 @@ the examination of a questioned photo against a profile."""
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 from pathlib import Path
 
@@ -174,6 +175,11 @@ def test_profiles_folder_picks_each_photos_camera_and_says_when_none_matched(pro
     assert f"read with the camera profile {profile_dir}" in lines["ours.jpg"]
     assert f"read with the camera profile {profile_dir}" in lines["respelt.jpg"]  # EXIF's case is not the camera
     assert "no camera profile matched its camera (Acme Cam Two)" in lines["theirs.jpg"]
+    # Two profiles of one camera, however spelt, in one folder: which to read with is not guessed.
+    ours = camera_profile.load_profile(profile_dir, with_prnu=False)
+    respelt_twin = dataclasses.replace(ours, folder=tmp_path / "twin", camera="ACME cam  ONE")
+    with pytest.raises(camera_profile.ISONetError, match=f"twin and {profile_dir}: two profiles of ACME cam  ONE"):
+        camera_profile.by_camera([ours, respelt_twin])
 
 
 @pytest.mark.slow
