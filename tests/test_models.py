@@ -118,4 +118,5 @@ def test_shipped_interval_table_is_fitted_for_the_shipped_weights(model):
         assert low < 1.0 < high
         assert 0.7 <= table.summary["kinds"][kind]["camera_mean_coverage"] <= 0.95
     if model == "net_jpg":
+        assert all(0.5 <= fit["coverage"] <= 1.0 for fit in table.summary["kinds"].values())
         assert 0.75 <= table.summary["kinds"]["in_camera_jpeg"]["coverage"] <= 0.85
