@@ -28,6 +28,9 @@ BAND_CHOICES = ("isonet", "exif", "single", "isonet_weighted")
 NEEDS_EXIF = ("exif", "isonet_weighted")  # band choices that need every fingerprint image's EXIF ISO
 PROBE_IN_FINGERPRINT = ("the photo is one of those the profile's fingerprint was built from, so its PCE and "
                         "forgery map compare it with itself: examine a photo the profile was not built from")
+# A photo of another camera lacks the fingerprint in every block, so its map singles out nothing.
+NOT_THIS_CAMERA_MAP = ("the photo does not match this camera as a whole, so the map cannot tell pasted blocks "
+                       "from the rest")
 
 
 def without_probe(probe: Path, paths: Sequence[Path]) -> list[Path]:
@@ -179,7 +182,8 @@ def probe_report_lines(report: ProbeReport) -> list[str]:
              f"{exif}; predictor: {band}, fitted on {report.predictor.samples} genuine blocks",
              f"forgery map: {forged} of {report.forged.size} {report.block}x{report.block} blocks (every "
              f"{report.stride} px) fall below their predicted correlation at {report.false_alarm:.0%} false alarm "
-             "(on real cameras' photos it kept that rate and found a part of pasted regions, docs/prnu.md)"]
+             + ("(on real cameras' photos it kept that rate and found a part of pasted regions, docs/prnu.md)"
+                if report.same_camera else f"({NOT_THIS_CAMERA_MAP})")]
     if report.one_scene:
         lines.append(f"warning: {prnu.ONE_SCENE_WARNING}")
     return lines
@@ -205,7 +209,8 @@ def draw_forgery_map(ax, img: np.ndarray, report: ProbeReport) -> None:
     ax.set_xlim(0, img.shape[1])
     ax.set_ylim(img.shape[0], 0)
     ax.set_title(f"blocks without the camera's PRNU ({report.false_alarm:.0%} false alarm): "
-                 f"{int(report.forged.sum())} of {report.forged.size}; PCE {report.pce.value:.1f}", fontsize=10)
+                 f"{int(report.forged.sum())} of {report.forged.size}; PCE {report.pce.value:.1f}"
+                 + ("" if report.same_camera else " (not this camera: the map says nothing)"), fontsize=10)
 
 
 def save_forgery_figure(img: np.ndarray, report: ProbeReport, path: str | os.PathLike) -> None:
@@ -271,10 +276,9 @@ def examine(path: str | os.PathLike, img: np.ndarray, result: isonet.IsoMap, rec
             note = (f"{path}: {sensor.shape[1]}x{sensor.shape[0]}, the profile's fingerprint {w}x{h}: a fingerprint "
                     "only matches photos of its size")
         else:
-            photos = [Path(p["file"]) for p in profile.summary.get("photos", [])]
             try:
                 report = judge_probe(Path(path), sensor, profile.prnu, result.global_metric, band_by, false_alarm,
-                                     used=photos)
+                                     used=[Path(p) for p in profile.summary["prnu"]["photos"]])
             except ISONetError as e:
                 note = str(e)
     return Examination(record, result, scores, report, note, report is not None and in_fingerprint(path, profile))

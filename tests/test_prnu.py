@@ -487,6 +487,7 @@ def test_fig7_with_a_fingerprint_folder(tmp_path, weights_file, fingerprint_fold
     assert "fingerprint: 6 images" in proc.stdout and (tmp_path / "a" / "Fig7_forgery.png").stat().st_size > 0
     proc = run_script("Fig7.py", *common, "--pic_path", stranger, "--out_dir", tmp_path / "b", "--band", "single")
     assert proc.returncode == 0 and "-> not this camera" in proc.stdout and "one predictor for all" in proc.stdout
+    assert examination.NOT_THIS_CAMERA_MAP in proc.stdout  # its forgery map says nothing
     # The stranger's own file, copied into the fingerprint folder, is left out of the fingerprint it
     # is tested against (else it would match itself).
     (fingerprint_folder / "copy.png").write_bytes(stranger.read_bytes())

@@ -55,7 +55,8 @@ def render(scene: np.ndarray, camera: cn.CameraNoise, iso: int, rng: np.random.G
 def profile_dir(tmp_path_factory, weights_file, camera, scenes) -> Path:
     """A profile of one rendered camera from 16 of its photos at ISO 100-800, flat fields and one
     scene at each ISO (scenes 0, 2, 4 and 6: a probe of another shares none), held either way
-    (EXIF orientation 1 and 6), built with a head-only reader."""
+    (EXIF orientation 1 and 6), and a 17th of another size (read, but not in the fingerprint), built
+    with a head-only reader."""
     rng = np.random.default_rng(0)
     root = tmp_path_factory.mktemp("profile")
     for k in range(16):
@@ -67,11 +68,14 @@ def profile_dir(tmp_path_factory, weights_file, camera, scenes) -> Path:
             exif = image.getexif()
             exif[0x0112] = 6
             image.save(path, exif=exif, quality=95)
+    small = prnu_scenario.flat_field(H // 2, W // 2, rng)
+    write_camera_photo(root / "photos" / "small.jpg", render(small, camera, 400, rng), 400, "Cam One")
     out = root / "cam_one"
     proc = run_script("adapt_camera.py", "--photos", root / "photos", "--out", out, "--init_from", weights_file,
                       "--method", "head", "--patches_per_photo", "12", "--block", 64, "--block_stride", 32)
     assert proc.returncode == 0, proc.stderr
     assert "chose" in proc.stdout and "80% interval" in proc.stdout and "PRNU fingerprint: 16 photos" in proc.stdout
+    assert f"left out of the fingerprint: {root / 'photos' / 'small.jpg'}: 128x96, most photos {W}x{H}" in proc.stderr
     return out
 
 
@@ -79,7 +83,7 @@ def profile_dir(tmp_path_factory, weights_file, camera, scenes) -> Path:
 def test_profile_folder_holds_what_its_photos_tell(profile_dir):
     data = json.loads((profile_dir / "profile.json").read_text())
     assert data["format"] == camera_profile.FORMAT and data["version"] == camera_profile.VERSION
-    assert data["camera"] == "Acme Cam One" and len(data["photos"]) == 16
+    assert data["camera"] == "Acme Cam One" and len(data["photos"]) == 17 and len(data["prnu"]["photos"]) == 16
     assert data["reader"]["kind"] in camera_profile.READERS
     assert set(data["mae"]["readers"]) == set(camera_profile.READERS)
     # The chosen reader is the one with the lowest held-out error, and its residuals are those errors.
@@ -195,6 +199,8 @@ def test_examination_against_a_profile_finds_the_camera_and_a_pasted_region(prof
     assert (tmp_path / "a" / "Fig7_examination.png").stat().st_size > 0
     assert "PCE of genuine.jpg against the fingerprint" in proc.stdout and "-> same camera" in proc.stdout
     assert not report["prnu"]["probe_in_fingerprint"] and "built from" not in proc.stdout
+    assert examination.NOT_THIS_CAMERA_MAP not in proc.stdout
+    assert "fingerprint: 16 images" in proc.stdout  # the fingerprint's photos, not all 17 of the profile
     # One of the profile's own photos: its PCE is against itself, and the examination says so.
     proc = run_script("Fig7.py", "--model_path", weights_file, "--profile", profile_dir, "--pic_path",
                       profile_dir.parent / "photos" / "p1.jpg", "--out_dir", tmp_path / "own")
