@@ -9,7 +9,7 @@ import os
 import re
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import NoReturn
 
@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from camera_profile import Readers, by_camera, load_profile, profile_folders
+from image_io import file_kind
 from isonet import (
     DENSE_STEP,
     PATCH,
@@ -32,6 +33,10 @@ from isonet import (
 )
 from metrics import IntervalTable
 from reports import analyse_image
+
+# Without --model_path, test_model.py reads each file with the shipped model made for its kind:
+# lossy files (JPEG, HEIC, WebP) with the one trained on JPEGs, the rest with the one trained lossless.
+MODELS_BY_KIND = {"uncompressed": "models/net_tif.pth", "lossy": "models/net_jpg.pth"}
 
 
 def fail(message: str, code: int = 2) -> NoReturn:
@@ -61,14 +66,16 @@ def add_out_dir_arg(parser: argparse.ArgumentParser, default: str | None, *alias
                         help=help or f"where outputs go (default {default}/)")
 
 
-def add_inference_args(parser: argparse.ArgumentParser, model_default: str, pic_help: str | None,
+def add_inference_args(parser: argparse.ArgumentParser, model_default: str | None, pic_help: str | None,
                        out_dir: str = "results", readers: bool = True) -> None:
     """The paper's flags (--model_path, --pic_path, --checkpoint) and ours; no --pic_path if no help;
     with `readers`, those that choose what reads each image and its interval (--profile, --profiles,
-    --intervals) and --show."""
-    parser.add_argument("--model_path", default=str(PROJECT / model_default),
-                        help=f"ISONet weights: state dict or training checkpoint (default: this project's "
-                             f"{model_default})")
+    --intervals) and --show. A `model_default` of None: each file's kind picks a shipped model
+    (MODELS_BY_KIND)."""
+    by_kind = ", ".join(f"{path} for {kind} files" for kind, path in reversed(MODELS_BY_KIND.items()))
+    parser.add_argument("--model_path", default=model_default and str(PROJECT / model_default),
+                        help="ISONet weights: state dict or training checkpoint, for every image (default: this "
+                             f"project's {model_default or by_kind})")
     if pic_help:
         parser.add_argument("--pic_path", nargs="+", help=pic_help)
     parser.add_argument("--checkpoint", action="store_true",
@@ -99,28 +106,37 @@ def add_inference_args(parser: argparse.ArgumentParser, model_default: str, pic_
                             "where there is one; evaluate.py --fit_intervals writes one)")
 
 
-def setup_readers(args: argparse.Namespace, net: ISONet, with_prnu: bool = False) -> Readers:
+def interval_table(args: argparse.Namespace, net: ISONet, model_path: str) -> tuple[IntervalTable | None, Path | None]:
+    """The model's interval table (--intervals, else the one beside `model_path`) and its path; none
+    under a --calibration, or where there is none; or exit with one line."""
+    table_path = Path(args.intervals) if args.intervals else Path(model_path).with_suffix(".intervals.json")
+    if getattr(args, "calibration", None):
+        if args.intervals:
+            fail("--intervals holds the model's own readings' intervals; a --calibration changes the readings")
+        return None, None
+    if not (args.intervals or table_path.is_file()):
+        return None, None
+    try:
+        table = IntervalTable.load(table_path)
+        table.check_model(net, table_path)
+        return table, table_path
+    except ISONetError as e:
+        if args.intervals:
+            fail(str(e))
+        print(f"note: {e}; readings get no interval", file=sys.stderr)
+        return None, None
+
+
+def setup_readers(args: argparse.Namespace, net: ISONet, with_prnu: bool = False,
+                  model_path: str | None = None) -> Readers:
     """What reads each image (camera_profile.Readers): --profile, --profiles (with their PRNU where
-    `with_prnu`) and the model with its interval table; or exit with one line."""
+    `with_prnu`) and the model (--model_path unless given) with its interval table; or exit with one line."""
     args.profiles, args.intervals = getattr(args, "profiles", None), getattr(args, "intervals", None)
     if args.profile and args.profiles:
         fail("--profile and --profiles: pass one of them")
     if (args.profile or args.profiles) and getattr(args, "calibration", None):
         fail("--calibration calibrates --model_path; a camera profile brings its own reading: pass one of them")
-    table_path = Path(args.intervals) if args.intervals else Path(args.model_path).with_suffix(".intervals.json")
-    table = None
-    if getattr(args, "calibration", None):
-        if args.intervals:
-            fail("--intervals holds the model's own readings' intervals; a --calibration changes the readings")
-    elif args.intervals or table_path.is_file():
-        try:
-            table = IntervalTable.load(table_path)
-            table.check_model(net, table_path)
-        except ISONetError as e:
-            if args.intervals:
-                fail(str(e))
-            print(f"note: {e}; readings get no interval", file=sys.stderr)
-            table = None
+    table, table_path = interval_table(args, net, model_path or args.model_path)
     device = next(net.parameters()).device
     try:
         profile = load_profile(args.profile, device, args.precision, with_prnu) if args.profile else None
@@ -130,7 +146,41 @@ def setup_readers(args: argparse.Namespace, net: ISONet, with_prnu: bool = False
         fail(str(e))
     if args.profiles and not profiles:
         fail(f"{args.profiles}: no camera profile in it (adapt_camera.py --out DIR builds one)")
-    return Readers(net, table, table_path if table else None, profile, profiles)
+    return Readers(net, table, table_path, profile, profiles)
+
+
+def setup_models_by_kind(args: argparse.Namespace) -> dict[str, tuple[str, ISONet]]:
+    """{kind of file: (model path, model)}, MODELS_BY_KIND's kinds: --model_path for every kind,
+    else each kind's shipped model; or exit with one line."""
+    if args.model_path:
+        net = setup_inference(args)
+        return dict.fromkeys(MODELS_BY_KIND, (args.model_path, net))
+    for flag in ("calibration", "intervals"):
+        if getattr(args, flag, None):
+            fail(f"--{flag} belongs to one model's readings: give that model as --model_path")
+    return {kind: (str(PROJECT / path), setup_inference(args, str(PROJECT / path)))
+            for kind, path in MODELS_BY_KIND.items()}
+
+
+def setup_readers_by_kind(args: argparse.Namespace, models: dict[str, tuple[str, ISONet]]) -> dict[str, Readers]:
+    """setup_readers for each kind's model (one Readers where one model reads every kind); the
+    profiles are loaded once."""
+    readers: dict[str, Readers] = {}
+    for kind, (path, net) in models.items():
+        first = next(iter(readers.values()), None)
+        if first is None:
+            readers[kind] = setup_readers(args, net, model_path=path)
+        elif first.net is net:
+            readers[kind] = first
+        else:
+            table, table_path = interval_table(args, net, path)
+            readers[kind] = replace(first, net=net, table=table, table_path=table_path)
+    return readers
+
+
+def model_kind(path: str | os.PathLike) -> str:
+    """Which of MODELS_BY_KIND's kinds the file is: 'uncompressed' (image_io.file_kind's), else 'lossy'."""
+    return "uncompressed" if file_kind(path) == "uncompressed" else "lossy"
 
 
 def setup_inference(args: argparse.Namespace, model_path: str | None = None) -> ISONet:

@@ -1,9 +1,13 @@
 """Estimate the ISO setting of images: a patch map per image and the global ISO (its median).
 
-    python test_model.py --model_path models/net_tif.pth --pic_path photo.tif more_photos/
+    python test_model.py --pic_path photo.tif camera.jpg more_photos/
+    python test_model.py --model_path models/net_tif.pth --pic_path photo.tif     # one model for every image
     python test_model.py        # the embedded demo: a photo rendered at ISO 1600, with models/net_tif.pth
     python test_model.py --pic_path seized/ --recursive --figures none --workers 2 --resume
     torchrun --nproc_per_node 4 test_model.py --pic_path seized/ --recursive --figures none --resume
+
+Without --model_path, each file is read by the shipped model made for its kind: models/net_jpg.pth
+for JPEGs (and other lossy files), models/net_tif.pth for the rest.
 
 For each image, writes <name>_iso_map.png, <name>_scatter.png (unless --figures none) and
 <name>.json to --out_dir, where <name> is the image's path relative to the folder all the inputs
@@ -32,7 +36,7 @@ import reports
 
 SUMMARY_COLUMNS = ["file", "width", "height", "stride", "rows", "cols", "global_iso_metric",
                    "global_iso", "nearest_iso", "iso_metric_low", "iso_metric_high", "interval_level", "iqr",
-                   "exif_iso", "camera", "file_kind", "reader", "clipped_share", "seconds", "error"]
+                   "exif_iso", "camera", "file_kind", "model", "reader", "clipped_share", "seconds", "error"]
 
 
 def output_names(paths: list[Path]) -> list[str]:
@@ -69,13 +73,21 @@ def collection(args: argparse.Namespace) -> list[Path]:
     return images
 
 
-def run_settings(args: argparse.Namespace, net: isonet.ISONet, readers) -> dict:
+def run_settings(args: argparse.Namespace, readers: dict) -> dict:
     """What decides an image's outputs besides the image: a record made with other settings is not
-    complete for --resume (the files named by their contents' hashes, so a refitted table counts)."""
-    return {"model_sha256": isonet.weights_fingerprint(net), "stride": args.stride, "precision": args.precision,
+    complete for --resume (the files named by their contents' hashes, so a refitted table counts).
+    `readers` are cli.setup_readers_by_kind's; where one model reads every kind, the model and the
+    table are named as in a run of one model."""
+    first = readers["uncompressed"]
+    distinct = {kind: r for kind, r in readers.items() if kind == "uncompressed" or r is not first}
+    models = {kind: isonet.weights_fingerprint(r.net) for kind, r in distinct.items()}
+    tables = {kind: file_hash(r.table_path) for kind, r in distinct.items()}
+    if len(distinct) == 1:
+        models, tables = models["uncompressed"], tables["uncompressed"]
+    return {"model_sha256": models, "stride": args.stride, "precision": args.precision,
             "figures": args.figures, "calibration": file_hash(args.calibration),
-            "profiles": sorted(file_hash(Path(p.folder) / "profile.json") for p in readers.all_profiles()),
-            "intervals": file_hash(readers.table_path)}
+            "profiles": sorted(file_hash(Path(p.folder) / "profile.json") for p in first.all_profiles()),
+            "intervals": tables}
 
 
 def file_hash(path: str | os.PathLike | None) -> str | None:
@@ -141,7 +153,7 @@ def decoded(paths: list[Path], workers: int):
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    cli.add_inference_args(parser, "models/net_tif.pth", "image files and/or folders of images")
+    cli.add_inference_args(parser, None, "image files and/or folders of images")
     parser.add_argument("--calibration", help="a calibration file from evaluate.py --calibrate, applied to every map")
     parser.add_argument("--figures", choices=["all", "none"], default="all",
                         help="none: write only the JSON and summary.csv, for batch runs (default all)")
@@ -158,10 +170,10 @@ def main() -> int:
     args = parser.parse_args()
     if args.workers < 0:
         cli.fail(f"--workers {args.workers}: must be 0 or more")
-    net = cli.setup_inference(args)
-    processes, device = cli.join_processes(next(net.parameters()).device)
-    net = net.to(device)
-    readers = cli.setup_readers(args, net)
+    models = cli.setup_models_by_kind(args)
+    processes, device = cli.join_processes(next(models["uncompressed"][1].parameters()).device)
+    models = {kind: (path, net.to(device)) for kind, (path, net) in models.items()}
+    by_kind = cli.setup_readers_by_kind(args, models)
     if args.file_list is None:
         demo = cli.demo_if_no_pic(args, lambda out: demos.write_demo(out, 1600))
     else:
@@ -172,12 +184,12 @@ def main() -> int:
 
         try:
             calibration = metrics.Calibration.load(args.calibration)
-            calibration.check_model(net, args.calibration)
+            calibration.check_model(models["uncompressed"][1], args.calibration)
         except isonet.ISONetError as e:
             cli.fail(str(e))
     images = collection(args)
     names = output_names(images)
-    settings = run_settings(args, net, readers)
+    settings = run_settings(args, by_kind)
     out_dir = Path(args.out_dir)
 
     # This process's share: every world-th image from its rank on, the same for the same list.
@@ -193,9 +205,10 @@ def main() -> int:
         try:
             if isinstance(img, str):
                 raise isonet.ISONetError(img)
-            img, result, record = reports.analyse_image(readers, path, args.stride, args.batch_size, calibration,
-                                                        img)
-            record |= {"model": str(args.model_path), "calibration": args.calibration, "settings": settings}
+            kind = cli.model_kind(path)
+            img, result, record = reports.analyse_image(by_kind[kind], path, args.stride, args.batch_size,
+                                                        calibration, img)
+            record |= {"model": models[kind][0], "calibration": args.calibration, "settings": settings}
             if args.figures == "all":
                 reports.save_map_figure(img, result, out_dir / f"{name}_iso_map.png", title=path.name)
                 reports.save_scatter_figure(result, out_dir / f"{name}_scatter.png", title=path.name)
@@ -207,7 +220,7 @@ def main() -> int:
             print(f"error: {message}", file=sys.stderr)
             failed[k] = message
             continue
-        print(describe(record, bool(readers.profiles)), flush=True)
+        print(describe(record, bool(by_kind[kind].profiles)), flush=True)
         if demo:
             print(cli.describe_truth(demo, record["global_iso_metric"]))
     failed = cli.gather(processes, failed)  # and every process's records are written by now

@@ -175,6 +175,30 @@ def test_bad_arguments_exit_2_with_one_line(tmp_path, weights_file, args, fragme
 
 
 @pytest.mark.slow
+def test_without_model_path_each_file_is_read_by_the_shipped_model_of_its_kind(tmp_path):
+    """JPEGs by models/net_jpg.pth, the rest by models/net_tif.pth: the same maps and intervals as
+    each model named for the file alone gives; a calibration, which is one model's, then needs it."""
+    jpeg = write_rgb(tmp_path / "camera.jpg", noisy_image(128, 192, 12, seed=3), [1, 95])
+    png = write_rgb(tmp_path / "scan.png", noisy_image(128, 192, 12, seed=3))
+    proc = run("test_model.py", "--pic_path", jpeg, png, "--out_dir", tmp_path / "auto", "--figures", "none")
+    assert proc.returncode == 0, proc.stderr
+    for image, model in ((jpeg, "net_jpg.pth"), (png, "net_tif.pth")):
+        shipped = isonet.PROJECT / "models" / model
+        proc = run("test_model.py", "--model_path", shipped, "--pic_path", image, "--out_dir", tmp_path / model,
+                   "--figures", "none")
+        assert proc.returncode == 0, proc.stderr
+        auto = json.loads((tmp_path / "auto" / f"{image.stem}.json").read_text())
+        alone = json.loads((tmp_path / model / f"{image.stem}.json").read_text())
+        assert auto["model"] == str(shipped) and auto["map"] == alone["map"]
+        assert auto["iso_metric_interval"] == alone["iso_metric_interval"] is not None
+    with open(tmp_path / "auto" / "summary.csv") as f:
+        assert [row["model"] for row in csv.DictReader(f)] == [str(isonet.PROJECT / "models" / name)
+                                                               for name in ("net_jpg.pth", "net_tif.pth")]
+    proc = run("test_model.py", "--pic_path", png, "--calibration", tmp_path / "c.json", "--out_dir", tmp_path / "c")
+    assert_one_line_error(proc, 2, "--calibration", "--model_path")
+
+
+@pytest.mark.slow
 def test_no_images_in_folder_is_an_error(tmp_path, weights_file):
     proc = run("test_model.py", "--model_path", weights_file, "--pic_path", tmp_path)
     assert_one_line_error(proc, 2, "no images found", str(tmp_path))
