@@ -368,9 +368,10 @@ def profile_prnu(photos: list[Photo], readings: np.ndarray, block: int,
     sizes = [tuple(sorted(p.observation.shape)) for p in photos]
     size = max(set(sizes), key=sizes.count)
     chosen = [(p, r) for p, r, s in zip(photos, readings, sizes) if s == size]
-    for photo, other in ((p, s) for p, s in zip(photos, sizes) if s != size):
-        print(f"left out of the fingerprint: {photo.path}: {other[1]}x{other[0]}, most photos {size[1]}x{size[0]}",
-              file=sys.stderr)
+    for photo in (p for p, s in zip(photos, sizes) if s != size):
+        height, width = photo.observation.shape
+        print(f"left out of the fingerprint: {photo.path}: {width}x{height}, most photos {size[1]}x{size[0]} "
+              "(either way round)", file=sys.stderr)
     images = [prnu.CameraImage(p.path, p.observation, p.exif_iso, float(r)) for p, r in chosen]
     images, misaligned = prnu.align_camera_images(images)
     for line in misaligned:

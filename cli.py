@@ -30,12 +30,13 @@ from isonet import (
     load_model,
     metric_to_iso,
     resolve_device,
+    weights_fingerprint,
 )
-from metrics import IntervalTable
+from metrics import Calibration, IntervalTable
 from reports import analyse_image
 
 # Without --model_path, test_model.py reads each file with the shipped model made for its kind:
-# lossy files (JPEG, HEIC, WebP) with the one trained on JPEGs, the rest with the one trained lossless.
+# lossy files (JPEG, HEIC, lossy WebP) with the one trained on JPEGs, the rest with the one trained lossless.
 MODELS_BY_KIND = {"uncompressed": "models/net_tif.pth", "lossy": "models/net_jpg.pth"}
 
 
@@ -100,9 +101,9 @@ def add_inference_args(parser: argparse.ArgumentParser, model_default: str | Non
                             "interval its held-out photos give")
     trust.add_argument("--profiles", metavar="DIR",
                        help="a folder of camera profiles: each image is read by the profile of its EXIF camera, "
-                            "where one matches (it says which), else by --model_path")
+                            "where one matches (it says which), else by the model")
     trust.add_argument("--intervals", metavar="PATH",
-                       help="the model's interval table (default: MODEL.intervals.json beside --model_path, "
+                       help="the model's interval table (default: MODEL.intervals.json beside the model, "
                             "where there is one; evaluate.py --fit_intervals writes one)")
 
 
@@ -150,16 +151,31 @@ def setup_readers(args: argparse.Namespace, net: ISONet, with_prnu: bool = False
 
 
 def setup_models_by_kind(args: argparse.Namespace) -> dict[str, tuple[str, ISONet]]:
-    """{kind of file: (model path, model)}, MODELS_BY_KIND's kinds: --model_path for every kind,
-    else each kind's shipped model; or exit with one line."""
+    """{kind of file: (model path, model)}, MODELS_BY_KIND's kinds: --model_path for every kind (without
+    it, the shipped model that --calibration or --intervals was fitted for), else each kind's shipped
+    model; or exit with one line."""
+    fitted = getattr(args, "calibration", None) or getattr(args, "intervals", None)
+    if fitted and not args.model_path:
+        args.model_path = shipped_model_fitted_for(args)
+        print(f"note: {fitted} was fitted for {args.model_path}, which reads every image", file=sys.stderr)
     if args.model_path:
         net = setup_inference(args)
         return dict.fromkeys(MODELS_BY_KIND, (args.model_path, net))
-    for flag in ("calibration", "intervals"):
-        if getattr(args, flag, None):
-            fail(f"--{flag} belongs to one model's readings: give that model as --model_path")
     return {kind: (str(PROJECT / path), setup_inference(args, str(PROJECT / path)))
             for kind, path in MODELS_BY_KIND.items()}
+
+
+def shipped_model_fitted_for(args: argparse.Namespace) -> str:
+    """The shipped model that --calibration (else --intervals) was fitted for; or exit with one line."""
+    path = args.calibration or args.intervals
+    try:
+        fitted = (Calibration.load(path) if args.calibration else IntervalTable.load(path)).model_sha256
+    except ISONetError as e:
+        fail(str(e))
+    for shipped in MODELS_BY_KIND.values():
+        if weights_fingerprint(load_model(PROJECT / shipped)) == fitted:
+            return str(PROJECT / shipped)
+    fail(f"{path}: fitted for none of the shipped models: name its model with --model_path")
 
 
 def setup_readers_by_kind(args: argparse.Namespace, models: dict[str, tuple[str, ISONet]]) -> dict[str, Readers]:

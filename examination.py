@@ -210,7 +210,7 @@ def draw_forgery_map(ax, img: np.ndarray, report: ProbeReport) -> None:
     ax.set_ylim(img.shape[0], 0)
     ax.set_title(f"blocks without the camera's PRNU ({report.false_alarm:.0%} false alarm): "
                  f"{int(report.forged.sum())} of {report.forged.size}; PCE {report.pce.value:.1f}"
-                 + ("" if report.same_camera else " (not this camera: the map says nothing)"), fontsize=10)
+                 + ("" if report.same_camera else "\n(not this camera: the map says nothing)"), fontsize=10)
 
 
 def save_forgery_figure(img: np.ndarray, report: ProbeReport, path: str | os.PathLike) -> None:

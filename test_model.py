@@ -104,9 +104,12 @@ def complete_record(path: Path, image: Path, settings: dict) -> dict | None:
     return record if whole else None
 
 
-def describe(record: dict, profiles: bool = False) -> str:
+def describe(record: dict, profiles: bool = False, name_model: bool = False) -> str:
+    """The image's printed lines; with `name_model` (models chosen by file kind), which model read it."""
     line = (f"{record['file']}: ISO metric {record['global_iso_metric']:.3f}, ISO {record['global_iso']:.0f} "
             f"(nearest {record['nearest_iso']}), IQR {record['iqr']:.2f} stops")
+    if name_model and not record["reader"]:
+        line += f", by {Path(record['model']).name}"
     interval = reports.interval_text(record)
     if record["exif_iso"] is not None and not interval:
         line += f", EXIF ISO {record['exif_iso']}"
@@ -154,7 +157,9 @@ def decoded(paths: list[Path], workers: int):
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     cli.add_inference_args(parser, None, "image files and/or folders of images")
-    parser.add_argument("--calibration", help="a calibration file from evaluate.py --calibrate, applied to every map")
+    parser.add_argument("--calibration", help="a calibration file from evaluate.py --calibrate, applied to every map "
+                                               "(without --model_path, the shipped model it was fitted for reads "
+                                               "every image)")
     parser.add_argument("--figures", choices=["all", "none"], default="all",
                         help="none: write only the JSON and summary.csv, for batch runs (default all)")
     collections = parser.add_argument_group("large collections")
@@ -220,7 +225,8 @@ def main() -> int:
             print(f"error: {message}", file=sys.stderr)
             failed[k] = message
             continue
-        print(describe(record, bool(by_kind[kind].profiles)), flush=True)
+        print(describe(record, bool(by_kind[kind].profiles), len({id(r) for r in by_kind.values()}) > 1),
+              flush=True)
         if demo:
             print(cli.describe_truth(demo, record["global_iso_metric"]))
     failed = cli.gather(processes, failed)  # and every process's records are written by now

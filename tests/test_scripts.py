@@ -174,10 +174,23 @@ def test_bad_arguments_exit_2_with_one_line(tmp_path, weights_file, args, fragme
     assert_one_line_error(proc, 2, *fragments)
 
 
+def test_lossy_files_go_to_the_jpeg_model_and_the_rest_to_the_lossless_one(tmp_path):
+    import cv2
+
+    import cli
+
+    img = noisy_image(64, 64, 3)
+    kinds = {name: cli.model_kind(write_rgb(tmp_path / name, img, params)) for name, params in (
+        ("a.png", []), ("a.jpg", [cv2.IMWRITE_JPEG_QUALITY, 95]), ("lossless.webp", [cv2.IMWRITE_WEBP_QUALITY, 101]),
+        ("lossy.webp", [cv2.IMWRITE_WEBP_QUALITY, 80]))}
+    assert kinds == {"a.png": "uncompressed", "a.jpg": "lossy", "lossless.webp": "uncompressed", "lossy.webp": "lossy"}
+
+
 @pytest.mark.slow
 def test_without_model_path_each_file_is_read_by_the_shipped_model_of_its_kind(tmp_path):
     """JPEGs by models/net_jpg.pth, the rest by models/net_tif.pth: the same maps and intervals as
-    each model named for the file alone gives; a calibration, which is one model's, then needs it."""
+    each model named for the file alone gives. A calibration is one model's: the shipped model it
+    was fitted for reads every image, and one fitted for neither is refused."""
     jpeg = write_rgb(tmp_path / "camera.jpg", noisy_image(128, 192, 12, seed=3), [1, 95])
     png = write_rgb(tmp_path / "scan.png", noisy_image(128, 192, 12, seed=3))
     proc = run("test_model.py", "--pic_path", jpeg, png, "--out_dir", tmp_path / "auto", "--figures", "none")
@@ -194,8 +207,20 @@ def test_without_model_path_each_file_is_read_by_the_shipped_model_of_its_kind(t
     with open(tmp_path / "auto" / "summary.csv") as f:
         assert [row["model"] for row in csv.DictReader(f)] == [str(isonet.PROJECT / "models" / name)
                                                                for name in ("net_jpg.pth", "net_tif.pth")]
-    proc = run("test_model.py", "--pic_path", png, "--calibration", tmp_path / "c.json", "--out_dir", tmp_path / "c")
-    assert_one_line_error(proc, 2, "--calibration", "--model_path")
+    import metrics
+
+    for name, model in (("tif.json", "net_tif.pth"), ("other.json", None)):
+        fingerprint = isonet.weights_fingerprint(isonet.load_model(isonet.PROJECT / "models" / model)) if model else ""
+        calibration = metrics.fit_calibration(np.array([0.0, 4.0]), np.array([1.0, 5.0]), fingerprint)
+        (tmp_path / name).write_text(json.dumps(calibration.to_json()))
+    proc = run("test_model.py", "--pic_path", jpeg, "--calibration", tmp_path / "tif.json", "--out_dir", tmp_path / "c",
+               "--figures", "none")
+    assert proc.returncode == 0, proc.stderr
+    tif = str(isonet.PROJECT / "models" / "net_tif.pth")
+    assert json.loads((tmp_path / "c" / "camera.json").read_text())["model"] == tif
+    proc = run("test_model.py", "--pic_path", png, "--calibration", tmp_path / "other.json",
+               "--out_dir", tmp_path / "d")
+    assert_one_line_error(proc, 2, "other.json", "fitted for none of the shipped models", "--model_path")
 
 
 @pytest.mark.slow
