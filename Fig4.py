@@ -5,7 +5,7 @@ ISO map side by side to <out_dir>/Fig4.png, and the splice scores of each patch 
 <out_dir>/Fig4_splice.png: its distance from the image's median in ISONet's map, in the classical
 noise sigma's, and both added (on real photos the sum localises best; docs/experiments.md, "Splices of real photos").
 
-    python Fig4.py --model_path models/net_tif.pth --pic_path spliced.tif
+    python Fig4.py --pic_path spliced.tif    # or a JPEG: without --model_path, read by the shipped model of its kind
     python Fig4.py              # embedded demo: ISO 200 scene, a region spliced in from ISO 3200
 """
 import argparse
@@ -20,8 +20,9 @@ import reports
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    cli.add_inference_args(parser, "models/net_tif.pth", "the (uncompressed) image to map")
+    cli.add_inference_args(parser, None, "the image to map")
     args = parser.parse_args()
+    cli.model_for_the_one_image(args, "uncompressed")  # the demo splice is a PNG
     net = cli.setup_inference(args)
     readers = cli.setup_readers(args, net)
     demo = cli.demo_if_no_pic(args, lambda out: demos.write_demo(out, 200, region_iso=3200))

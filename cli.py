@@ -194,6 +194,18 @@ def setup_readers_by_kind(args: argparse.Namespace, models: dict[str, tuple[str,
     return readers
 
 
+def model_for_the_one_image(args: argparse.Namespace, demo_kind: str) -> None:
+    """Without --model_path, name the shipped model of the one --pic_path's kind (of the demo's
+    kind without one) in args.model_path."""
+    if args.model_path:
+        return
+    try:
+        kind = model_kind(_single_pic_path(args)) if args.pic_path else demo_kind
+    except OSError:
+        kind = demo_kind  # the file's own one-line error comes when it is read
+    args.model_path = str(PROJECT / MODELS_BY_KIND[kind])
+
+
 def model_kind(path: str | os.PathLike) -> str:
     """Which of MODELS_BY_KIND's kinds the file is: 'uncompressed' (image_io.file_kind's), else 'lossy'."""
     return "uncompressed" if file_kind(path) == "uncompressed" else "lossy"
