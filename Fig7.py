@@ -8,7 +8,7 @@ Prints the global ISO metric and writes the map figure to <out_dir>/Fig7.png. Th
                                 # given: predicted against measured correlation -> <out_dir>/Fig7_prnu.png
     python Fig7.py --adapt      # the full scenario: ISONet first adapted to the camera (minutes)
     python Fig7.py --adapt --scenario_folds 6   # each bundled photo held out once (steadier; longer)
-    python Fig7.py --model_path models/net_jpg.pth --pic_path photo.jpg
+    python Fig7.py --pic_path photo.jpg     # read by the shipped model of its kind, as in test_model.py
     python Fig7.py --pic_path probe.jpg --fingerprint_dir my_camera/
                                 # PCE of the probe against my_camera/'s fingerprint, the ISO band
                                 # ISONet picks, and the forgery map -> <out_dir>/Fig7_forgery.png
@@ -144,9 +144,10 @@ def examine_against_profile(args: argparse.Namespace, profile, path: Path, img, 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    cli.add_inference_args(parser, "models/net_jpg.pth", "the (JPEG) image to estimate, and the PRNU probe")
+    cli.add_inference_args(parser, None, "the image to estimate, and the PRNU probe")
     add_prnu_args(parser)
     args = parser.parse_args()
+    cli.model_for_the_one_image(args, "lossy")  # the demo is a camera JPEG
     net = cli.setup_inference(args)
     fingerprint_images = check_prnu_args(args)
     readers = cli.setup_readers(args, net, with_prnu=True)

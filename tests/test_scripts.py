@@ -188,9 +188,9 @@ def test_lossy_files_go_to_the_jpeg_model_and_the_rest_to_the_lossless_one(tmp_p
 
 @pytest.mark.slow
 def test_without_model_path_each_file_is_read_by_the_shipped_model_of_its_kind(tmp_path):
-    """JPEGs by models/net_jpg.pth, the rest by models/net_tif.pth (test_model.py, Fig4.py): the same
-    maps and intervals as each model named for the file alone gives. A calibration is one model's: the shipped model it
-    was fitted for reads every image, and one fitted for neither is refused."""
+    """JPEGs by models/net_jpg.pth, the rest by models/net_tif.pth (test_model.py, Fig4.py, Fig7.py):
+    the same maps and intervals as each model named for the file alone gives. A calibration is one
+    model's: the shipped model it was fitted for reads every image; one fitted for neither is refused."""
     jpeg = write_rgb(tmp_path / "camera.jpg", noisy_image(128, 192, 12, seed=3), [1, 95])
     png = write_rgb(tmp_path / "scan.png", noisy_image(128, 192, 12, seed=3))
     proc = run("test_model.py", "--pic_path", jpeg, png, "--out_dir", tmp_path / "auto", "--figures", "none")
@@ -204,10 +204,12 @@ def test_without_model_path_each_file_is_read_by_the_shipped_model_of_its_kind(t
         alone = json.loads((tmp_path / model / f"{image.stem}.json").read_text())
         assert auto["model"] == str(shipped) and auto["map"] == alone["map"]
         assert auto["iso_metric_interval"] == alone["iso_metric_interval"] is not None
-    # Fig4.py's one image too.
-    readings = [run("Fig4.py", *model, "--pic_path", jpeg, "--out_dir", tmp_path / f"f{k}").stdout.split("; figure")[0]
-                for k, model in enumerate([(), ("--model_path", isonet.PROJECT / "models" / "net_jpg.pth")])]
-    assert "global" in readings[0] and readings[0] == readings[1]
+    # Fig4.py's and Fig7.py's one image too (their defaults were a model each, whatever the file).
+    for script, image, model in (("Fig4.py", jpeg, "net_jpg.pth"), ("Fig7.py", png, "net_tif.pth")):
+        readings = [run(script, *named, "--pic_path", image, "--out_dir", tmp_path / f"{script}{k}").stdout
+                    for k, named in enumerate([(), ("--model_path", isonet.PROJECT / "models" / model)])]
+        readings = [text.split("; figure")[0].split("\nfigure")[0] for text in readings]
+        assert "ISO" in readings[0] and readings[0] == readings[1], readings
     with open(tmp_path / "auto" / "summary.csv") as f:
         assert [row["model"] for row in csv.DictReader(f)] == [str(isonet.PROJECT / "models" / name)
                                                                for name in ("net_jpg.pth", "net_tif.pth")]
