@@ -35,8 +35,9 @@ from isonet import (
 from metrics import Calibration, IntervalTable
 from reports import analyse_image
 
-# Without --model_path, test_model.py reads each file with the shipped model made for its kind:
-# lossy files (JPEG, HEIC, lossy WebP) with the one trained on JPEGs, the rest with the one trained lossless.
+# Without --model_path, test_model.py, Fig4.py and Fig7.py read each file with the shipped model made
+# for its kind: lossy files (JPEG, HEIC, lossy WebP) with the one trained on JPEGs, the rest with the
+# one trained lossless.
 MODELS_BY_KIND = {"uncompressed": "models/net_tif.pth", "lossy": "models/net_jpg.pth"}
 
 
