@@ -161,7 +161,9 @@ def load_profile(folder: str | os.PathLike, device: str | object = "cpu", precis
             fingerprint = np.load(folder / FINGERPRINT_FILE)
             with np.load(folder / PREDICTORS_FILE) as arrays:
                 camera_prnu = prnu.CameraPrnu.from_arrays(fingerprint, dict(arrays))
-        except (OSError, ValueError, KeyError) as e:
+            if not all(isinstance(photo, str) for photo in data["prnu"]["photos"]):  # the examination names them
+                raise ValueError("prnu photos")
+        except (OSError, ValueError, KeyError, TypeError) as e:
             raise ISONetError(f"{folder}: a damaged camera profile ({type(e).__name__} in its PRNU files)") from None
     return Profile(folder, camera, reader, residuals, data, network, camera_prnu, level)
 

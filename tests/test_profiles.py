@@ -101,6 +101,21 @@ def test_profile_folder_holds_what_its_photos_tell(profile_dir):
     assert low < 3.0 < high and (low, high) == (3.0 + data["interval_offsets"][0], 3.0 + data["interval_offsets"][1])
 
 
+@pytest.mark.slow
+def test_a_damaged_profile_is_refused_in_one_line(profile_dir, tmp_path):
+    import shutil
+
+    for name, damage in (("reader", lambda d: d["reader"].pop("clamp")),
+                         ("prnu_photos", lambda d: d["prnu"].pop("photos"))):
+        copy = tmp_path / name
+        shutil.copytree(profile_dir, copy)
+        data = json.loads((copy / "profile.json").read_text())
+        damage(data)
+        (copy / "profile.json").write_text(json.dumps(data))
+        with pytest.raises(camera_profile.ISONetError, match=f"{copy}: a damaged camera profile"):
+            camera_profile.load_profile(copy)
+
+
 def test_the_noise_statistic_is_the_log_sigma_of_the_quieter_patches():
     """log2 of the luma noise's sigma in 8-bit levels, whatever the image's type; a textured half of
     the image does not move it (the quieter quarter of the patches decides)."""
