@@ -41,6 +41,11 @@ PROFILE_FILE, READER_FILE, FINGERPRINT_FILE, PREDICTORS_FILE = ("profile.json", 
                                                                 "predictors.npz")
 READERS = ("network", "statistic", "combined")
 CLAMP_STOPS = 1.0  # readings are held within this many stops of the ISO range the photos cover
+# A profile's reader and residuals come from its photos' unit(s): another unit of the model has its
+# own noise, and a one-unit profile's narrow interval can miss it (docs/experiments.md).
+OTHER_UNITS = ("a profile's reading and interval are those of the unit(s) its photos came from, and may not hold "
+               "for another unit of the same model (to read several units, build the profile from photos of "
+               "several, a folder each: adapt_camera.py --leave_out folder)")
 
 
 def noise_statistic(img: np.ndarray) -> float:

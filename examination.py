@@ -16,6 +16,7 @@ import image_io
 import isonet
 import prnu
 import reports
+from camera_profile import OTHER_UNITS
 from isonet import ISONetError
 
 if TYPE_CHECKING:
@@ -297,6 +298,8 @@ def examination_lines(exam: Examination) -> list[str]:
                  "weigh it with the rest)")
     lines = [line]
     lines += probe_report_lines(exam.prnu) if exam.prnu is not None else [f"PRNU: not examined: {exam.prnu_note}"]
+    if exam.prnu is not None and not exam.prnu.same_camera:
+        lines.append(f"warning: by its PRNU the photo is not from the profile's camera; {OTHER_UNITS}")
     if exam.probe_in_fingerprint:
         lines.append(f"warning: {PROBE_IN_FINGERPRINT}")
     return lines

@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+import camera_profile
 import cli
 import demos
 import image_io
@@ -200,7 +201,7 @@ def main() -> int:
     # This process's share: every world-th image from its rank on, the same for the same list.
     todo = [k for k in range(processes.rank, len(images), processes.world)
             if not (args.resume and complete_record(out_dir / f"{names[k]}.json", images[k], settings))]
-    failed = {}
+    failed, by_profile = {}, False
     bar = reports.progress(decoded([images[k] for k in todo], args.workers), total=len(todo), unit="image",
                            desc=f"rank {processes.rank}" if processes.distributed else "images",
                            disable=True if args.quiet else None)
@@ -227,8 +228,12 @@ def main() -> int:
             continue
         print(describe(record, bool(by_kind[kind].profiles), len({id(r) for r in by_kind.values()}) > 1),
               flush=True)
+        by_profile = by_profile or bool(record["reader"])
         if demo:
             print(cli.describe_truth(demo, record["global_iso_metric"]))
+    if by_profile and args.profiles:  # matched by EXIF make and model, which cannot tell units apart
+        print(f"note: {camera_profile.OTHER_UNITS}; Fig7.py --profile checks a photo's unit by its PRNU",
+              file=sys.stderr)
     failed = cli.gather(processes, failed)  # and every process's records are written by now
     cli.leave_processes(processes)
     if processes.rank == 0:

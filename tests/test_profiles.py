@@ -195,6 +195,7 @@ def test_profiles_folder_picks_each_photos_camera_and_says_when_none_matched(pro
     assert f"read with the camera profile {profile_dir}" in lines["ours.jpg"]
     assert f"read with the camera profile {profile_dir}" in lines["respelt.jpg"]  # EXIF's case is not the camera
     assert "no camera profile matched its camera (Acme Cam Two)" in lines["theirs.jpg"]
+    assert camera_profile.OTHER_UNITS in proc.stderr  # a model's EXIF name does not tell its units apart
     # Two profiles of one camera, however spelt, in one folder: which to read with is not guessed.
     ours = camera_profile.load_profile(profile_dir, with_prnu=False)
     respelt_twin = dataclasses.replace(ours, folder=tmp_path / "twin", camera="ACME cam  ONE")
@@ -215,8 +216,17 @@ def test_examination_against_a_profile_finds_the_camera_and_a_pasted_region(prof
     assert (tmp_path / "a" / "Fig7_examination.png").stat().st_size > 0
     assert "PCE of genuine.jpg against the fingerprint" in proc.stdout and "-> same camera" in proc.stdout
     assert not report["prnu"]["probe_in_fingerprint"] and "built from" not in proc.stdout
-    assert examination.NOT_THIS_CAMERA_MAP not in proc.stdout
+    assert examination.NOT_THIS_CAMERA_MAP not in proc.stdout and camera_profile.OTHER_UNITS not in proc.stdout
     assert "fingerprint: 16 images" in proc.stdout  # the fingerprint's photos, not all 17 of the profile
+    # A photo of another camera under the same EXIF model: its PRNU says so, and the examination
+    # warns that the profile's reading and interval may not hold for it.
+    other = write_camera_photo(tmp_path / "other.jpg", render(scenes[5], db.select("Nikon D7000")[0], 200, rng),
+                               200, "Cam One")
+    proc = run_script("Fig7.py", "--model_path", weights_file, "--profile", profile_dir, "--pic_path", other,
+                      "--out_dir", tmp_path / "other")
+    assert proc.returncode == 0 and "-> not this camera" in proc.stdout, proc.stdout
+    assert f"warning: by its PRNU the photo is not from the profile's camera; {camera_profile.OTHER_UNITS}" \
+        in proc.stdout
     # One of the profile's own photos: its PCE is against itself, and the examination says so.
     proc = run_script("Fig7.py", "--model_path", weights_file, "--profile", profile_dir, "--pic_path",
                       profile_dir.parent / "photos" / "p1.jpg", "--out_dir", tmp_path / "own")
