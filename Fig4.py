@@ -22,7 +22,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     cli.add_inference_args(parser, None, "the image to map")
     args = parser.parse_args()
-    cli.model_for_the_one_image(args, "uncompressed")  # the demo splice is a PNG
+    by_kind = cli.model_for_the_one_image(args, "uncompressed")  # the demo splice is a PNG
     net = cli.setup_inference(args)
     readers = cli.setup_readers(args, net)
     demo = cli.demo_if_no_pic(args, lambda out: demos.write_demo(out, 200, region_iso=3200))
@@ -31,7 +31,8 @@ def main() -> int:
     outline = None if demo is None else demo.mask
     reports.save_map_figure(img, result, out, title=f"{path.name} ({reports.model_label(args.model_path)})",
                             side_by_side=True, outline=outline)
-    print(f"{path}: {record['rows']}x{record['cols']} patch map, ISO metric from {result.map.min():.2f} "
+    print(f"{path}: {record['rows']}x{record['cols']} patch map"
+          f"{cli.chosen_model_text(record, args.model_path, by_kind)}, ISO metric from {result.map.min():.2f} "
           f"to {result.map.max():.2f}, global {result.global_metric:.3f}{reports.interval_text(record)}; "
           f"figure: {out}")
     scores = metrics.splice_score_maps(result.map, img, result.stride)

@@ -147,7 +147,7 @@ def main() -> int:
     cli.add_inference_args(parser, None, "the image to estimate, and the PRNU probe")
     add_prnu_args(parser)
     args = parser.parse_args()
-    cli.model_for_the_one_image(args, "lossy")  # the demo is a camera JPEG
+    by_kind = cli.model_for_the_one_image(args, "lossy")  # the demo is a camera JPEG
     net = cli.setup_inference(args)
     fingerprint_images = check_prnu_args(args)
     readers = cli.setup_readers(args, net, with_prnu=True)
@@ -158,6 +158,7 @@ def main() -> int:
     reports.save_map_figure(img, result, out, title=f"{path.name} ({reports.model_label(args.model_path)})")
     print(f"Estimated ISO metric: {result.global_metric:.3f} (ISO {result.global_iso:.0f}, "
           f"nearest full stop {record['nearest_iso']}, IQR {result.iqr:.2f} stops{reports.interval_text(record)})"
+          + cli.chosen_model_text(record, args.model_path, by_kind)
           + reports.reader_text(record, bool(readers.profiles)))
     if record["exif_iso"] is not None and record["iso_metric_interval"] is None:
         print(f"EXIF ISO: {record['exif_iso']} (metric {isonet.iso_to_metric(record['exif_iso']):.3f})")

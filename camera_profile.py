@@ -44,8 +44,9 @@ CLAMP_STOPS = 1.0  # readings are held within this many stops of the ISO range t
 # A profile's reader and residuals come from its photos' unit(s): another unit of the model has its
 # own noise, and a one-unit profile's narrow interval can miss it (docs/experiments.md).
 OTHER_UNITS = ("a profile's reading and interval are those of the unit(s) its photos came from, and may not hold "
-               "for another unit of the same model (to read several units, build the profile from photos of "
-               "several, a folder each: adapt_camera.py --leave_out folder)")
+               "for another unit of the same model: a profile built from several units' photos, a folder each "
+               "(adapt_camera.py --leave_out folder), reads a new unit with an interval that holds, though its "
+               "PRNU fingerprint is best built from one unit's")
 
 
 def noise_statistic(img: np.ndarray) -> float:
@@ -155,6 +156,8 @@ def load_profile(folder: str | os.PathLike, device: str | object = "cpu", precis
         camera, level = str(data["camera"]), float(data.get("interval_level", metrics.INTERVAL_LEVEL))
         if reader.kind not in READERS or residuals.ndim != 1 or residuals.size < 2:
             raise ValueError(reader.kind)
+        if not all(isinstance(photo, dict) and isinstance(photo.get("file"), str) for photo in data.get("photos", [])):
+            raise ValueError("photos")  # Profile.photo_hashes reads them
     except (KeyError, TypeError, ValueError, IndexError) as e:
         raise ISONetError(f"{folder}: a damaged camera profile ({type(e).__name__} in {PROFILE_FILE})") from None
     network = isonet.load_model(folder / READER_FILE, device, precision) if reader.uses_network else None
@@ -166,7 +169,8 @@ def load_profile(folder: str | os.PathLike, device: str | object = "cpu", precis
             fingerprint = np.load(folder / FINGERPRINT_FILE)
             with np.load(folder / PREDICTORS_FILE) as arrays:
                 camera_prnu = prnu.CameraPrnu.from_arrays(fingerprint, dict(arrays))
-            if not all(isinstance(photo, str) for photo in data["prnu"]["photos"]):  # the examination names them
+            photos = data["prnu"]["photos"]  # the examination names them
+            if not (isinstance(photos, list) and len(photos) >= 2 and all(isinstance(p, str) for p in photos)):
                 raise ValueError("prnu photos")
         except (OSError, ValueError, KeyError, TypeError) as e:
             raise ISONetError(f"{folder}: a damaged camera profile ({type(e).__name__} in its PRNU files)") from None

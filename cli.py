@@ -108,13 +108,23 @@ def add_inference_args(parser: argparse.ArgumentParser, model_default: str | Non
                             "where there is one; evaluate.py --fit_intervals writes one)")
 
 
+def check_reader_args(args: argparse.Namespace) -> None:
+    """Exit with one line where the flags that choose what reads each image conflict."""
+    args.profiles, args.intervals = getattr(args, "profiles", None), getattr(args, "intervals", None)
+    args.calibration = getattr(args, "calibration", None)
+    if args.profile and args.profiles:
+        fail("--profile and --profiles: pass one of them")
+    if (args.profile or args.profiles) and args.calibration:
+        fail("--calibration calibrates a model's readings; a camera profile brings its own reading: pass one of them")
+    if args.calibration and args.intervals:
+        fail("--intervals holds the model's own readings' intervals; a --calibration changes the readings")
+
+
 def interval_table(args: argparse.Namespace, net: ISONet, model_path: str) -> tuple[IntervalTable | None, Path | None]:
     """The model's interval table (--intervals, else the one beside `model_path`) and its path; none
     under a --calibration, or where there is none; or exit with one line."""
     table_path = Path(args.intervals) if args.intervals else Path(model_path).with_suffix(".intervals.json")
-    if getattr(args, "calibration", None):
-        if args.intervals:
-            fail("--intervals holds the model's own readings' intervals; a --calibration changes the readings")
+    if args.calibration:
         return None, None
     if not (args.intervals or table_path.is_file()):
         return None, None
@@ -133,11 +143,7 @@ def setup_readers(args: argparse.Namespace, net: ISONet, with_prnu: bool = False
                   model_path: str | None = None) -> Readers:
     """What reads each image (camera_profile.Readers): --profile, --profiles (with their PRNU where
     `with_prnu`) and the model (--model_path unless given) with its interval table; or exit with one line."""
-    args.profiles, args.intervals = getattr(args, "profiles", None), getattr(args, "intervals", None)
-    if args.profile and args.profiles:
-        fail("--profile and --profiles: pass one of them")
-    if (args.profile or args.profiles) and getattr(args, "calibration", None):
-        fail("--calibration calibrates --model_path; a camera profile brings its own reading: pass one of them")
+    check_reader_args(args)
     table, table_path = interval_table(args, net, model_path or args.model_path)
     device = next(net.parameters()).device
     try:
@@ -155,10 +161,9 @@ def setup_models_by_kind(args: argparse.Namespace) -> dict[str, tuple[str, ISONe
     """{kind of file: (model path, model)}, MODELS_BY_KIND's kinds: --model_path for every kind (without
     it, the shipped model that --calibration or --intervals was fitted for), else each kind's shipped
     model; or exit with one line."""
-    fitted = getattr(args, "calibration", None) or getattr(args, "intervals", None)
-    if fitted and not args.model_path:
+    check_reader_args(args)
+    if (args.calibration or args.intervals) and not args.model_path:
         args.model_path = shipped_model_fitted_for(args)
-        print(f"note: {fitted} was fitted for {args.model_path}, which reads every image", file=sys.stderr)
     if args.model_path:
         net = setup_inference(args)
         return dict.fromkeys(MODELS_BY_KIND, (args.model_path, net))
@@ -167,16 +172,19 @@ def setup_models_by_kind(args: argparse.Namespace) -> dict[str, tuple[str, ISONe
 
 
 def shipped_model_fitted_for(args: argparse.Namespace) -> str:
-    """The shipped model that --calibration (else --intervals) was fitted for; or exit with one line."""
+    """The shipped model that --calibration (else --intervals) was fitted for, which then reads every
+    image (it says so); or exit with one line."""
     path = args.calibration or args.intervals
     try:
         fitted = (Calibration.load(path) if args.calibration else IntervalTable.load(path)).model_sha256
+        shipped = next((str(PROJECT / m) for m in MODELS_BY_KIND.values()
+                        if weights_fingerprint(load_model(PROJECT / m)) == fitted), None)
     except ISONetError as e:
         fail(str(e))
-    for shipped in MODELS_BY_KIND.values():
-        if weights_fingerprint(load_model(PROJECT / shipped)) == fitted:
-            return str(PROJECT / shipped)
-    fail(f"{path}: fitted for none of the shipped models: name its model with --model_path")
+    if shipped is None:
+        fail(f"{path}: fitted for none of the shipped models: name its model with --model_path")
+    print(f"note: {path} was fitted for {shipped}, which reads every image", file=sys.stderr)
+    return shipped
 
 
 def setup_readers_by_kind(args: argparse.Namespace, models: dict[str, tuple[str, ISONet]]) -> dict[str, Readers]:
@@ -195,16 +203,27 @@ def setup_readers_by_kind(args: argparse.Namespace, models: dict[str, tuple[str,
     return readers
 
 
-def model_for_the_one_image(args: argparse.Namespace, demo_kind: str) -> None:
-    """Without --model_path, name the shipped model of the one --pic_path's kind (of the demo's
-    kind without one) in args.model_path."""
+def model_for_the_one_image(args: argparse.Namespace, demo_kind: str) -> bool:
+    """Without --model_path, name in args.model_path the shipped model that --intervals was fitted
+    for, else that of the one --pic_path's kind (of the demo's kind without one); whether the kind
+    chose it."""
+    check_reader_args(args)
     if args.model_path:
-        return
+        return False
+    if args.intervals:
+        args.model_path = shipped_model_fitted_for(args)
+        return False
     try:
         kind = model_kind(_single_pic_path(args)) if args.pic_path else demo_kind
     except OSError:
         kind = demo_kind  # the file's own one-line error comes when it is read
     args.model_path = str(PROJECT / MODELS_BY_KIND[kind])
+    return True
+
+
+def chosen_model_text(record: dict, model_path: str, by_kind: bool) -> str:
+    """', by MODEL' for an image's printed line where its kind chose the model that read it."""
+    return f", by {Path(model_path).name}" if by_kind and not record["reader"] else ""
 
 
 def model_kind(path: str | os.PathLike) -> str:

@@ -16,7 +16,6 @@ import image_io
 import isonet
 import prnu
 import reports
-from camera_profile import OTHER_UNITS
 from isonet import ISONetError
 
 if TYPE_CHECKING:
@@ -30,6 +29,8 @@ NEEDS_EXIF = ("exif", "isonet_weighted")  # band choices that need every fingerp
 PROBE_IN_FINGERPRINT = ("the photo is one of those the profile's fingerprint was built from, so its PCE and "
                         "forgery map compare it with itself: examine a photo the profile was not built from")
 # A photo of another camera lacks the fingerprint in every block, so its map singles out nothing.
+NOT_THIS_CAMERA_READING = ("by its PRNU the photo is not from the camera whose photos built the profile, so the "
+                           "profile's reading and interval may not hold for it")
 NOT_THIS_CAMERA_MAP = ("the photo does not match this camera as a whole, so the map cannot tell pasted blocks "
                        "from the rest")
 
@@ -292,14 +293,14 @@ def in_fingerprint(path: str | os.PathLike, profile: Profile) -> bool:
 
 def examination_lines(exam: Examination) -> list[str]:
     line = f"EXIF ISO against the reading's interval: {exam.exif_verdict}"
-    if exam.exif_verdict == "inconsistent":
+    if exam.prnu is not None and not exam.prnu.same_camera:
+        line += f" ({NOT_THIS_CAMERA_READING})"
+    elif exam.exif_verdict == "inconsistent":
         level = exam.record["interval_level"]
         line += (f" (genuine photos fall outside the {level:.0%} interval {1 - level:.0%} of the time: "
                  "weigh it with the rest)")
     lines = [line]
     lines += probe_report_lines(exam.prnu) if exam.prnu is not None else [f"PRNU: not examined: {exam.prnu_note}"]
-    if exam.prnu is not None and not exam.prnu.same_camera:
-        lines.append(f"warning: by its PRNU the photo is not from the profile's camera; {OTHER_UNITS}")
     if exam.probe_in_fingerprint:
         lines.append(f"warning: {PROBE_IN_FINGERPRINT}")
     return lines

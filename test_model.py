@@ -7,7 +7,8 @@
     torchrun --nproc_per_node 4 test_model.py --pic_path seized/ --recursive --figures none --resume
 
 Without --model_path, each file is read by the shipped model made for its kind: models/net_jpg.pth
-for JPEGs (and other lossy files), models/net_tif.pth for the rest.
+for JPEGs (and other lossy files), models/net_tif.pth for the rest; with a --calibration or an
+--intervals table, the shipped model it was fitted for reads every file.
 
 For each image, writes <name>_iso_map.png, <name>_scatter.png (unless --figures none) and
 <name>.json to --out_dir, where <name> is the image's path relative to the folder all the inputs
@@ -109,8 +110,7 @@ def describe(record: dict, profiles: bool = False, name_model: bool = False) -> 
     """The image's printed lines; with `name_model` (models chosen by file kind), which model read it."""
     line = (f"{record['file']}: ISO metric {record['global_iso_metric']:.3f}, ISO {record['global_iso']:.0f} "
             f"(nearest {record['nearest_iso']}), IQR {record['iqr']:.2f} stops")
-    if name_model and not record["reader"]:
-        line += f", by {Path(record['model']).name}"
+    line += cli.chosen_model_text(record, record["model"], name_model)
     interval = reports.interval_text(record)
     if record["exif_iso"] is not None and not interval:
         line += f", EXIF ISO {record['exif_iso']}"
