@@ -28,9 +28,9 @@ BAND_CHOICES = ("isonet", "exif", "single", "isonet_weighted")
 NEEDS_EXIF = ("exif", "isonet_weighted")  # band choices that need every fingerprint image's EXIF ISO
 PROBE_IN_FINGERPRINT = ("the photo is one of those the profile's fingerprint was built from, so its PCE and "
                         "forgery map compare it with itself: examine a photo the profile was not built from")
-# A photo of another camera lacks the fingerprint in every block, so its map singles out nothing.
 NOT_THIS_CAMERA_READING = ("by its PRNU the photo is not from the camera whose photos built the profile, so the "
                            "profile's reading and interval may not hold for it")
+# A photo of another camera lacks the fingerprint in every block, so its map singles out nothing.
 NOT_THIS_CAMERA_MAP = ("the photo does not match this camera as a whole, so the map cannot tell pasted blocks "
                        "from the rest")
 

@@ -202,6 +202,7 @@ def main() -> int:
     todo = [k for k in range(processes.rank, len(images), processes.world)
             if not (args.resume and complete_record(out_dir / f"{names[k]}.json", images[k], settings))]
     failed, by_profile = {}, False
+    name_model = not args.model_path  # each file's kind chose the model that reads it
     bar = reports.progress(decoded([images[k] for k in todo], args.workers), total=len(todo), unit="image",
                            desc=f"rank {processes.rank}" if processes.distributed else "images",
                            disable=True if args.quiet else None)
@@ -226,8 +227,7 @@ def main() -> int:
             print(f"error: {message}", file=sys.stderr)
             failed[k] = message
             continue
-        print(describe(record, bool(by_kind[kind].profiles), len({id(r) for r in by_kind.values()}) > 1),
-              flush=True)
+        print(describe(record, bool(by_kind[kind].profiles), name_model), flush=True)
         by_profile = by_profile or bool(record["reader"])
         if demo:
             print(cli.describe_truth(demo, record["global_iso_metric"]))
