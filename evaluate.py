@@ -55,10 +55,11 @@ def cameras_of(paths: list[Path], data: list[str]) -> list[str]:
 
 def print_model_table(model_reports: dict[str, dict], title: str) -> None:
     print(f"\n{title}")
-    print(f"{'model':<28} {'n':>4} {'MAE':>6} {'bias':>6} {'RMSE':>6} {'<=1/2':>6} {'<=1':>6} {'rho':>6} "
+    w = max(28, *map(len, model_reports))  # a name whole: two paths may end alike
+    print(f"{'model':<{w}} {'n':>4} {'MAE':>6} {'bias':>6} {'RMSE':>6} {'<=1/2':>6} {'<=1':>6} {'rho':>6} "
           f"{'patchMAE':>8}")
     for name, r in model_reports.items():
-        print(f"{name[-28:]:<28} {r['n']:>4} {r['mae']:>6.3f} {r['bias']:>+6.3f} {r['rmse']:>6.3f} "
+        print(f"{name:<{w}} {r['n']:>4} {r['mae']:>6.3f} {r['bias']:>+6.3f} {r['rmse']:>6.3f} "
               f"{r['within_half_stop']:>6.0%} {r['within_one_stop']:>6.0%} {r['spearman']:>6.3f} "
               f"{r.get('patch_mae', float('nan')):>8.3f}")
 
@@ -66,20 +67,23 @@ def print_model_table(model_reports: dict[str, dict], title: str) -> None:
 def print_per_iso(model_reports: dict[str, dict]) -> None:
     names = list(model_reports)
     print("\nper ISO (MAE / bias in stops, median estimate as ISO)")
-    print(f"{'ISO':>6} {'n':>4}" + "".join(f" | {n[-22:]:>22}" for n in names))
+    widths = [max(22, len(n)) for n in names]
+    print(f"{'ISO':>6} {'n':>4}" + "".join(f" | {n:>{w}}" for n, w in zip(names, widths)))
     for k, row in enumerate(model_reports[names[0]]["per_iso"]):
-        cells = "".join(f" | {r['per_iso'][k]['mae']:>5.2f} {r['per_iso'][k]['bias']:>+6.2f} "
-                        f"{r['per_iso'][k]['median_estimate_iso']:>8.0f}" for r in model_reports.values())
+        rows = [r["per_iso"][k] for r in model_reports.values()]
+        cells = "".join(f" | {r['mae']:>{w - 16}.2f} {r['bias']:>+6.2f} {r['median_estimate_iso']:>8.0f}"
+                        for r, w in zip(rows, widths))
         print(f"{row['iso']:>6} {row['n']:>4}{cells}")
 
 
 def print_per_camera(model_reports: dict[str, dict]) -> None:
     names = [n for n in model_reports if "per_camera" in model_reports[n]]
     print("\nper camera (MAE / bias in stops)")
-    print(f"{'camera':<30} {'n':>4} {'ISO':>11}" + "".join(f" | {n[-16:]:>16}" for n in names))
+    widths = [max(16, len(n)) for n in names]
+    print(f"{'camera':<30} {'n':>4} {'ISO':>11}" + "".join(f" | {n:>{w}}" for n, w in zip(names, widths)))
     for k, row in enumerate(model_reports[names[0]]["per_camera"]):
         of_camera = [model_reports[n]["per_camera"][k] for n in names]
-        cells = "".join(f" | {r['mae']:>6.2f} {r['bias']:>+9.2f}" for r in of_camera)
+        cells = "".join(f" | {r['mae']:>{w - 10}.2f} {r['bias']:>+9.2f}" for r, w in zip(of_camera, widths))
         print(f"{row['camera'][:30]:<30} {row['n']:>4} {row['iso_min']:>5}-{row['iso_max']:<5}{cells}")
 
 
@@ -339,7 +343,8 @@ def evaluate_splices(args: argparse.Namespace, readers: dict[str, metrics.MapRea
     kind = f"real splices ({' '.join(args.data)})" if args.data else "rendered splices"
     print(f"\n{len(splices)} {kind}: pixel AUC and best F1 of |patch value - image median| "
           f"('+ sigma': a model's and the noise sigma's, each in units of its map's median distance, added)")
-    print(f"{'model':<28} {'stride':>6} {'gap':>4} {'n':>4} {'AUC':>6} {'F1':>6}")
+    w = max(28, *map(len, [NOISE_SIGMA_BASELINE, *map(fused_name, readers)]))
+    print(f"{'model':<{w}} {'stride':>6} {'gap':>4} {'n':>4} {'AUC':>6} {'F1':>6}")
     for name in [NOISE_SIGMA_BASELINE, *readers, *map(fused_name, readers)]:
         for stride in strides:
             for gap in ["all", 1, 2, 3, 4]:
@@ -351,7 +356,7 @@ def evaluate_splices(args: argparse.Namespace, readers: dict[str, metrics.MapRea
                          "auc": float(np.nanmean([r["auc"] for r in chosen])),
                          "f1": float(np.nanmean([r["f1"] for r in chosen]))}
                 table.append(entry)
-                print(f"{name[-28:]:<28} {stride:>6} {gap:>4} {entry['n']:>4} {entry['auc']:>6.3f} {entry['f1']:>6.3f}")
+                print(f"{name:<{w}} {stride:>6} {gap:>4} {entry['n']:>4} {entry['auc']:>6.3f} {entry['f1']:>6.3f}")
     out_dir = Path(args.out_dir)
     reports.write_csv(out_dir / "splice.csv", rows, list(rows[0]))
     reports.write_json(out_dir / "report.json", {"splices": len(splices), "seed": args.seed, "table": table})

@@ -37,6 +37,8 @@ def test_labelled_accuracy_matches_figures_computed_here(tmp_path, weights_file,
     assert ours["patch_mae"] == pytest.approx(patch_errors.mean(), abs=1e-5)
     assert [row["iso"] for row in ours["per_iso"]] == [100, 400, 1600]
     assert str(second_weights) in report["models"] and "calibrated (cross-validated)" in report["models"]
+    printed = proc.stdout.splitlines()  # each model's row names it whole, however long its path
+    assert all(any(line.startswith(f"{m} ") for line in printed) for m in (weights_file, second_weights))
     assert report["skipped"][0]["file"].endswith("broken.png")
 
     with open(out / "per_image.csv") as f:
