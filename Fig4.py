@@ -22,6 +22,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     cli.add_inference_args(parser, None, "the image to map")
     args = parser.parse_args()
+    cli.keep_freed_memory()
     by_kind = cli.model_for_the_one_image(args, "uncompressed")  # the demo splice is a PNG
     net = cli.setup_inference(args)
     readers = cli.setup_readers(args, net)

@@ -147,6 +147,7 @@ def main() -> int:
     cli.add_inference_args(parser, None, "the image to estimate, and the PRNU probe")
     add_prnu_args(parser)
     args = parser.parse_args()
+    cli.keep_freed_memory()
     by_kind = cli.model_for_the_one_image(args, "lossy")  # the demo is a camera JPEG
     net = cli.setup_inference(args)
     fingerprint_images = check_prnu_args(args)

@@ -507,6 +507,7 @@ def main(argv: list[str] | None = None) -> int:
                         "or AMX and on GPUs (docs/benchmarks.md)")
     cli.add_device_arg(p)
     args = p.parse_args(argv)
+    cli.keep_freed_memory()
     for flag, least in {"patches_per_photo": 1, "epochs": 1, "folds": 2, "block": 16, "block_stride": 1}.items():
         if getattr(args, flag) < least:
             cli.fail(f"--{flag} {getattr(args, flag)}: must be at least {least}")

@@ -1,10 +1,12 @@
 """The command-line conventions every script shares: one-line errors and exit codes (0 done, 1 an
 input failed, 2 bad arguments), boolean flags in the original scripts' style, --device and
---out_dir, the inference scripts' common flags, model loading, and the embedded demos' selection.
+--out_dir, the inference scripts' common flags, model loading, the embedded demos' selection, and
+the process's memory reuse.
 """
 from __future__ import annotations
 
 import argparse
+import ctypes
 import os
 import re
 import sys
@@ -39,6 +41,24 @@ from reports import analyse_image
 # for its kind: lossy files (JPEG, HEIC, lossy WebP) with the one trained on JPEGs, the rest with the
 # one trained lossless.
 MODELS_BY_KIND = {"uncompressed": "models/net_tif.pth", "lossy": "models/net_jpg.pth"}
+
+
+# glibc's mallopt options, and the size up to which freed memory is kept for reuse.
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
+KEEP_FREED_BYTES = 1 << 30
+
+
+def keep_freed_memory() -> None:
+    """Have glibc's malloc keep freed blocks of up to 1 GiB for reuse instead of handing them back
+    to the system. A map's bands of patches and a training step's activations are tens of MB, which
+    glibc otherwise maps afresh each time: the page faults cost a sixth of a run's time
+    (docs/benchmarks.md). Nothing where the C library has no mallopt (macOS, Windows)."""
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError, TypeError):
+        return
+    for option in (M_MMAP_THRESHOLD, M_TRIM_THRESHOLD):
+        mallopt(option, KEEP_FREED_BYTES)
 
 
 def fail(message: str, code: int = 2) -> NoReturn:

@@ -463,6 +463,7 @@ def main() -> int:
                         help="compare the flat-region noise of the --data photos with plain and camera-ISP renders")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
+    cli.keep_freed_memory()
     if args.readings:
         return refit_intervals(args)
     if args.data is None and args.splice is None:

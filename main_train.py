@@ -29,7 +29,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler, Subset
 from tqdm import tqdm
 
-from cli import add_bool_flag, add_device_arg, fail, join_processes, leave_processes
+from cli import add_bool_flag, add_device_arg, fail, join_processes, keep_freed_memory, leave_processes
 from dataset import CHUNK, concat_runs, open_patch_set, to_unit_float
 from image_io import atomic_path
 from isonet import ISONet, ISONetError, load_model, resolve_device
@@ -188,6 +188,7 @@ class Progress:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    keep_freed_memory()
     ckpt = None
     if args.resume_training:  # checked first: a refused resume should cost nothing
         ckpt = load_checkpoint(args.resume_training)

@@ -134,6 +134,7 @@ def prepare(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    cli.keep_freed_memory()
     try:
         return prepare(args)
     except KeyboardInterrupt:

@@ -1,6 +1,8 @@
 """test_model.py, Fig4.py and Fig7.py run as a user runs them."""
 import csv
 import json
+import platform
+import subprocess
 import sys
 
 import numpy as np
@@ -9,7 +11,7 @@ import pytest
 import image_io
 import isonet
 import reports
-from conftest import SHARED, assert_one_line_error, needs_shared, noisy_image, write_rgb
+from conftest import ROOT, SHARED, assert_one_line_error, needs_shared, noisy_image, write_rgb
 from conftest import run_script as run
 
 
@@ -309,3 +311,25 @@ def test_test_model_reports_bad_files_but_lets_bugs_surface(tmp_path, weights_fi
     monkeypatch.setattr(reports, "analyse_image", broken)
     with pytest.raises(TypeError, match="a bug in the code"):
         test_model.main()
+
+
+FAULTS_OF_LARGE_BUFFERS = """
+import resource
+import numpy as np
+import cli
+if {keep}:
+    cli.keep_freed_memory()
+np.ones(64 << 20, np.uint8)  # the first buffer is mapped either way
+before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+for _ in range(10):
+    np.ones(64 << 20, np.uint8)  # 64 MiB written, then freed
+print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+"""
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="mallopt is glibc's")
+def test_scripts_reuse_freed_buffers_instead_of_mapping_them_afresh():
+    faults = {keep: int(subprocess.run([sys.executable, "-c", FAULTS_OF_LARGE_BUFFERS.format(keep=keep)], cwd=ROOT,
+                                       capture_output=True, text=True, check=True).stdout)
+              for keep in (False, True)}
+    assert faults[True] < 10 <= faults[False]  # glibc alone maps each buffer afresh: a fault at least each
