@@ -174,6 +174,7 @@ def main() -> int:
                              help="processes decoding the next images while the network reads (default 0: none)")
     collections.add_argument("--quiet", action="store_true", help="no progress bar on stderr")
     args = parser.parse_args()
+    cli.keep_freed_memory()
     if args.workers < 0:
         cli.fail(f"--workers {args.workers}: must be 0 or more")
     models = cli.setup_models_by_kind(args)
@@ -201,7 +202,7 @@ def main() -> int:
     # This process's share: every world-th image from its rank on, the same for the same list.
     todo = [k for k in range(processes.rank, len(images), processes.world)
             if not (args.resume and complete_record(out_dir / f"{names[k]}.json", images[k], settings))]
-    failed, by_profile = {}, False
+    failed = {}
     name_model = not args.model_path  # each file's kind chose the model that reads it
     bar = reports.progress(decoded([images[k] for k in todo], args.workers), total=len(todo), unit="image",
                            desc=f"rank {processes.rank}" if processes.distributed else "images",
@@ -228,21 +229,21 @@ def main() -> int:
             failed[k] = message
             continue
         print(describe(record, bool(by_kind[kind].profiles), name_model), flush=True)
-        by_profile = by_profile or bool(record["reader"])
         if demo:
             print(cli.describe_truth(demo, record["global_iso_metric"]))
-    if by_profile and args.profiles:  # matched by EXIF make and model, which cannot tell units apart
-        print(f"note: {camera_profile.OTHER_UNITS}; Fig7.py --profile checks a photo's unit by its PRNU",
-              file=sys.stderr)
     failed = cli.gather(processes, failed)  # and every process's records are written by now
     cli.leave_processes(processes)
     if processes.rank == 0:
-        summary = []
+        summary, by_profile = [], False
         for k, (path, name) in enumerate(zip(images, names)):
             record = complete_record(out_dir / f"{name}.json", path, settings)
+            by_profile = by_profile or bool(record and record["reader"])
             summary.append(summary_row(record) if record else {"file": str(path),
                                                                 "error": failed.get(k, "no complete record")})
         reports.write_csv(out_dir / "summary.csv", summary, SUMMARY_COLUMNS)
+        if by_profile and args.profiles:  # matched by EXIF make and model, which cannot tell units apart
+            print(f"note: {camera_profile.OTHER_UNITS}; Fig7.py --profile checks a photo's unit by its PRNU",
+                  file=sys.stderr)
         done = sum(not row.get("error") for row in summary)
         print(f"{done} of {len(images)} images done; outputs in {out_dir}/")
         return 0 if done == len(images) else 1

@@ -198,7 +198,12 @@ def test_profiles_folder_picks_each_photos_camera_and_says_when_none_matched(pro
     assert f"read with the camera profile {profile_dir}" in lines["ours.jpg"]
     assert f"read with the camera profile {profile_dir}" in lines["respelt.jpg"]  # EXIF's case is not the camera
     assert "no camera profile matched its camera (Acme Cam Two)" in lines["theirs.jpg"]
-    assert camera_profile.OTHER_UNITS in proc.stderr  # a model's EXIF name does not tell its units apart
+    assert proc.stderr.count(camera_profile.OTHER_UNITS) == 1  # a model's EXIF name does not tell its units apart
+    two = run_script("-m", "torch.distributed.run", "--standalone", "--nproc_per_node", 2, "test_model.py",
+                     "--model_path", weights_file, "--profiles", profile_dir.parent, "--pic_path", ours, respelt,
+                     theirs, "--out_dir", tmp_path / "two", "--figures", "none")  # both processes read with it
+    assert two.returncode == 0, two.stderr
+    assert two.stderr.count(camera_profile.OTHER_UNITS) == 1  # once for the run, not once a process
     # Two profiles of one camera, however spelt, in one folder: which to read with is not guessed.
     ours = camera_profile.load_profile(profile_dir, with_prnu=False)
     respelt_twin = dataclasses.replace(ours, folder=tmp_path / "twin", camera="ACME cam  ONE")
