@@ -202,8 +202,10 @@ def block_extent(report: ProbeReport) -> tuple[float, float, float, float]:
     return x0, x1, y1, y0
 
 
-def draw_forgery_map(ax, img: np.ndarray, report: ProbeReport) -> None:
-    """The probe as a viewer shows it (`img`), dimmed, with the blocks that lack the camera's PRNU in red."""
+def draw_forgery_map(ax, img: np.ndarray, report: ProbeReport, in_fingerprint: bool = False) -> None:
+    """The probe as a viewer shows it (`img`), dimmed, with the blocks that lack the camera's PRNU in
+    red; its title says where the map tells nothing (another camera, or one of the fingerprint's own
+    photos)."""
     reports.show_image(ax, isonet.to_unit_float(img), dim=0.5)
     overlay = np.zeros((*report.rho.shape, 4), np.float32)
     overlay[report.forged] = (1.0, 0.1, 0.1, 0.6)
@@ -212,7 +214,9 @@ def draw_forgery_map(ax, img: np.ndarray, report: ProbeReport) -> None:
     ax.set_ylim(img.shape[0], 0)
     ax.set_title(f"blocks without the camera's PRNU ({report.false_alarm:.0%} false alarm): "
                  f"{int(report.forged.sum())} of {report.forged.size}; PCE {report.pce.value:.1f}"
-                 + ("" if report.same_camera else "\n(not this camera: the map says nothing)"), fontsize=10)
+                 + ("" if report.same_camera else "\n(not this camera: the map says nothing)")
+                 + ("\n(one of the fingerprint's own photos: compared with itself)" if in_fingerprint else ""),
+                 fontsize=10)
 
 
 def save_forgery_figure(img: np.ndarray, report: ProbeReport, path: str | os.PathLike) -> None:
@@ -337,7 +341,7 @@ def save_examination_figure(img: np.ndarray, exam: Examination, path: str | os.P
                      exam.iso_map.stride, vmax=1.0)
     axes[1].set_title("splice scores (ISONet and noise sigma added)", fontsize=10)
     if exam.prnu is not None:
-        draw_forgery_map(axes[2], img, exam.prnu)
+        draw_forgery_map(axes[2], img, exam.prnu, exam.probe_in_fingerprint)
     fig.suptitle(f"{Path(record['file']).name}: examination against {record['reader']} ({exam.exif_verdict} with "
                  "its EXIF ISO)")
     reports.save_figure(fig, path)

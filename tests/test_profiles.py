@@ -6,6 +6,7 @@ import csv
 import dataclasses
 import json
 import re
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -16,11 +17,13 @@ import camera_noise as cn
 import camera_profile
 import demos
 import examination
+import Fig7
 import forgeries
 import image_io
 import metrics
 import prnu
 import prnu_scenario
+import reports
 from conftest import assert_one_line_error, run_script
 
 H, W = 192, 256
@@ -214,7 +217,7 @@ def test_profiles_folder_picks_each_photos_camera_and_says_when_none_matched(pro
 
 @pytest.mark.slow
 def test_examination_against_a_profile_finds_the_camera_and_a_pasted_region(profile_dir, weights_file, camera,
-                                                                            scenes, tmp_path, db):
+                                                                            scenes, tmp_path, db, monkeypatch):
     rng = np.random.default_rng(7)  # scenes[5] is in none of the profile's photos: no scene shared
     genuine = write_camera_photo(tmp_path / "genuine.jpg", render(scenes[5], camera, 200, rng), 200, "Cam One")
     proc = run_script("Fig7.py", "--model_path", weights_file, "--profile", profile_dir, "--pic_path", genuine,
@@ -242,6 +245,14 @@ def test_examination_against_a_profile_finds_the_camera_and_a_pasted_region(prof
     assert proc.returncode == 0, proc.stderr
     assert json.loads((tmp_path / "own" / "Fig7_examination.json").read_text())["prnu"]["probe_in_fingerprint"]
     assert "warning: the photo is one of those the profile's fingerprint was built from" in proc.stdout
+    # ...and so does the report's figure, in-process to read its titles.
+    titles = {}
+    monkeypatch.setattr(reports, "save_figure", lambda fig, path, **_: titles.update({Path(path).name: fig.axes}))
+    monkeypatch.setattr(sys, "argv", ["Fig7.py", "--model_path", str(weights_file), "--profile", str(profile_dir),
+                                      "--pic_path", str(profile_dir.parent / "photos" / "p1.jpg"),
+                                      "--out_dir", str(tmp_path / "own_in_process")])
+    assert Fig7.main() == 0
+    assert "compared with itself" in titles["Fig7_examination.png"][2].get_title()
     # A profile that keeps no photo's hash: its photos are found where it lists them.
     profile = camera_profile.load_profile(profile_dir, "cpu", "fp32", with_prnu=True)
     for photo in profile.summary["photos"]:
