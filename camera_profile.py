@@ -18,6 +18,7 @@ Building needs training code (adapt_camera.py); reading with a profile does not.
 """
 from __future__ import annotations
 
+import functools
 import json
 import os
 from dataclasses import dataclass, field
@@ -111,6 +112,11 @@ class Profile:
         photos = [p for p in self.summary.get("photos", []) if files is None or p["file"] in files]
         return {p["sha256"] if "sha256" in p else file_sha256(p["file"]) for p in photos
                 if "sha256" in p or Path(p["file"]).is_file()}
+
+    @functools.cached_property
+    def own_photos(self) -> set[str]:
+        """photo_hashes() of every photo, hashed once."""
+        return self.photo_hashes()
 
     def interval(self, metric: float) -> tuple[float, float]:
         """The `level` interval of the true ISO metric of a photo this profile reads as `metric`."""
@@ -266,6 +272,9 @@ class Readers:
             level = None if interval is None else self.table.level
             source = None if interval is None else f"{self.table_path} ({FILE_KIND_NAMES[kind]})"
         return result, {"camera": read_exif_camera(Path(path))[0],
-                        "reader": None if profile is None else str(profile.folder), "file_kind": kind,
+                        "reader": None if profile is None else str(profile.folder),
+                        # its reading is then not held out, however well it agrees
+                        "profile_photo": None if profile is None else file_sha256(path) in profile.own_photos,
+                        "file_kind": kind,
                         "iso_metric_interval": None if interval is None else [round(v, 4) for v in interval],
                         "interval_level": level, "interval_source": source}

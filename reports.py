@@ -72,9 +72,9 @@ def analyse_image(readers: Readers, path: str | os.PathLike, stride: int = PATCH
 
 
 # From this EXIF ISO up, models not adapted to a camera read its in-camera JPEGs far too low: its
-# noise reduction leaves them as clean as base ISO (models/README.md, "In-camera JPEGs of held-out
-# cameras"), so a reading below the metadata proves little there. Where an interval is calibrated,
-# it says as much for every reading; this warning stands for the models without one.
+# noise reduction leaves them as clean as base ISO (models/README.md, "Accuracy"), so a reading
+# below the metadata proves little there. Where an interval is calibrated, it says as much for
+# every reading; this warning stands for the models without one.
 LOW_READING_FROM_EXIF_ISO = 800
 LOW_READING_STOPS = 1.0
 # An interval wider than this says nothing of the absolute ISO: only a profile of the camera can.
@@ -85,7 +85,8 @@ def reader_text(record: dict, profiles: bool) -> str:
     """Which camera profile read the image, for the printed line; with `profiles` (--profiles), that
     none matched its camera when none did."""
     if record["reader"]:
-        return f"; read with the camera profile {record['reader']}"
+        own = " (one of the photos it was built from: not a held-out reading)" if record.get("profile_photo") else ""
+        return f"; read with the camera profile {record['reader']}{own}"
     return f"; no camera profile matched its camera ({record['camera'] or 'none in its EXIF'})" if profiles else ""
 
 

@@ -245,6 +245,15 @@ def test_examination_against_a_profile_finds_the_camera_and_a_pasted_region(prof
     assert proc.returncode == 0, proc.stderr
     assert json.loads((tmp_path / "own" / "Fig7_examination.json").read_text())["prnu"]["probe_in_fingerprint"]
     assert "warning: the photo is one of those the profile's fingerprint was built from" in proc.stdout
+    assert "(one of the photos it was built from: not a held-out reading)" in proc.stdout
+    # test_model.py says the same of a profile's own photo, and only of it.
+    proc = run_script("test_model.py", "--model_path", weights_file, "--profile", profile_dir, "--pic_path",
+                      profile_dir.parent / "photos" / "p1.jpg", genuine, "--out_dir", tmp_path / "tm",
+                      "--figures", "none")
+    assert proc.returncode == 0, proc.stderr
+    records = {f.stem: json.loads(f.read_text()) for f in (tmp_path / "tm").rglob("*.json")}
+    assert [records[n]["profile_photo"] for n in ("p1", "genuine")] == [True, False]
+    assert proc.stdout.count("not a held-out reading") == 1
     # ...and so does the report's figure, in-process to read its titles.
     titles = {}
     monkeypatch.setattr(reports, "save_figure", lambda fig, path, **_: titles.update({Path(path).name: fig.axes}))
