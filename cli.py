@@ -48,17 +48,18 @@ M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
 KEEP_FREED_BYTES = 1 << 30
 
 
-def keep_freed_memory() -> None:
+def keep_freed_memory() -> bool:
     """Have glibc's malloc keep freed blocks of up to 1 GiB for reuse instead of handing them back
-    to the system. A map's bands of patches and a training step's activations are tens of MB, which
-    glibc otherwise maps afresh each time: the page faults cost a sixth of a run's time
-    (docs/benchmarks.md). Nothing where the C library has no mallopt (macOS, Windows)."""
+    to the system; whether it took the setting. A map's bands of patches and a training step's
+    activations are tens of MB, which glibc otherwise maps afresh each time: the page faults cost a
+    fifth of the time of reading or fine-tuning (docs/benchmarks.md). Nothing where the C library
+    has no mallopt (macOS, Windows) or refuses so high a threshold (glibc before 2.27 or so), where
+    fixing the trim threshold alone would only stop glibc's own adjustment."""
     try:
         mallopt = ctypes.CDLL(None).mallopt
     except (OSError, AttributeError, TypeError):
-        return
-    for option in (M_MMAP_THRESHOLD, M_TRIM_THRESHOLD):
-        mallopt(option, KEEP_FREED_BYTES)
+        return False
+    return bool(mallopt(M_MMAP_THRESHOLD, KEEP_FREED_BYTES)) and bool(mallopt(M_TRIM_THRESHOLD, KEEP_FREED_BYTES))
 
 
 def fail(message: str, code: int = 2) -> NoReturn:

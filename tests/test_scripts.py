@@ -317,19 +317,21 @@ FAULTS_OF_LARGE_BUFFERS = """
 import resource
 import numpy as np
 import cli
-if {keep}:
-    cli.keep_freed_memory()
+taken = cli.keep_freed_memory() if {keep} else True
 np.ones(64 << 20, np.uint8)  # the first buffer is mapped either way
 before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 for _ in range(10):
     np.ones(64 << 20, np.uint8)  # 64 MiB written, then freed
-print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before if taken else "refused")
 """
 
 
 @pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="mallopt is glibc's")
 def test_scripts_reuse_freed_buffers_instead_of_mapping_them_afresh():
-    faults = {keep: int(subprocess.run([sys.executable, "-c", FAULTS_OF_LARGE_BUFFERS.format(keep=keep)], cwd=ROOT,
-                                       capture_output=True, text=True, check=True).stdout)
+    faults = {keep: subprocess.run([sys.executable, "-c", FAULTS_OF_LARGE_BUFFERS.format(keep=keep)], cwd=ROOT,
+                                   capture_output=True, text=True, check=True).stdout.strip()
               for keep in (False, True)}
+    if faults[True] == "refused":
+        pytest.skip("this glibc refuses a 1 GiB mmap threshold: the scripts keep its own settings")
+    faults = {keep: int(count) for keep, count in faults.items()}
     assert faults[True] < 10 <= faults[False]  # glibc alone maps each buffer afresh: a fault at least each
