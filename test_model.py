@@ -38,7 +38,8 @@ import reports
 
 SUMMARY_COLUMNS = ["file", "width", "height", "stride", "rows", "cols", "global_iso_metric",
                    "global_iso", "nearest_iso", "iso_metric_low", "iso_metric_high", "interval_level", "iqr",
-                   "exif_iso", "camera", "file_kind", "model", "reader", "clipped_share", "seconds", "error"]
+                   "exif_iso", "camera", "file_kind", "model", "reader", "profile_photo", "clipped_share", "seconds",
+                   "error"]
 
 
 def output_names(paths: list[Path]) -> list[str]:

@@ -253,6 +253,9 @@ def test_examination_against_a_profile_finds_the_camera_and_a_pasted_region(prof
     assert proc.returncode == 0, proc.stderr
     records = {f.stem: json.loads(f.read_text()) for f in (tmp_path / "tm").rglob("*.json")}
     assert [records[n]["profile_photo"] for n in ("p1", "genuine")] == [True, False]
+    with open(tmp_path / "tm" / "summary.csv") as f:
+        summary = {Path(r["file"]).stem: r["profile_photo"] for r in csv.DictReader(f)}
+    assert summary == {"p1": "True", "genuine": "False"}
     assert proc.stdout.count("not a held-out reading") == 1
     # ...and so does the report's figure, in-process to read its titles.
     titles = {}
