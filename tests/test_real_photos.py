@@ -266,6 +266,19 @@ def test_held_out_estimates_never_fit_a_photo_of_the_scored_group(monkeypatch):
         assert fits[-1] == set("abc") - {left_out}
 
 
+def test_two_folders_left_out_in_turn_fit_each_on_the_other_alone():
+    """--leave_out folder with two series: each is read by a calibration fitted on the other, as no
+    third series is left to choose a method on."""
+    rng = np.random.default_rng(2)
+    photos = [adapt_camera.PhotoFit.of(rng.normal(size=(20, 4)), float(k % 3)) for k in range(6)]
+    groups = np.array(["a", "a", "a", "b", "b", "b"])
+    assert adapt_camera.choose_method(photos[3:], np.zeros(5), groups[3:]) == "affine"
+    estimates = adapt_camera.held_out_estimates(photos, np.zeros(5), groups)
+    for scored, fitted in ((slice(0, 3), photos[3:]), (slice(3, 6), photos[:3])):
+        head = adapt_camera.fit(fitted, np.zeros(5), "affine")
+        assert np.allclose(estimates[scored], [adapt_camera.photo_estimate(head, p) for p in photos[scored]])
+
+
 def grey_noise_patches(rng: np.random.Generator, sigma: float, n: int) -> np.ndarray:
     return (128 + rng.normal(0, sigma, (n, 3, 64, 64))).clip(0, 255).astype(np.uint8)
 
@@ -333,6 +346,13 @@ def test_adapt_camera_end_to_end_writes_a_model_test_model_reads(tmp_path, weigh
         for name, net in (("before", before), ("after", after)):
             errors[name].append(abs(isonet.iso_map(net, img).global_metric - isonet.iso_to_metric(iso)))
     assert np.mean(errors["after"]) < np.mean(errors["before"])
+
+
+def test_a_reader_must_beat_the_constant_guess_by_more_than_a_tie():
+    # one series a folder, one ISO each: every reader's held-out MAE is the constant's but for the last bits
+    assert adapt_camera.no_better_than_constant(0.9999999999999954, 1.0)
+    assert adapt_camera.no_better_than_constant(0.97, 1.0) and adapt_camera.no_better_than_constant(1.2, 1.0)
+    assert not adapt_camera.no_better_than_constant(0.9, 1.0)
 
 
 def test_constant_guess_reads_each_photo_from_the_other_groups_only():
